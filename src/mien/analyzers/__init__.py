@@ -1,0 +1,1 @@
+"""Per-face analyzers: head pose, image quality (and, later, observable attributes)."""

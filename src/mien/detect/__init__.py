@@ -1,0 +1,1 @@
+"""Face detection: CenterFace passes planned per picture and merged."""

@@ -1,0 +1,109 @@
+"""CenterFace on onnxruntime: one forward pass over one image at one scale.
+
+The model predicts, on a stride-4 grid, a face-centre heatmap, the box size (log scale),
+a sub-pixel centre offset and 5 landmark offsets. :meth:`CenterFace.run` decodes them into
+pixel boxes, scores and points of the image it was given; scales and tiles are planned in
+:mod:`mien.detect.detector`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from mien.models.registry import ModelCard, load_card, verified_model_bytes
+
+
+@dataclass(frozen=True)
+class RawDetections:
+    """Decoded detections of one pass, in the pixel frame of the image that was run."""
+
+    boxes: npt.NDArray[np.float32]  # (N, 4)
+    scores: npt.NDArray[np.float32]  # (N,)
+    points: npt.NDArray[np.float32]  # (N, 5, 2), CenterFace order: image-left eye first
+
+    @classmethod
+    def empty(cls) -> RawDetections:
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+        )
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def concat(parts: list[RawDetections]) -> RawDetections:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return RawDetections.empty()
+    return RawDetections(
+        np.concatenate([p.boxes for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.points for p in parts]),
+    )
+
+
+class CenterFace:
+    """The CenterFace ONNX model, verified against its model card and loaded once.
+
+    ``run`` is safe to call from several threads at once (onnxruntime sessions are).
+    """
+
+    STRIDE = 4
+
+    def __init__(self, num_threads: int = 0) -> None:
+        self.card: ModelCard = load_card("centerface")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if num_threads:
+            opts.intra_op_num_threads = num_threads
+            opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            verified_model_bytes(self.card), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def run(self, rgb: npt.NDArray[np.uint8], threshold: float) -> RawDetections:
+        """Detect faces in ``rgb`` (H, W, 3 uint8) at its own size."""
+        h, w = rgb.shape[:2]
+        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+        if (ph, pw) != (h, w):
+            # Pad (rather than stretch) to a multiple of 32 so the geometry stays exact.
+            rgb = cv2.copyMakeBorder(rgb, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
+        blob = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None].astype(np.float32))
+        heat, scale, offset, lms = self._session.run(self._outputs, {self._input: blob})
+        return self._decode(heat[0, 0], scale[0], offset[0], lms[0], threshold, (w, h))
+
+    def _decode(
+        self,
+        heat: npt.NDArray[np.float32],
+        scale: npt.NDArray[np.float32],
+        offset: npt.NDArray[np.float32],
+        lms: npt.NDArray[np.float32],
+        threshold: float,
+        size: tuple[int, int],
+    ) -> RawDetections:
+        ys, xs = np.nonzero(heat > threshold)
+        if ys.size == 0:
+            return RawDetections.empty()
+        s = self.STRIDE
+        bh = np.exp(scale[0, ys, xs]) * s
+        bw = np.exp(scale[1, ys, xs]) * s
+        cx = (xs + offset[1, ys, xs] + 0.5) * s
+        cy = (ys + offset[0, ys, xs] + 0.5) * s
+        x1 = cx - bw / 2
+        y1 = cy - bh / 2
+        px = lms[1::2, ys, xs].T * bw[:, None] + x1[:, None]
+        py = lms[0::2, ys, xs].T * bh[:, None] + y1[:, None]
+        w, h = size
+        boxes = np.stack(
+            [np.clip(x1, 0, w), np.clip(y1, 0, h), np.clip(x1 + bw, 0, w), np.clip(y1 + bh, 0, h)],
+            axis=1,
+        ).astype(np.float32)
+        points = np.stack([px, py], axis=2).astype(np.float32)
+        return RawDetections(boxes, heat[ys, xs].astype(np.float32), points)

@@ -1,0 +1,179 @@
+"""Face detection at every scale of a picture: passes planned over one CenterFace model.
+
+A single CenterFace pass at the picture's own size misses faces only a few pixels wide, and
+on very large pictures it is slow and misses nothing it couldn't find at a lower resolution.
+:class:`FaceDetector` therefore plans passes per picture (see docs/output.md, "Detection"):
+
+1. a *global* pass, at the picture's size or shrunk so its long side is at most
+   ``global_max_side`` px;
+2. an *upscaled* pass at up to ``upscale``× (the upscaled long side at most
+   ``upscale_max_pixels``; skipped when that allows less than 1.25×), which finds faces down to
+   ~6 px wide in small pictures;
+3. *tiles* at full resolution when the global pass had to shrink the picture below
+   ``tile_min_shrink`` of its size, so small faces in large pictures are still found;
+4. optionally (``rotation_search``) the same on the picture turned by 90°, 180° and 270°.
+
+Detections of all passes are merged with non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from mien.detect.centerface import CenterFace, RawDetections, concat
+from mien.detect.nms import containment, nms
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """How one picture is searched for faces (all sizes in pixels)."""
+
+    threshold: float = 0.5
+    min_face: float = 0.0
+    global_max_side: int = 1920
+    upscale: float = 2.0
+    upscale_max_pixels: int = 1280
+    tile_min_shrink: float = 0.75
+    upscale_max_face: float = 64.0
+    tiling: bool = True
+    tile_size: int = 1024
+    tile_overlap: int = 192
+    rotation_search: bool = False
+    nms_iou: float = 0.4
+
+
+def _resize(rgb: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=interp))
+
+
+def _scaled(d: RawDetections, factor: float, dx: float = 0.0, dy: float = 0.0) -> RawDetections:
+    """Map detections of a resized/cropped image back: divide by ``factor`` then shift."""
+    shift2 = np.array([dx, dy], np.float32)
+    shift4 = np.array([dx, dy, dx, dy], np.float32)
+    return RawDetections(d.boxes / factor + shift4, d.scores, d.points / factor + shift2)
+
+
+def _tiles(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+class FaceDetector:
+    """Finds faces with CenterFace over the passes of a :class:`DetectionPlan`."""
+
+    def __init__(self, model: CenterFace | None = None, num_threads: int = 0) -> None:
+        self.model = model if model is not None else CenterFace(num_threads=num_threads)
+
+    def detect(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> RawDetections:
+        """All faces of ``rgb`` (H, W, 3 uint8), in its pixel frame, best score first."""
+        turns = (0, 1, 2, 3) if plan.rotation_search else (0,)
+        found = [self._detect_turned(rgb, plan, k) for k in turns]
+        merged = self._merge(concat(found), plan.nms_iou)
+        if plan.min_face > 0 and len(merged):
+            w = merged.boxes[:, 2] - merged.boxes[:, 0]
+            h = merged.boxes[:, 3] - merged.boxes[:, 1]
+            keep = np.maximum(w, h) >= plan.min_face
+            merged = RawDetections(merged.boxes[keep], merged.scores[keep], merged.points[keep])
+        return merged
+
+    def _detect_turned(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan, k: int) -> RawDetections:
+        if k == 0:
+            return self._detect_upright(rgb, plan)
+        h, w = rgb.shape[:2]
+        turned = np.ascontiguousarray(np.rot90(rgb, k))  # counter-clockwise by 90°*k
+        d = self._detect_upright(turned, plan)
+        if not len(d):
+            return d
+        pts = d.points.reshape(-1, 2)
+        corners = np.concatenate(
+            [d.boxes[:, [0, 1]], d.boxes[:, [2, 1]], d.boxes[:, [2, 3]], d.boxes[:, [0, 3]]], axis=0
+        )
+        pts_back = _unturn(pts, k, w, h).reshape(-1, 5, 2)
+        c = _unturn(corners, k, w, h).reshape(4, -1, 2)
+        boxes = np.stack(
+            [c[..., 0].min(0), c[..., 1].min(0), c[..., 0].max(0), c[..., 1].max(0)], axis=1
+        ).astype(np.float32)
+        return RawDetections(boxes, d.scores, pts_back.astype(np.float32))
+
+    def _detect_upright(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> RawDetections:
+        h, w = rgb.shape[:2]
+        long_side = max(h, w)
+        parts: list[RawDetections] = []
+        g = min(1.0, plan.global_max_side / long_side)
+        img = rgb if g == 1.0 else _resize(rgb, g)
+        parts.append(_scaled(self.model.run(img, plan.threshold), g))
+        factor = min(plan.upscale, plan.upscale_max_pixels / long_side)
+        if factor >= 1.25:
+            up = self.model.run(_resize(rgb, factor), plan.threshold)
+            up = _scaled(up, factor)
+            bw = up.boxes[:, 2] - up.boxes[:, 0]
+            keep = bw <= plan.upscale_max_face
+            parts.append(RawDetections(up.boxes[keep], up.scores[keep], up.points[keep]))
+        if g < plan.tile_min_shrink and plan.tiling:
+            parts.extend(self._tile_passes(rgb, plan))
+        return concat(parts)
+
+    def _tile_passes(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Iterator[RawDetections]:
+        h, w = rgb.shape[:2]
+        t, margin = plan.tile_size, 2.0
+        for y0 in _tiles(h, t, plan.tile_overlap):
+            for x0 in _tiles(w, t, plan.tile_overlap):
+                tile = np.ascontiguousarray(rgb[y0 : y0 + t, x0 : x0 + t])
+                d = self.model.run(tile, plan.threshold)
+                if not len(d):
+                    continue
+                th, tw = tile.shape[:2]
+                b = d.boxes
+                # Faces cut by an inner tile edge are left to the neighbouring tile.
+                cut = (
+                    ((b[:, 0] <= margin) & (x0 > 0))
+                    | ((b[:, 1] <= margin) & (y0 > 0))
+                    | ((b[:, 2] >= tw - margin) & (x0 + tw < w))
+                    | ((b[:, 3] >= th - margin) & (y0 + th < h))
+                )
+                small = (b[:, 2] - b[:, 0]) <= plan.tile_overlap
+                keep = ~cut & small
+                yield _scaled(
+                    RawDetections(b[keep], d.scores[keep], d.points[keep]), 1.0, x0, y0
+                )
+
+    @staticmethod
+    def _merge(d: RawDetections, iou: float) -> RawDetections:
+        if len(d) <= 1:
+            return d
+        keep = nms(d.boxes, d.scores, iou)
+        d = RawDetections(d.boxes[keep], d.scores[keep], d.points[keep])
+        # A box lying mostly inside a higher-scored box (a part of a face found at another
+        # scale) is dropped too.
+        cover = containment(d.boxes, d.boxes)
+        np.fill_diagonal(cover, 0.0)
+        n = len(d)
+        drop = np.zeros(n, bool)
+        for i in range(n):  # d is sorted by score, best first
+            if drop[i]:
+                continue
+            inside = (cover[:, i] >= 0.8) & (np.arange(n) > i)
+            drop |= inside
+        return RawDetections(d.boxes[~drop], d.scores[~drop], d.points[~drop])
+
+
+def _unturn(pts: npt.NDArray[np.float32], k: int, w: int, h: int) -> npt.NDArray[np.float32]:
+    """Map points of ``np.rot90(img, k)`` back to the frame of ``img`` (width w, height h)."""
+    x, y = pts[:, 0], pts[:, 1]
+    if k == 1:  # turned image is w x h (rows = w); (x', y') = (y, w - x)
+        return np.stack([w - y, x], axis=1)
+    if k == 2:
+        return np.stack([w - x, h - y], axis=1)
+    return np.stack([y, h - x], axis=1)  # k == 3

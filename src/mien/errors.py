@@ -1,0 +1,72 @@
+"""The exception hierarchy of mien.
+
+Every error mien raises on purpose derives from :class:`MienError` and carries a stable
+``code`` (the same string the CLI prints and the HTTP API puts in its problem+json body).
+"""
+
+from __future__ import annotations
+
+
+class MienError(Exception):
+    """Base class of every error mien raises on purpose."""
+
+    code: str = "MienError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class RefusedAttributeError(MienError, ValueError):
+    """Raised when a caller asks mien to infer who a person is or what group they belong to."""
+
+    code = "RefusedAttribute"
+
+    def __init__(self, names: list[str], message: str) -> None:
+        super().__init__(message)
+        self.names = names
+
+
+class UnknownFeatureError(MienError, ValueError):
+    """A feature name that mien does not know (and that is not a refused one)."""
+
+    code = "UnknownFeature"
+
+
+class MediaError(MienError):
+    """Base class of errors about one input file; a batch records it and goes on."""
+
+    code = "MediaError"
+
+
+class InvalidImageError(MediaError):
+    """The input could not be decoded as an image (corrupt, truncated, not an image)."""
+
+    code = "InvalidImage"
+
+
+class UnsupportedMediaError(MediaError):
+    """The input is a kind of file mien does not read (e.g. a PDF, or a video in image mode)."""
+
+    code = "UnsupportedMedia"
+
+
+class ImageTooLargeError(MediaError):
+    """The image has more pixels or bytes than allowed (also decompression bombs)."""
+
+    code = "ImageTooLarge"
+
+
+class SourceNotFoundError(MediaError):
+    """The input path does not exist or cannot be read."""
+
+    code = "NotFound"
+
+
+class ModelIntegrityError(MienError):
+    """A vendored model file is missing or its sha256 does not match its model card."""
+
+    code = "ModelIntegrity"

@@ -1,0 +1,1 @@
+"""Landmarks: the dense face mesh and the named points derived from it."""

@@ -1,0 +1,109 @@
+"""Model cards and verified loading of the model files that ship inside the package.
+
+Models are data: each lives in ``mien/models/data`` and is described by a TOML card in
+``mien/models/cards`` (name, version, sha256, licence, origin, training data, input spec).
+:func:`verified_model_bytes` reads a model file, checks its sha256 against the card, and
+returns the bytes; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from mien.errors import ModelIntegrityError
+from mien.types import ModelInfo
+
+_PACKAGE_DIR = Path(str(resources.files("mien.models")))
+CARDS_DIR = _PACKAGE_DIR / "cards"
+DATA_DIR = _PACKAGE_DIR / "data"
+
+_REQUIRED = ("name", "version", "file", "sha256", "licence", "origin", "training_data", "input")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, where it comes from, and how to check the file that holds it."""
+
+    key: str
+    name: str
+    version: str
+    file: str
+    sha256: str
+    licence: str
+    origin: str
+    training_data: str
+    input: str
+    runtime: str = ""
+    task: str = ""
+
+    @property
+    def path(self) -> Path:
+        return DATA_DIR / self.file
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, version=self.version, sha256=self.sha256)
+
+
+def load_card(key: str) -> ModelCard:
+    """Read the card ``cards/<key>.toml``."""
+    path = CARDS_DIR / f"{key}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ModelIntegrityError(f"model card {path} cannot be read: {exc}") from exc
+    missing = [f for f in _REQUIRED if not data.get(f)]
+    if missing:
+        raise ModelIntegrityError(f"model card {path} lacks {', '.join(missing)}")
+    return ModelCard(
+        key=key,
+        name=str(data["name"]),
+        version=str(data["version"]),
+        file=str(data["file"]),
+        sha256=str(data["sha256"]).lower(),
+        licence=str(data["licence"]),
+        origin=str(data["origin"]),
+        training_data=str(data["training_data"]),
+        input=str(data["input"]),
+        runtime=str(data.get("runtime", "")),
+        task=str(data.get("task", "")),
+    )
+
+
+def list_cards() -> list[ModelCard]:
+    """Every model card that ships with this installation."""
+    return [load_card(p.stem) for p in sorted(CARDS_DIR.glob("*.toml"))]
+
+
+_verified: dict[str, bytes] = {}
+_lock = threading.Lock()
+
+
+def verified_model_bytes(card: ModelCard) -> bytes:
+    """Return the model file's bytes after checking its sha256 against the card.
+
+    The check runs once per process and file; later calls return the cached bytes.
+    """
+    with _lock:
+        cached = _verified.get(card.key)
+        if cached is not None:
+            return cached
+        try:
+            blob = card.path.read_bytes()
+        except OSError as exc:
+            raise ModelIntegrityError(
+                f"model file for {card.name} is missing at {card.path}: {exc}"
+            ) from exc
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != card.sha256:
+            raise ModelIntegrityError(
+                f"model file {card.path} has sha256 {digest}, but its model card says "
+                f"{card.sha256}; the file was changed or damaged, refusing to load it"
+            )
+        _verified[card.key] = blob
+        return blob

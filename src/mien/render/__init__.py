@@ -1,0 +1,1 @@
+"""Outputs that people look at: annotated pictures."""
