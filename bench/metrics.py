@@ -138,7 +138,8 @@ class PRCurve:
     """Pooled precision/recall at every distinct score threshold, in decreasing threshold order.
 
     Attributes:
-        thresholds: (K,) distinct detection scores, decreasing; point k keeps score >= thresholds[k].
+        thresholds: (K,) distinct detection scores, decreasing; point k keeps the
+            detections with score >= thresholds[k].
         tp, fp: (K,) cumulative counts at each threshold.
         recall, precision: (K,) at each threshold.
         n_pos: number of regular (non-ignored) ground-truth faces.
@@ -261,7 +262,8 @@ def recall_by_width(
         regular = ~np.concatenate([m.gt_ignore for m in matches])
     else:
         width, score, regular = np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
-    found = score >= threshold if not np.isnan(threshold) else np.zeros(len(score), dtype=bool)
+    # Unmatched boxes hold -inf, which must stay "not found" even for threshold=-inf.
+    found = np.isfinite(score) & (score >= threshold)
     out = []
     for (lo, hi), label in zip(bins, labels, strict=True):
         in_bin = regular & (width >= lo) & (width < hi)

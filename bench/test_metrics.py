@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from metrics import (  # noqa: E402
+from metrics import (
     FP,
     IGNORED,
     TP,
@@ -121,5 +121,7 @@ def test_recall_by_width_and_threshold_point() -> None:
     assert bins == {"<10": (1, 0), "10-20": (1, 1), "20-40": (1, 1), ">=40": (1, 0)}
     op = point_at_threshold([m], 0.4)
     assert (op.tp, op.fp, op.recall, op.precision) == (2, 0, 0.5, 1.0)
+    every = {b.label: b.recalled for b in recall_by_width([m])}  # default: any match counts
+    assert every == {"<10": 0, "10-20": 1, "20-40": 1, ">=40": 1}
     nothing = recall_by_width([m], threshold=float("nan"))
     assert all(b.recalled == 0 for b in nothing)

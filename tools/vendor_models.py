@@ -70,8 +70,13 @@ def main() -> int:
         for spec, files in WHEELS.items():
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, spec]
             if spec.startswith("mediapipe"):
-                cmd += ["--only-binary=:all:", "--python-version", "3.11",
-                        "--platform", "manylinux_2_28_x86_64"]
+                cmd += [
+                    "--only-binary=:all:",
+                    "--python-version",
+                    "3.11",
+                    "--platform",
+                    "manylinux_2_28_x86_64",
+                ]
             subprocess.run(cmd, check=True)
             name = spec.split("==")[0]
             wheel = next(Path(tmp).glob(f"{name}-*.whl"))

@@ -78,18 +78,31 @@ class FaceAnalyzer:
         """
         source = name if name is not None else _source_name(image)
         try:
-            decoded = image if isinstance(image, DecodedImage) else load_image(
-                image, name=name, limits=self._limits
+            decoded = (
+                image
+                if isinstance(image, DecodedImage)
+                else load_image(image, name=name, limits=self._limits)
             )
         except MediaError as exc:
             if on_error == "raise":
                 raise
-            return ImageResult(source=source, width=0, height=0, faces=None,
-                               models=self.models, error=ErrorInfo(exc.code, exc.message))
+            return ImageResult(
+                source=source,
+                width=0,
+                height=0,
+                faces=None,
+                models=self.models,
+                error=ErrorInfo(exc.code, exc.message),
+            )
         faces = self.analyze_array(decoded.rgb)
         h, w = decoded.rgb.shape[:2]
-        return ImageResult(source=decoded.source if name is None else name, width=int(w),
-                           height=int(h), faces=faces, models=self.models)
+        return ImageResult(
+            source=decoded.source if name is None else name,
+            width=int(w),
+            height=int(h),
+            faces=faces,
+            models=self.models,
+        )
 
     def analyze_many(self, images: Iterable[ImageSource]) -> Iterator[ImageResult]:
         """Analyse images one by one; an unreadable one yields a result with an ``error``."""
@@ -97,8 +110,14 @@ class FaceAnalyzer:
             try:
                 yield self.analyze(image, on_error="record")
             except MienError as exc:  # anything else mien raised on purpose for this input
-                yield ImageResult(source=_source_name(image), width=0, height=0, faces=None,
-                                  models=self.models, error=ErrorInfo(exc.code, exc.message))
+                yield ImageResult(
+                    source=_source_name(image),
+                    width=0,
+                    height=0,
+                    faces=None,
+                    models=self.models,
+                    error=ErrorInfo(exc.code, exc.message),
+                )
 
     def analyze_array(self, rgb: npt.NDArray[np.uint8]) -> Faces:
         """Analyse an (H, W, 3) uint8 RGB array already oriented upright."""
@@ -122,8 +141,14 @@ class FaceAnalyzer:
                 mesh[i] = m.points
                 has_mesh[i] = True
                 landmarks[i] = m.points[
-                    [tp.RIGHT_IRIS_CENTER, tp.LEFT_IRIS_CENTER, tp.NOSE_TIP, tp.MOUTH_RIGHT,
-                     tp.MOUTH_LEFT], :2
+                    [
+                        tp.RIGHT_IRIS_CENTER,
+                        tp.LEFT_IRIS_CENTER,
+                        tp.NOSE_TIP,
+                        tp.MOUTH_RIGHT,
+                        tp.MOUTH_LEFT,
+                    ],
+                    :2,
                 ]
         head_pose = None
         if "head_pose" in feats:
@@ -162,8 +187,10 @@ def _source_name(image: object) -> str:
     return "<image>"
 
 
-def analyze(image: ImageSource, features: str | Iterable[str] | None = None, **options: Any) -> ImageResult:
-    """Analyse one image with a one-off analyzer (for many images, reuse a :class:`FaceAnalyzer`)."""
+def analyze(
+    image: ImageSource, features: str | Iterable[str] | None = None, **options: Any
+) -> ImageResult:
+    """Analyse one image with a one-off analyzer; for many images reuse a :class:`FaceAnalyzer`."""
     if features is not None:
         options["features"] = features
     return FaceAnalyzer(AnalyzerOptions(**options)).analyze(image)

@@ -48,20 +48,46 @@ class _Parser(argparse.ArgumentParser):
 
 def _detector_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("detection")
-    g.add_argument("--threshold", type=float, default=0.5,
-                   help="minimum detector score in [0, 1] (default 0.5)")
-    g.add_argument("--min-face", type=float, default=0.0, metavar="PX",
-                   help="ignore faces smaller than PX pixels (default 0)")
-    g.add_argument("--max-faces", type=int, default=None, metavar="N",
-                   help="keep the N highest-scoring faces per image")
-    g.add_argument("--upscale", type=float, default=2.0, metavar="F",
-                   help="enlarge small pictures up to F times for a second pass (1 = off; default 2)")
-    g.add_argument("--no-tiling", action="store_true",
-                   help="do not search large pictures tile by tile at full resolution")
-    g.add_argument("--rotation-search", action="store_true",
-                   help="also search pictures turned by 90, 180 and 270 degrees (4x slower)")
-    g.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="detector threads (default: all cores)")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="minimum detector score in [0, 1] (default 0.5)",
+    )
+    g.add_argument(
+        "--min-face",
+        type=float,
+        default=0.0,
+        metavar="PX",
+        help="ignore faces smaller than PX pixels (default 0)",
+    )
+    g.add_argument(
+        "--max-faces",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep the N highest-scoring faces per image",
+    )
+    g.add_argument(
+        "--upscale",
+        type=float,
+        default=2.0,
+        metavar="F",
+        help="enlarge small pictures up to F times for a second pass (1 = off; default 2)",
+    )
+    g.add_argument(
+        "--no-tiling",
+        action="store_true",
+        help="do not search large pictures tile by tile at full resolution",
+    )
+    g.add_argument(
+        "--rotation-search",
+        action="store_true",
+        help="also search pictures turned by 90, 180 and 270 degrees (4x slower)",
+    )
+    g.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="detector threads (default: all cores)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,16 +101,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     an = sub.add_parser(
-        "analyze", help="analyse images; one JSON object per image (JSON Lines)",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "analyze",
+        help="analyse images; one JSON object per image (JSON Lines)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    an.add_argument("paths", nargs="+", metavar="PATH",
-                    help="image files or folders (searched recursively); '-' reads one image from stdin")
-    an.add_argument("-o", "--output", metavar="FILE",
-                    help="write JSON Lines to FILE (atomically) instead of stdout")
-    an.add_argument("--features", default=",".join(DEFAULT_FEATURES),
-                    help=f"comma-separated: {', '.join(AVAILABLE_FEATURES)} or all "
-                         f"(default: {','.join(DEFAULT_FEATURES)})")
+    an.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="image files or folders (searched recursively); '-' reads one image from stdin",
+    )
+    an.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write JSON Lines to FILE (atomically) instead of stdout",
+    )
+    an.add_argument(
+        "--features",
+        default=",".join(DEFAULT_FEATURES),
+        help=f"comma-separated: {', '.join(AVAILABLE_FEATURES)} or all "
+        f"(default: {','.join(DEFAULT_FEATURES)})",
+    )
     an.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     an.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file log")
     an.add_argument("--pretty", action="store_true", help="indent the JSON (one object per image)")
@@ -92,13 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     at = sub.add_parser("annotate", help="draw boxes, landmarks, pose and labels on a picture")
     at.add_argument("photo", metavar="PHOTO")
-    at.add_argument("-o", "--output", required=True, metavar="OUT",
-                    help="output picture (.jpg, .png, .webp, ...); written without metadata")
-    at.add_argument("--features", default=",".join(DEFAULT_FEATURES),
-                    help="features to compute and draw (default: %(default)s)")
+    at.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output picture (.jpg, .png, .webp, ...); written without metadata",
+    )
+    at.add_argument(
+        "--features",
+        default=",".join(DEFAULT_FEATURES),
+        help="features to compute and draw (default: %(default)s)",
+    )
     _detector_args(at)
 
-    sub.add_parser("models", help="list the vendored models, verify their sha256 and show their cards")
+    sub.add_parser(
+        "models", help="list the vendored models, verify their sha256 and show their cards"
+    )
     return parser
 
 
@@ -148,10 +197,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     include_mesh = "mesh" in options.features
     failed = 0
     show = not args.quiet and len(inputs) > 1
-    with _sink(args.output) as out, tqdm(
-        total=len(inputs), unit="img", disable=not show or None, file=sys.stderr,
-        dynamic_ncols=True,
-    ) as bar:
+    with (
+        _sink(args.output) as out,
+        tqdm(
+            total=len(inputs),
+            unit="img",
+            disable=not show or None,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         for item in inputs:
             if isinstance(item, tuple):
                 name, data = item
@@ -161,10 +216,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             if result.error is not None:
                 failed += 1
                 if not args.quiet:
-                    bar.write(f"mien: {result.source}: {result.error.code}: {result.error.message}",
-                              file=sys.stderr)
+                    bar.write(
+                        f"mien: {result.source}: {result.error.code}: {result.error.message}",
+                        file=sys.stderr,
+                    )
             record = result.to_dict(include_mesh=include_mesh)
-            out.write(json.dumps(record, indent=2 if args.pretty else None) + "\n")
+            out.write(json.dumps(record, indent=2 if args.pretty else None, allow_nan=False) + "\n")
             out.flush()
             bar.update(1)
     if show:
@@ -196,11 +253,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     for card in list_cards():
         verified_model_bytes(card)
-        print(json.dumps({
-            "name": card.name, "version": card.version, "file": card.file, "sha256": card.sha256,
-            "verified": True, "licence": card.licence, "runtime": card.runtime, "task": card.task,
-            "input": card.input, "training_data": card.training_data, "origin": card.origin,
-        }))
+        print(
+            json.dumps(
+                {
+                    "name": card.name,
+                    "version": card.version,
+                    "file": card.file,
+                    "sha256": card.sha256,
+                    "verified": True,
+                    "licence": card.licence,
+                    "runtime": card.runtime,
+                    "task": card.task,
+                    "input": card.input,
+                    "training_data": card.training_data,
+                    "origin": card.origin,
+                }
+            )
+        )
     return EXIT_OK
 
 

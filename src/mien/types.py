@@ -130,7 +130,9 @@ class Faces:
             hp = _as_float_array(self.head_pose, (len(HEAD_POSE_NAMES),), "head_pose", n)
             object.__setattr__(self, "head_pose", hp)
         if self.mesh is not None:
-            object.__setattr__(self, "mesh", _as_float_array(self.mesh, (MESH_POINTS, 3), "mesh", n))
+            object.__setattr__(
+                self, "mesh", _as_float_array(self.mesh, (MESH_POINTS, 3), "mesh", n)
+            )
         if self.quality is not None:
             q = {k: _as_float_array(v, (), f"quality.{k}", n) for k, v in self.quality.items()}
             object.__setattr__(self, "quality", q)
@@ -154,7 +156,7 @@ class Faces:
         return iter(self.to_records())
 
     def __getitem__(self, index: int | slice | Sequence[int] | npt.NDArray[Any]) -> Faces:
-        """Select faces by position, slice, index array or boolean mask; returns a :class:`Faces`."""
+        """Select faces by position, slice, index array or boolean mask, as a :class:`Faces`."""
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx).astype(np.intp)
         return Faces(
@@ -188,34 +190,37 @@ class Faces:
                 rec["track_id"] = int(self.track_ids[i])
             if self.landmarks is not None:
                 rec["landmarks"] = {
-                    name: [round(float(self.landmarks[i, j, 0]), ndigits),
-                           round(float(self.landmarks[i, j, 1]), ndigits)]
+                    name: [
+                        round(float(self.landmarks[i, j, 0]), ndigits),
+                        round(float(self.landmarks[i, j, 1]), ndigits),
+                    ]
                     for j, name in enumerate(LANDMARK_NAMES)
                 }
             if self.head_pose is not None:
                 rec["head_pose"] = {
-                    name: round(float(self.head_pose[i, j]), 1)
+                    name: _finite_or_none(self.head_pose[i, j], 1)
                     for j, name in enumerate(HEAD_POSE_NAMES)
                 }
             if self.quality is not None:
-                rec["quality"] = {
-                    k: (None if not np.isfinite(v[i]) else round(float(v[i]), 4))
-                    for k, v in self.quality.items()
-                }
+                rec["quality"] = {k: _finite_or_none(v[i], 4) for k, v in self.quality.items()}
             rec["attributes"] = {
                 name: _attribute_record(col, i) for name, col in self.attributes.items()
             }
-            if include_mesh and self.mesh is not None:
+            if include_mesh and self.mesh is not None and np.isfinite(self.mesh[i]).all():
                 rec["mesh"] = [[round(float(c), 1) for c in p] for p in self.mesh[i]]
             out.append(rec)
         return out
 
 
+def _finite_or_none(value: Any, ndigits: int) -> float | None:
+    v = float(value)
+    return round(v, ndigits) if np.isfinite(v) else None
+
+
 def _attribute_record(col: AttributeColumn, i: int) -> dict[str, Any]:
-    conf = float(col.confidence[i])
     rec: dict[str, Any] = {
         "value": col.values[i],
-        "confidence": None if not np.isfinite(conf) else round(conf, 4),
+        "confidence": _finite_or_none(col.confidence[i], 4),
     }
     if col.reasons[i] is not None:
         rec["reason"] = col.reasons[i]

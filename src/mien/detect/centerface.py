@@ -29,7 +29,9 @@ class RawDetections:
     @classmethod
     def empty(cls) -> RawDetections:
         return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0, 5, 2), np.float32),
         )
 
     def __len__(self) -> int:
@@ -74,7 +76,8 @@ class CenterFace:
         ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
         if (ph, pw) != (h, w):
             # Pad (rather than stretch) to a multiple of 32 so the geometry stays exact.
-            rgb = cv2.copyMakeBorder(rgb, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
+            padded = cv2.copyMakeBorder(rgb, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
+            rgb = np.asarray(padded, dtype=np.uint8)
         blob = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None].astype(np.float32))
         heat, scale, offset, lms = self._session.run(self._outputs, {self._input: blob})
         return self._decode(heat[0, 0], scale[0], offset[0], lms[0], threshold, (w, h))

@@ -88,7 +88,9 @@ class FaceDetector:
             merged = RawDetections(merged.boxes[keep], merged.scores[keep], merged.points[keep])
         return merged
 
-    def _detect_turned(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan, k: int) -> RawDetections:
+    def _detect_turned(
+        self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan, k: int
+    ) -> RawDetections:
         if k == 0:
             return self._detect_upright(rgb, plan)
         h, w = rgb.shape[:2]
@@ -125,7 +127,9 @@ class FaceDetector:
             parts.extend(self._tile_passes(rgb, plan))
         return concat(parts)
 
-    def _tile_passes(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Iterator[RawDetections]:
+    def _tile_passes(
+        self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan
+    ) -> Iterator[RawDetections]:
         h, w = rgb.shape[:2]
         t, margin = plan.tile_size, 2.0
         for y0 in _tiles(h, t, plan.tile_overlap):
@@ -145,9 +149,7 @@ class FaceDetector:
                 )
                 small = (b[:, 2] - b[:, 0]) <= plan.tile_overlap
                 keep = ~cut & small
-                yield _scaled(
-                    RawDetections(b[keep], d.scores[keep], d.points[keep]), 1.0, x0, y0
-                )
+                yield _scaled(RawDetections(b[keep], d.scores[keep], d.points[keep]), 1.0, x0, y0)
 
     @staticmethod
     def _merge(d: RawDetections, iou: float) -> RawDetections:

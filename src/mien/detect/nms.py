@@ -51,4 +51,5 @@ def containment(
     iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
     inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
     area_a = np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-9)
-    return (inter / area_a[:, None]).astype(np.float32)
+    out: npt.NDArray[np.float32] = (inter / area_a[:, None]).astype(np.float32)
+    return out

@@ -53,7 +53,7 @@ def _affine_to_crop(
 
 
 def _invert(m: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return cv2.invertAffineTransform(m)
+    return np.asarray(cv2.invertAffineTransform(m), dtype=np.float64)
 
 
 def _apply(m: npt.NDArray[np.float64], pts: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -121,8 +121,11 @@ class FaceMesher:
         return (float(center[0]), float(center[1])), size, angle
 
     def _run_iris(
-        self, rgb: npt.NDArray[np.uint8], outer: npt.NDArray[np.float32],
-        inner: npt.NDArray[np.float32], mirror: bool,
+        self,
+        rgb: npt.NDArray[np.uint8],
+        outer: npt.NDArray[np.float32],
+        inner: npt.NDArray[np.float32],
+        mirror: bool,
     ) -> npt.NDArray[np.float32]:
         """The 5 iris points (centre first) of one eye, (5, 3) in image pixels."""
         p, q = (outer, inner) if not mirror else (inner, outer)
@@ -131,8 +134,9 @@ class FaceMesher:
         center = (float((p[0] + q[0]) / 2), float((p[1] + q[1]) / 2))
         size = max(float(np.hypot(*(q[:2] - p[:2]))) * IRIS_ROI_SCALE, 4.0)
         m = _affine_to_crop(center, size, angle, IRIS_SIZE)
-        crop = cv2.warpAffine(rgb, m, (IRIS_SIZE, IRIS_SIZE), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+        crop = cv2.warpAffine(
+            rgb, m, (IRIS_SIZE, IRIS_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         if mirror:
             crop = crop[:, ::-1]
         x = np.ascontiguousarray(crop.astype(np.float32) / 255.0)[None]
@@ -145,8 +149,11 @@ class FaceMesher:
         return np.concatenate([xy, z], axis=1).astype(np.float32)
 
     def mesh(
-        self, rgb: npt.NDArray[np.uint8], box: npt.NDArray[np.float32],
-        points5: npt.NDArray[np.float32], refine: bool = True,
+        self,
+        rgb: npt.NDArray[np.uint8],
+        box: npt.NDArray[np.float32],
+        points5: npt.NDArray[np.float32],
+        refine: bool = True,
     ) -> MeshResult:
         """The 478-point mesh of the face in ``box`` with CenterFace points ``points5``."""
         eye_a, eye_b = points5[0], points5[1]

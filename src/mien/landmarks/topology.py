@@ -29,8 +29,42 @@ RIGHT_IRIS_CENTER: Final = 468
 LEFT_IRIS_CENTER: Final = 473
 
 #: Contour of each eye (16 points each), used for eye centres when no iris is available.
-RIGHT_EYE_CONTOUR: Final = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-LEFT_EYE_CONTOUR: Final = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+RIGHT_EYE_CONTOUR: Final = (
+    33,
+    7,
+    163,
+    144,
+    145,
+    153,
+    154,
+    155,
+    133,
+    173,
+    157,
+    158,
+    159,
+    160,
+    161,
+    246,
+)
+LEFT_EYE_CONTOUR: Final = (
+    263,
+    249,
+    390,
+    373,
+    374,
+    380,
+    381,
+    382,
+    362,
+    398,
+    384,
+    385,
+    386,
+    387,
+    388,
+    466,
+)
 
 #: Mesh points that correspond to points of the iBUG 68-point scheme (0-based 68-point index ->
 #: mesh index). Only points with a clear anatomical twin are listed; the jaw line and brows of

@@ -17,6 +17,10 @@ Conventions (documented behaviour, relied on by callers and tests):
   arrays) are taken as ``0..1`` (numpy input always; mode ``F`` when its maximum is at most
   1.0, else as ``0..255`` like Pillow's own conversion) and clipped; NaN becomes 0.
 * Multi-frame files (GIF, TIFF, WebP, HEIF) yield their first frame / primary image.
+  A PIL image passed in is used as it is (its current frame).
+* Pillow may emit ``UserWarning`` about damaged metadata while decoding pixels; those
+  raised while parsing the header are silenced. If the process turns warnings into
+  errors, such a file is reported as InvalidImageError (never as a raw warning).
 * Limits (:class:`ImageLimits`) are checked against the header *before* any pixel is
   decoded, so a decompression bomb costs almost nothing. They apply to every kind of
   source, arrays included.
@@ -79,12 +83,15 @@ class DecodedImage:
     """A decoded image: 8-bit RGB pixels plus where they came from."""
 
     rgb: np.ndarray
-    """``(H, W, 3)`` ``uint8``, C-contiguous, EXIF orientation already applied."""
+    """``(H, W, 3)`` ``uint8``, C-contiguous, writable, EXIF orientation already applied.
+    It never shares memory with the caller's input."""
     source: str
     """The path as given, ``"<array>"``, ``"<bytes>"``, ``"<stream>"``, ``"<image>"``
     or the caller-given ``name``."""
     format: str | None
-    """Pillow's format name (``"JPEG"``, ``"PNG"``, ``"HEIF"``, ``"AVIF"``...); None for arrays."""
+    """Pillow's format name (``"JPEG"``, ``"PNG"``, ``"WEBP"``, ``"BMP"``, ``"TIFF"``, ``"GIF"``,
+    ``"HEIF"``, ``"AVIF"``); multi-picture JPEGs (Pillow's ``"MPO"``) are reported as
+    ``"JPEG"``. None for arrays; a PIL image's own ``format`` (possibly None) otherwise."""
     orientation: int | None
     """The EXIF orientation tag (1..8) that was applied, or None when there was none."""
 
@@ -396,12 +403,11 @@ def _check_size(im: Image.Image, label: str, limits: ImageLimits) -> None:
 
 
 def _bomb_error(label: str, exc: BaseException, limits: ImageLimits) -> ImageTooLargeError:
-    err = ImageTooLargeError(
+    """Pillow's own bomb check fired (callers raise this ``from exc``)."""
+    return ImageTooLargeError(
         f"{label}: image is too large, refused as a possible decompression bomb ({exc}); "
         f"limit {limits.max_pixels} pixels"
     )
-    err.__cause__ = exc
-    return err
 
 
 def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
@@ -414,6 +420,8 @@ def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
     try:
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter(action, Image.DecompressionBombWarning)
+            # Pillow's metadata warnings about a damaged header are noise in a batch.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             return Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _bomb_error(label, exc, limits) from exc
@@ -444,17 +452,6 @@ def _decode_bytes(data: bytes, label: str, limits: ImageLimits) -> DecodedImage:
     return _decode_pil(im, label, limits, owned=True)
 
 
-_TRANSPOSE: Final[dict[int, Image.Transpose]] = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 def _exif_orientation(im: Image.Image) -> int | None:
     try:
         value = im.getexif().get(0x0112)
@@ -468,7 +465,7 @@ def _exif_orientation(im: Image.Image) -> int | None:
 def _decode_pil(im: Image.Image, label: str, limits: ImageLimits, *, owned: bool) -> DecodedImage:
     try:
         _check_size(im, label, limits)
-        fmt = im.format
+        fmt = "JPEG" if im.format == "MPO" else im.format  # MPO: a JPEG with extra pictures
         try:
             im.load()  # a file from Image.open is on its first frame / primary image
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -498,13 +495,19 @@ def _decode_pil(im: Image.Image, label: str, limits: ImageLimits, *, owned: bool
         if already_applied:
             assert isinstance(original, int)
             orientation = original
-        elif orientation is not None and orientation in _TRANSPOSE:
+        elif orientation is not None:
             rgb = _transpose(rgb, orientation)
-        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        return DecodedImage(rgb=rgb, source=label, format=fmt, orientation=orientation)
+        return DecodedImage(rgb=_owned_rgb(rgb), source=label, format=fmt, orientation=orientation)
     finally:
         if owned:
             im.close()
+
+
+def _owned_rgb(rgb: np.ndarray) -> np.ndarray:
+    """A writable, C-contiguous uint8 array (np.asarray(PIL image) is read-only)."""
+    if rgb.dtype != np.uint8 or not rgb.flags["C_CONTIGUOUS"] or not rgb.flags["WRITEABLE"]:
+        return np.array(rgb, dtype=np.uint8, order="C", copy=True)
+    return rgb
 
 
 def _transpose(rgb: np.ndarray, orientation: int) -> np.ndarray:
@@ -544,7 +547,7 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
 
 def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
     mode = im.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in im.info:
         return np.asarray(im, dtype=np.uint8)
     if mode.startswith("I;16"):
         return _grey_to_rgb(_scale16(np.asarray(im)))

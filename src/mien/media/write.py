@@ -26,8 +26,15 @@ class OutputError(MienError):
     code = "OutputError"
 
 
-_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
-            ".tif": "TIFF", ".tiff": "TIFF"}
+_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
 @contextlib.contextmanager
@@ -53,7 +60,9 @@ def atomic_output(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
         raise
 
 
-def write_image(path: str | os.PathLike[str], rgb: npt.NDArray[np.uint8], quality: int = 92) -> None:
+def write_image(
+    path: str | os.PathLike[str], rgb: npt.NDArray[np.uint8], quality: int = 92
+) -> None:
     """Write an RGB array as JPEG/PNG/WebP/BMP/TIFF (by suffix), without any metadata."""
     fmt = _FORMATS.get(Path(path).suffix.lower())
     if fmt is None:

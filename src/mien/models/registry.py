@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+import tomllib
 
 from mien.errors import ModelIntegrityError
 from mien.types import ModelInfo

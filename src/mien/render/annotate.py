@@ -27,8 +27,16 @@ def _label(img: npt.NDArray[np.uint8], text: str, x: int, y: int, scale: float) 
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     y = max(th + base, y)
     cv2.rectangle(img, (x, y - th - base), (x + tw, y + base // 2), (0, 0, 0), -1)
-    cv2.putText(img, text, (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                thick, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        text,
+        (x, y - base // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        thick,
+        cv2.LINE_AA,
+    )
 
 
 def annotate(rgb: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
@@ -64,8 +72,13 @@ def annotate(rgb: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
 
 
 def _draw_axes(
-    img: npt.NDArray[np.uint8], origin: npt.NDArray[np.float32], yaw: float, pitch: float,
-    roll: float, length: float, line: int,
+    img: npt.NDArray[np.uint8],
+    origin: npt.NDArray[np.float32],
+    yaw: float,
+    pitch: float,
+    roll: float,
+    length: float,
+    line: int,
 ) -> None:
     """Head axes (lateral red, up green, facing blue) projected orthographically."""
     y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
