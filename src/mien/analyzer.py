@@ -13,6 +13,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from mien.analyzers import attributes
+from mien.analyzers.attributes.base import FaceContext
 from mien.analyzers.head_pose import head_pose_from_mesh
 from mien.analyzers.quality import face_quality
 from mien.detect.centerface import RawDetections
@@ -22,7 +24,7 @@ from mien.landmarks import topology as tp
 from mien.landmarks.mesh import FaceMesher
 from mien.media.image import DecodedImage, ImageLimits, load_image
 from mien.options import AnalyzerOptions
-from mien.types import MESH_POINTS, ErrorInfo, Faces, ImageResult, ModelInfo
+from mien.types import MESH_POINTS, AttributeColumn, ErrorInfo, Faces, ImageResult, ModelInfo
 
 ImageSource = str | os.PathLike[str] | bytes | npt.NDArray[Any] | DecodedImage | Any
 
@@ -46,6 +48,7 @@ class FaceAnalyzer:
         self.options = options
         self._detector = FaceDetector(num_threads=options.num_threads)
         self._mesher = FaceMesher() if options.needs_mesh else None
+        self._attributes = attributes.create(options.attributes)
         self._plan = DetectionPlan(
             threshold=options.threshold,
             min_face=options.min_face,
@@ -57,6 +60,8 @@ class FaceAnalyzer:
         models = [self._detector.model.card.info]
         if self._mesher is not None:
             models += [self._mesher.mesh_card.info, self._mesher.iris_card.info]
+        for attr in self._attributes:
+            models += [m for m in attr.models if m not in models]
         self.models: tuple[ModelInfo, ...] = tuple(models)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -150,11 +155,15 @@ class FaceAnalyzer:
                     ],
                     :2,
                 ]
-        head_pose = None
-        if "head_pose" in feats:
-            head_pose = np.full((n, 3), np.nan, np.float32)
-            for i in np.nonzero(has_mesh)[0]:
-                head_pose[i] = head_pose_from_mesh(mesh[i])
+        head_pose = np.full((n, 3), np.nan, np.float32)
+        for i in np.nonzero(has_mesh)[0]:
+            head_pose[i] = head_pose_from_mesh(mesh[i])
+        attrs: dict[str, AttributeColumn] = {}
+        if self._attributes:
+            ctx = FaceContext(
+                rgb=rgb, boxes=det.boxes, landmarks=landmarks, mesh=mesh, head_pose=head_pose
+            )
+            attrs = {a.name: a(ctx) for a in self._attributes}
         want_lm = "landmarks" in feats
         quality = (
             face_quality(rgb, det.boxes, landmarks if want_lm or self._mesher else None)
@@ -165,9 +174,10 @@ class FaceAnalyzer:
             boxes=det.boxes,
             scores=np.clip(det.scores, 0.0, 1.0),
             landmarks=landmarks if want_lm else None,
-            head_pose=head_pose,
+            head_pose=head_pose if "head_pose" in feats else None,
             mesh=mesh if "mesh" in feats else None,
             quality=quality,
+            attributes=attrs,
         )
 
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from mien.analyzers.attributes import available as available_attributes
 from mien.errors import RefusedAttributeError, UnknownFeatureError
 
 #: Features computed when the caller names none.
 DEFAULT_FEATURES: tuple[str, ...] = ("detection", "landmarks", "head_pose", "quality")
 
-#: Every feature this version of mien can compute, in output order.
-AVAILABLE_FEATURES: tuple[str, ...] = (
-    "detection",
-    "landmarks",
-    "head_pose",
-    "quality",
-    "mesh",
-)
+#: Geometry and quality features, computed for every face.
+CORE_FEATURES: tuple[str, ...] = ("detection", "landmarks", "head_pose", "quality", "mesh")
+
+#: Every feature this version of mien can compute, in output order: the core ones, then the
+#: observable attributes that are implemented (see mien.analyzers.attributes).
+AVAILABLE_FEATURES: tuple[str, ...] = CORE_FEATURES + available_attributes()
 
 #: Features that need the dense face mesh to be run.
 MESH_FEATURES: frozenset[str] = frozenset({"landmarks", "head_pose", "mesh"})

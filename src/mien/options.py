@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mien.features import DEFAULT_FEATURES, parse_features
+from mien.features import CORE_FEATURES, DEFAULT_FEATURES, parse_features
 
 
 @dataclass(frozen=True)
@@ -53,5 +53,12 @@ class AnalyzerOptions:
             raise ValueError("max_pixels must be >= 1")
 
     @property
+    def attributes(self) -> tuple[str, ...]:
+        """The observable attributes requested, in output order."""
+        return tuple(f for f in self.features if f not in CORE_FEATURES)
+
+    @property
     def needs_mesh(self) -> bool:
-        return bool({"landmarks", "head_pose", "mesh"} & set(self.features))
+        return bool({"landmarks", "head_pose", "mesh"} & set(self.features)) or bool(
+            self.attributes
+        )

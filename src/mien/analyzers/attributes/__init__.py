@@ -1,0 +1,51 @@
+"""Observable attributes of a face: what it shows (glasses, a smile's mouth shape, a mask...).
+
+Each attribute lives in its own module and is listed in :data:`IMPLEMENTATIONS` as
+``"module:Class"``; the class is imported only when the attribute is asked for. An attribute
+is never a judgement of who a person is or what group they belong to (docs/refusal.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+
+from mien.analyzers.attributes.base import AttributeAnalyzer, FaceContext
+
+#: Every attribute mien may report, in output order.
+ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "eyeglasses",
+    "sunglasses",
+    "smile",
+    "eyes_open",
+    "mouth_open",
+    "mask",
+    "headwear",
+)
+
+#: Attribute name -> "module:Class" of its analyzer (only the implemented ones).
+IMPLEMENTATIONS: dict[str, str] = {}
+
+
+def available() -> tuple[str, ...]:
+    """Names of the attributes this installation implements, in output order."""
+    return tuple(n for n in ATTRIBUTE_NAMES if n in IMPLEMENTATIONS)
+
+
+def create(names: Iterable[str]) -> list[AttributeAnalyzer]:
+    """Instantiate the analyzers of ``names`` (each loads and verifies its model files)."""
+    out: list[AttributeAnalyzer] = []
+    for name in names:
+        module, cls = IMPLEMENTATIONS[name].split(":")
+        out.append(getattr(importlib.import_module(module), cls)())
+    return out
+
+
+__all__ = [
+    "ATTRIBUTE_NAMES",
+    "IMPLEMENTATIONS",
+    "AttributeAnalyzer",
+    "FaceContext",
+    "available",
+    "create",
+]

@@ -1,0 +1,127 @@
+"""Small learned heads for appearance attributes: features -> calibrated class probabilities.
+
+A head is a standardisation, an optional hidden layer (ReLU) and a linear layer with softmax
+(or a sigmoid for two classes), followed by a calibration fitted on held-out data: an isotonic
+table for two classes, a temperature for more. It runs on NumPy alone. Heads are stored as
+``.npz`` files (no pickle) in ``mien/models/data``, each with a model card, and are verified
+by sha256 on load like every other model. ``train/`` rebuilds them.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from mien.models.registry import ModelCard, load_card, verified_model_bytes
+from mien.types import ModelInfo
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Head:
+    """A trained, calibrated classifier over a fixed-length feature vector."""
+
+    classes: tuple[str, ...]
+    mean: F32
+    scale: F32
+    coef: F32  # (K, H) or (1, H) for two classes
+    intercept: F32  # (K,) or (1,)
+    hidden_w: F32 | None = None  # (H, D)
+    hidden_b: F32 | None = None  # (H,)
+    calib_x: F32 | None = None  # isotonic table (two classes): raw p(positive) -> calibrated
+    calib_y: F32 | None = None
+    temperature: float = 1.0
+    info: ModelInfo | None = None
+
+    def raw_scores(self, x: npt.ArrayLike) -> F32:
+        """Logits before calibration, (N, K) (or (N, 1) for two classes)."""
+        z = (np.atleast_2d(np.asarray(x, np.float32)) - self.mean) / self.scale
+        if self.hidden_w is not None and self.hidden_b is not None:
+            z = np.maximum(z @ self.hidden_w.T + self.hidden_b, 0.0)
+        out: F32 = (z @ self.coef.T + self.intercept).astype(np.float32)
+        return out
+
+    def proba(self, x: npt.ArrayLike) -> F32:
+        """Calibrated class probabilities, (N, len(classes)), rows summing to 1."""
+        s = self.raw_scores(x).astype(np.float64)
+        if len(self.classes) == 2:
+            p = 1.0 / (1.0 + np.exp(-np.clip(s[:, 0], -50, 50)))
+            if self.calib_x is not None and self.calib_y is not None:
+                p = np.interp(p, self.calib_x, self.calib_y)
+            two: F32 = np.stack([1.0 - p, p], axis=1).astype(np.float32)
+            return two
+        s = s / self.temperature
+        s -= s.max(axis=1, keepdims=True)
+        e = np.exp(s)
+        many: F32 = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return many
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "classes": np.array(self.classes),
+            "mean": self.mean,
+            "scale": self.scale,
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "temperature": np.array([self.temperature], np.float32),
+        }
+        for key in ("hidden_w", "hidden_b", "calib_x", "calib_y"):
+            value = getattr(self, key)
+            if value is not None:
+                arrays[key] = np.asarray(value, np.float32)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        Path(path).write_bytes(buf.getvalue())
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, info: ModelInfo | None = None) -> Head:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+
+            def opt(key: str) -> F32 | None:
+                return np.asarray(z[key], np.float32) if key in z.files else None
+
+            return cls(
+                classes=tuple(str(c) for c in z["classes"]),
+                mean=np.asarray(z["mean"], np.float32),
+                scale=np.asarray(z["scale"], np.float32),
+                coef=np.asarray(z["coef"], np.float32),
+                intercept=np.asarray(z["intercept"], np.float32),
+                hidden_w=opt("hidden_w"),
+                hidden_b=opt("hidden_b"),
+                calib_x=opt("calib_x"),
+                calib_y=opt("calib_y"),
+                temperature=float(z["temperature"][0]),
+                info=info,
+            )
+
+    @classmethod
+    def load(cls, card_key: str) -> Head:
+        """Load the head of model card ``card_key`` after verifying its sha256."""
+        card: ModelCard = load_card(card_key)
+        return cls.from_bytes(verified_model_bytes(card), card.info)
+
+
+_HOG_CACHE: dict[int, cv2.HOGDescriptor] = {}
+
+
+def hog(gray: npt.NDArray[np.uint8], cell: int = 8) -> F32:
+    """HOG descriptor of a square grey crop (blocks of 2x2 cells, 9 orientation bins)."""
+    size = gray.shape[0]
+    key = size * 1000 + cell
+    desc = _HOG_CACHE.get(key)
+    if desc is None:
+        desc = cv2.HOGDescriptor((size, size), (2 * cell, 2 * cell), (cell, cell), (cell, cell), 9)
+        _HOG_CACHE[key] = desc
+    return np.asarray(desc.compute(np.ascontiguousarray(gray)), np.float32).reshape(-1)
+
+
+def to_gray(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
