@@ -182,7 +182,8 @@ def _inputs(paths: Sequence[str], recursive: bool) -> list[Any]:
 
     out: list[Any] = []
     for p in iter_inputs(paths, recursive=recursive):
-        out.append(("<stdin>", sys.stdin.buffer.read()) if p == "-" else p)
+        # stdin is read by the image loader, which stops at its byte limit.
+        out.append(("<stdin>", sys.stdin.buffer) if p == "-" else p)
     return out
 
 
