@@ -44,7 +44,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(packages: Sequence[str] = PACKAGES) -> dict[str, Any]:
     """CPU model, core counts, load, OS, Python and package versions."""
     cpu = None
     try:
@@ -61,7 +61,7 @@ def machine_info() -> dict[str, Any]:
         "cpus_available": affinity,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "packages": {p: _version(p) for p in PACKAGES},
+        "packages": {p: _version(p) for p in packages},
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
