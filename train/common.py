@@ -239,3 +239,185 @@ def extract(
     if not feats:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.intp)
     return np.stack(feats).astype(np.float32), np.asarray(kept, np.intp)
+
+
+class CachedPipeline:
+    """The :func:`pipeline` analyzer with its per-picture results kept on disk by a key (e.g. the
+    picture's path), so that retraining a head does not rerun detection and the mesh.
+
+    What is stored are the analyzer's own float32 outputs (boxes, scores, landmarks, mesh, head
+    pose), so a run from the cache and a run from scratch give the same head byte for byte.
+    ``path=None`` disables the cache. Use ``for_key(key)`` where an analyzer is expected
+    (:func:`face_in_crop`, :func:`faces_at_boxes`), then :meth:`save`.
+
+    A cache file is used only when it was made with the same pipeline options, the same
+    detector / mesh model files (their sha256) and the same source of mien's detection, mesh,
+    pose and analyzer modules (their sha256); otherwise it is rebuilt.
+    """
+
+    _FIELDS = ("boxes", "scores", "landmarks", "head_pose", "mesh")
+
+    def __init__(self, path: Path | None, **options: object) -> None:
+        self.path = path
+        self.options = options
+        self._analyzer: mien.FaceAnalyzer | None = None
+        self._faces: dict[str, mien.Faces] = {}
+        self._dirty = False
+        self.fingerprint = self._fingerprint(options)
+        if path is not None and path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                if "fingerprint" in z.files and str(z["fingerprint"]) == self.fingerprint:
+                    keys = [str(k) for k in z["keys"]]
+                    for k, key in enumerate(keys):
+                        self._faces[key] = mien.Faces(**{f: z[f"{k}.{f}"] for f in self._FIELDS})
+
+    @staticmethod
+    def _fingerprint(options: dict[str, object]) -> str:
+        import hashlib
+
+        from mien.models.registry import load_card
+
+        shas = [load_card(k).sha256 for k in ("centerface", "face_mesh", "iris")]
+        src = Path(mien.__file__).parent
+        code = hashlib.sha256()
+        files = [
+            *src.glob("detect/*.py"),
+            *src.glob("landmarks/*.py"),
+            *src.glob("media/*.py"),
+            src / "analyzer.py",
+            src / "options.py",
+            src / "analyzers" / "head_pose.py",
+        ]
+        for f in sorted(files):
+            code.update(f.read_bytes())
+        return "|".join([repr(sorted(options.items())), *shas, code.hexdigest()])
+
+    def faces(self, key: str, rgb: npt.NDArray[np.uint8]) -> mien.Faces:
+        out = self._faces.get(key)
+        if out is None:
+            if self._analyzer is None:
+                self._analyzer = pipeline(**self.options)
+            out = self._analyzer.analyze_array(rgb)
+            self._faces[key] = out
+            self._dirty = True
+        return out
+
+    def for_key(self, key: str) -> mien.FaceAnalyzer:
+        cache = self
+
+        class _One:
+            def analyze_array(self, rgb: npt.NDArray[np.uint8]) -> mien.Faces:
+                return cache.faces(key, rgb)
+
+        return _One()  # type: ignore[return-value]
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "keys": np.array(list(self._faces)),
+            "fingerprint": np.array(self.fingerprint),
+        }
+        for k, faces in enumerate(self._faces.values()):
+            for f in self._FIELDS:
+                arrays[f"{k}.{f}"] = np.asarray(getattr(faces, f))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".part.npz")
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
+        tmp.replace(self.path)
+        self._dirty = False
+
+
+# -- faces of face-crop data sets, cached (added for the smile / eyes / mouth heads) -----------
+
+
+@dataclass
+class CropFaces:
+    """The main face of every picture of a crop data set, as found by mien's own pipeline.
+
+    Row ``k`` belongs to ``paths[k]``; ``found[k]`` is False when no face (or no mesh) was found,
+    and the other rows are then NaN. Rebuild a :class:`FaceContext` with :meth:`context`.
+    """
+
+    paths: list[Path]
+    found: npt.NDArray[np.bool_]
+    boxes: npt.NDArray[np.float32]
+    landmarks: npt.NDArray[np.float32]
+    mesh: npt.NDArray[np.float32]
+    head_pose: npt.NDArray[np.float32]
+
+    def context(self, k: int, rgb: npt.NDArray[np.uint8] | None = None) -> FaceContext:
+        if rgb is None:
+            rgb = load_rgb(self.paths[k])
+        return FaceContext(
+            rgb=rgb,
+            boxes=self.boxes[k : k + 1],
+            landmarks=self.landmarks[k : k + 1],
+            mesh=self.mesh[k : k + 1],
+            head_pose=self.head_pose[k : k + 1],
+        )
+
+
+def load_rgb(path: Path) -> npt.NDArray[np.uint8]:
+    """A picture as (H, W, 3) uint8 RGB (grey pictures are repeated over the three channels)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), np.uint8)
+
+
+def crop_faces(name: str, paths: Sequence[Path], cache: bool = True) -> CropFaces:
+    """Run :func:`face_in_crop` on every picture of ``paths``; the result is cached in
+    ``bench/.cache/faces`` (git-ignored), keyed by the file list, the pipeline's model hashes
+    and its source code (every mien module outside ``analyzers/attributes``), so reruns skip
+    the pipeline. The pipeline is deterministic, so the cache changes nothing but the time
+    taken."""
+    import hashlib
+
+    from mien.models.registry import list_cards
+
+    paths = [Path(p) for p in paths]
+    key = hashlib.sha256()
+    for p in paths:
+        key.update(str(p.resolve().relative_to(SHARED_DATA.resolve())).encode() + b"\0")
+    for card in list_cards():
+        if card.key in ("centerface", "face_mesh", "iris"):
+            key.update(card.sha256.encode())
+    # the pipeline's code too (detection, mesh, pose...), but not the attributes' own code
+    src = Path(mien.__file__).resolve().parent
+    for py in sorted(src.rglob("*.py")):
+        if "attributes" not in py.relative_to(src).parts:
+            key.update(py.relative_to(src).as_posix().encode() + py.read_bytes())
+    cache_file = REPO / "bench" / ".cache" / "faces" / f"{name}-{key.hexdigest()[:16]}.npz"
+    if cache and cache_file.exists():
+        with np.load(cache_file, allow_pickle=False) as z:
+            return CropFaces(
+                paths, z["found"], z["boxes"], z["landmarks"], z["mesh"], z["head_pose"]
+            )
+    n = len(paths)
+    found = np.zeros(n, bool)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    landmarks = np.full((n, 5, 2), np.nan, np.float32)
+    mesh = np.full((n, 478, 3), np.nan, np.float32)
+    pose = np.full((n, 3), np.nan, np.float32)
+    analyzer = pipeline()
+    for k, p in enumerate(paths):
+        if k and k % 1000 == 0:
+            print(f"  {name}: {k}/{n} pictures through the pipeline", flush=True)
+        ctx = face_in_crop(analyzer, load_rgb(p))
+        if ctx is None or not ctx.has_mesh(0):
+            continue
+        found[k] = True
+        boxes[k], landmarks[k], mesh[k], pose[k] = (
+            ctx.boxes[0],
+            ctx.landmarks[0],
+            ctx.mesh[0],
+            ctx.head_pose[0],
+        )
+    out = CropFaces(paths, found, boxes, landmarks, mesh, pose)
+    if cache:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".part.npz")
+        np.savez(tmp, found=found, boxes=boxes, landmarks=landmarks, mesh=mesh, head_pose=pose)
+        tmp.replace(cache_file)
+    return out

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
-NOSE_TIP: Final = 4  # matches the annotated (iBUG 68-pt #30) nose tip better than 1, see bench/landmarks.py
+# Mesh point 4 matches the annotated (iBUG 68-pt #30) nose tip better than 1 (bench/landmarks.py).
+NOSE_TIP: Final = 4
 CHIN: Final = 152
 FOREHEAD: Final = 10
 MOUTH_RIGHT: Final = 61  # subject's right mouth corner

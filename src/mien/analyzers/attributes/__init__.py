@@ -24,7 +24,15 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
 )
 
 #: Attribute name -> "module:Class" of its analyzer (only the implemented ones).
-IMPLEMENTATIONS: dict[str, str] = {}
+IMPLEMENTATIONS: dict[str, str] = {
+    "smile": "mien.analyzers.attributes.smile:SmileAnalyzer",
+    "eyes_open": "mien.analyzers.attributes.eyes:EyesOpenAnalyzer",
+    "mouth_open": "mien.analyzers.attributes.mouth:MouthOpenAnalyzer",
+    "eyeglasses": "mien.analyzers.attributes.glasses:Eyeglasses",
+    "sunglasses": "mien.analyzers.attributes.glasses:Sunglasses",
+    "mask": "mien.analyzers.attributes.mask:MaskAnalyzer",
+    "headwear": "mien.analyzers.attributes.headwear:HeadwearAnalyzer",
+}
 
 
 def available() -> tuple[str, ...]:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every benchmark of docs/benchmarks.md, one after the other, on an otherwise idle machine.
+# Markdown tables go to bench/results/*.md, full results to bench/results/*.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/results
+bash bench/setup_peers.sh
+run() { local name=$1; shift; echo "== $name: $*"; "$@" | tee "bench/results/$name.md"; }
+run detection  .venv/bin/python bench/detection.py --repeat 3
+run landmarks  .venv/bin/python bench/landmarks.py
+run head_pose_calibration .venv/bin/python bench/head_pose.py --calibrate
+run head_pose  .venv/bin/python bench/head_pose.py --pad 0
+run attributes .venv/bin/python bench/attributes.py

@@ -1,0 +1,202 @@
+"""Eyewear: ``eyeglasses`` (any glasses worn on the face) and ``sunglasses`` (dark glasses that
+hide the eyes).
+
+Both look at the same eye-region crop: the face aligned so the eyes sit level at fixed places of
+a 48x48 crop (:data:`EYE_CROP`: eyes 24 px apart at mid-height, the brows to the top of the
+nose in view).
+
+* ``eyeglasses``: HOG of the grey crop (6 px cells: frames, rims, the bridge over the nose) and
+  the eight :func:`lens_measurements`, through a one-hidden-layer head (:class:`Head`,
+  isotonic-calibrated). True for any glasses worn on the face - clear, tinted or dark - so a
+  face with sunglasses has ``eyeglasses`` too. Glasses pushed up onto the head are not worn.
+* ``sunglasses``: a logistic head on the eight named :func:`lens_measurements` alone (how dark
+  and how flat the lens areas are against the skin of the upper face, and whether the whites
+  and the iris of the eyes show), isotonic-calibrated.
+
+Both heads are trained by ``train/train_glasses.py``; figures in docs/attributes.md.
+
+A face is not judged (value ``None`` with a reason) when its eyes are closer than
+:data:`MIN_EYE_DISTANCE` px (``"face too small (...)"``), or when the head is turned further
+than :data:`MAX_YAW` degrees (``"head turned too far (yaw ...°)"``). Faces without a mesh are
+judged from the detector's eye points when they are far enough apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from mien.analyzers.attributes.base import FaceContext, column
+from mien.analyzers.attributes.heads import Head, hog, to_gray
+from mien.types import AttributeColumn, ModelInfo
+
+F32 = npt.NDArray[np.float32]
+
+#: The eye-region crop: size in px, eye height and eye distance as fractions of the size. The
+#: eyes lie at (12, 24) and (36, 24); the eye distance U is 24 px; the brows and the top of the
+#: nose are in view.
+EYE_CROP: tuple[int, float, float] = (48, 0.5, 0.5)
+#: Smallest distance between the eye centres (px in the picture) for a face to be judged.
+MIN_EYE_DISTANCE: float = 8.0
+#: Largest |yaw| (degrees, from the mesh) for a face to be judged.
+MAX_YAW: float = 60.0
+
+_U = 24.0
+_EY = 24.0
+_EX = (12.0, 36.0)
+
+
+def _patch(g: F32, cx: float, cy: float, hw: float, hh: float) -> F32:
+    y0, y1 = round(cy - hh), round(cy + hh)
+    x0, x1 = round(cx - hw), round(cx + hw)
+    return g[max(y0, 0) : max(y1, 1), max(x0, 0) : max(x1, 1)]
+
+
+def eye_crop(ctx: FaceContext, i: int) -> npt.NDArray[np.uint8]:
+    """The RGB 48x48 eye-region crop of face ``i``."""
+    size, eye_y, eye_distance = EYE_CROP
+    return ctx.crop(i, size, eye_y, eye_distance)
+
+
+#: Names of the measurements of :func:`lens_measurements`, in order.
+MEASUREMENTS: tuple[str, ...] = (
+    "lens_vs_skin",
+    "darker_lens_vs_skin",
+    "whites_vs_skin",
+    "lens_p10_vs_skin",
+    "lens_p90_vs_skin",
+    "iris_contrast",
+    "lens_spread",
+    "forehead_vs_glabella",
+)
+
+
+def lens_measurements(rgb: npt.NDArray[np.uint8]) -> F32:
+    """Eight transparent measurements of a 48x48 eye crop, on grey in [0, 1].
+
+    The skin reference is the mean of the forehead just above the brows and the skin between the
+    eyes (the upper face: a mask hides the cheeks and nose, and is often much brighter than the
+    skin). The lens areas are 0.5 U x 0.3 U around each eye (U: the eye distance).
+
+    * ``lens_vs_skin``, ``darker_lens_vs_skin``: log of (the lens areas' mean, the darker eye's
+      mean) / the reference - far below 0 behind dark lenses;
+    * ``whites_vs_skin``: the whites of the eyes, either side of each iris, / the reference;
+    * ``lens_p10_vs_skin``, ``lens_p90_vs_skin``: the darkest and brightest tenth of the lens
+      areas (a reflection on a dark lens, or skin seen through a clear one);
+    * ``iris_contrast``: (whites - iris) / the lens areas' spread - an eye in view shows a dark
+      iris between bright whites; a dark lens hides both;
+    * ``lens_spread``: (p90 - p10) / median of the lens areas (flat behind dark lenses);
+    * ``forehead_vs_glabella``: log of the ratio of the two reference patches (a shadow, a brim
+      or a fringe over the forehead).
+    """
+    g = to_gray(rgb).astype(np.float32) / 255.0
+    u = _U
+    forehead = float(_patch(g, 24.0, _EY - 0.6 * u, 0.25 * u, 0.08 * u).mean())
+    glabella = float(_patch(g, 24.0, _EY - 0.05 * u, 0.06 * u, 0.1 * u).mean())
+    ref = (forehead + glabella) / 2 + 0.02
+    lens = [_patch(g, x, _EY, 0.25 * u, 0.15 * u) for x in _EX]
+    iris = float(np.mean([_patch(g, x, _EY, 0.05 * u, 0.05 * u).mean() for x in _EX]))
+    whites = float(
+        np.mean(
+            [
+                _patch(g, x + d * 0.17 * u, _EY, 0.04 * u, 0.04 * u).mean()
+                for x in _EX
+                for d in (-1, 1)
+            ]
+        )
+    )
+    means = [float(p.mean()) for p in lens]
+    p10, p50, p90 = (
+        float(v) for v in np.percentile(np.concatenate([p.ravel() for p in lens]), [10, 50, 90])
+    )
+    return np.array(
+        [
+            math.log((float(np.mean(means)) + 0.02) / ref),
+            math.log((min(means) + 0.02) / ref),
+            math.log((whites + 0.02) / ref),
+            math.log((p10 + 0.02) / ref),
+            math.log((p90 + 0.02) / ref),
+            (whites - iris) / (p90 - p10 + 0.03),
+            (p90 - p10) / (p50 + 0.03),
+            math.log((forehead + 0.02) / (glabella + 0.02)),
+        ],
+        np.float32,
+    )
+
+
+def eyeglasses_features(rgb: npt.NDArray[np.uint8]) -> F32:
+    """Features of the eyeglasses head: HOG of the grey 48x48 eye crop (6 px cells, 1764
+    values: frames, rims, the bridge over the nose), then :func:`lens_measurements`."""
+    return np.concatenate([hog(to_gray(rgb), 6), lens_measurements(rgb)]).astype(np.float32)
+
+
+def sunglasses_features(rgb: npt.NDArray[np.uint8]) -> F32:
+    """Features of the sunglasses head: the eight :func:`lens_measurements` alone."""
+    return lens_measurements(rgb)
+
+
+def unjudgeable(ctx: FaceContext, i: int) -> str | None:
+    """Why face ``i`` cannot be judged for eyewear, or None when it can."""
+    d = ctx.inter_eye(i)
+    if not d >= MIN_EYE_DISTANCE:
+        return f"face too small ({d:.0f} px between the eyes; needs {MIN_EYE_DISTANCE:.0f})"
+    yaw = float(ctx.head_pose[i, 0])
+    if math.isfinite(yaw) and abs(yaw) > MAX_YAW:
+        return f"head turned too far (yaw {yaw:.0f}°)"
+    return None
+
+
+class _Eyewear:
+    name: str = ""
+    card: str = ""
+
+    @staticmethod
+    def features(rgb: npt.NDArray[np.uint8]) -> F32:
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        self.head = Head.load(self.card)
+        assert self.head.info is not None
+        self.models: tuple[ModelInfo, ...] = (self.head.info,)
+
+    def __call__(self, ctx: FaceContext) -> AttributeColumn:
+        n = len(ctx)
+        feats: dict[int, F32] = {}
+        reasons: dict[int, str] = {}
+        for i in range(n):
+            why = unjudgeable(ctx, i)
+            if why is None:
+                feats[i] = self.features(eye_crop(ctx, i))
+            else:
+                reasons[i] = why
+        proba: dict[int, float] = {}
+        if feats:
+            keys = sorted(feats)
+            p = self.head.proba(np.stack([feats[k] for k in keys]))[:, 1]
+            proba = {k: float(v) for k, v in zip(keys, p, strict=True)}
+
+        def judge(i: int) -> tuple[bool, float] | tuple[None, str]:
+            if i in reasons:
+                return None, reasons[i]
+            p1 = proba[i]
+            return (True, p1) if p1 >= 0.5 else (False, 1.0 - p1)
+
+        return column(n, judge)
+
+
+class Eyeglasses(_Eyewear):
+    """``eyeglasses``: any glasses worn on the face (clear, tinted or dark)."""
+
+    name = "eyeglasses"
+    card = "attr_eyeglasses"
+    features = staticmethod(eyeglasses_features)
+
+
+class Sunglasses(_Eyewear):
+    """``sunglasses``: dark glasses that hide the eyes."""
+
+    name = "sunglasses"
+    card = "attr_sunglasses"
+    features = staticmethod(sunglasses_features)

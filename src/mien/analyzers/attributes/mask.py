@@ -1,0 +1,149 @@
+"""``mask``: a medical or cloth mask, or another cover of the lower face.
+
+Values: ``"none"``, ``"worn"`` (nose and mouth covered) or ``"worn_incorrectly"`` (a mask on
+the face that leaves the nose, or the nose and mouth, uncovered), with the calibrated
+probability of the reported class as its confidence.
+
+Method
+    The face is aligned (eyes level, :data:`CROP`: a 32x32 crop, eyes 11.5 px apart at 40% of
+    the height, forehead to chin in view) and described by :func:`mask_features`: the colour of
+    the forehead and of the skin between the eyes, then for a 4x3 grid over the lower face (just
+    below the eyes to the chin) each cell's colour against those two references, its colour
+    spread and its edge energy against the forehead's, and the whole crop shrunk to 8x8. A mask
+    rarely has the colour of the skin above it, and it is smoother than nostrils, lips and chin;
+    a mask under the nose leaves the upper rows skin-coloured.
+
+    A one-hidden-layer head (:class:`Head`, softmax, temperature-calibrated) trained by
+    ``train/train_mask.py`` on the CC0 Kaggle face-mask photos (plus GENKI-4K faces as extra
+    faces without a mask) turns the features into the three class probabilities.
+
+Unknown (value ``None`` with a reason)
+    * the eyes closer than :data:`MIN_EYE_DISTANCE` px: ``"face too small (...)"``;
+    * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``.
+
+    Faces too small for the mesh (under 16 px) are still judged when their eyes, from the
+    detector's five points, are at least 4 px apart: the aligned crop needs only the two eyes,
+    and on the face-mask photos the accuracy holds down to that size (it falls below it; see
+    docs/attributes.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from mien.analyzers.attributes.base import FaceContext, column
+from mien.analyzers.attributes.heads import Head
+from mien.types import AttributeColumn, ModelInfo
+
+F32 = npt.NDArray[np.float32]
+
+CLASSES: tuple[str, ...] = ("none", "worn", "worn_incorrectly")
+#: The aligned crop: size in px, eye height and eye distance as fractions of the size.
+CROP: tuple[int, float, float] = (32, 0.40, 0.36)
+#: Smallest distance between the eye centres (px in the picture) for a face to be judged.
+MIN_EYE_DISTANCE: float = 4.0
+#: Largest |yaw| (degrees, from the mesh) for a face to be judged.
+MAX_YAW: float = 65.0
+
+
+def _grid() -> tuple[tuple[slice, slice], tuple[slice, slice], list[tuple[slice, slice]]]:
+    size, eye_y, eye_distance = CROP
+    u = eye_distance * size  # the eye distance in crop pixels
+    ey, cx = eye_y * size, size / 2
+
+    def rows(a: float, b: float) -> slice:
+        return slice(round(ey + a * u), round(ey + b * u))
+
+    def cols(a: float, b: float) -> slice:
+        return slice(round(cx + a * u), round(cx + b * u))
+
+    forehead = (rows(-0.75, -0.35), cols(-0.6, 0.6))
+    glabella = (rows(-0.15, 0.2), cols(-0.18, 0.18))
+    cells = []
+    for r0, r1 in ((0.15, 0.45), (0.45, 0.75), (0.75, 1.05), (1.05, 1.45)):
+        for c0, c1 in ((-0.8, -0.27), (-0.27, 0.27), (0.27, 0.8)):
+            cells.append((rows(r0, r1), cols(c0, c1)))
+    return forehead, glabella, cells
+
+
+_FOREHEAD, _GLABELLA, _CELLS = _grid()
+
+
+def mask_crop(ctx: FaceContext, i: int) -> npt.NDArray[np.uint8]:
+    """The aligned 32x32 RGB crop of face ``i`` (:data:`CROP`)."""
+    size, eye_y, eye_distance = CROP
+    return ctx.crop(i, size, eye_y, eye_distance)
+
+
+def mask_features(rgb: npt.NDArray[np.uint8]) -> F32:
+    """Feature vector of an aligned 32x32 RGB face crop (CIELAB scaled to [0, 1]), 321 values:
+
+    * the two references - the forehead above the brows and the skin between the eyes - and
+      their difference (9);
+    * for each of 12 cells (4 rows from just below the eyes to the chin, 3 columns): the mean
+      colour minus each reference (6), the colour spread (3) and the log ratio of the cell's
+      edge energy (Sobel) to the forehead's (1) - 120;
+    * the crop shrunk to 8x8, in CIELAB (192).
+    """
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0
+    grey = lab[..., 0]
+    edges = np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)) + np.abs(
+        cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    )
+    r1 = lab[_FOREHEAD].reshape(-1, 3).mean(axis=0)
+    r2 = lab[_GLABELLA].reshape(-1, 3).mean(axis=0)
+    e1 = float(edges[_FOREHEAD].mean()) + 0.02
+    out: list[float] = [*r1.tolist(), *r2.tolist(), *(r2 - r1).tolist()]
+    for cell in _CELLS:
+        px = lab[cell].reshape(-1, 3)
+        m = px.mean(axis=0)
+        out += (m - r1).tolist() + (m - r2).tolist() + px.std(axis=0).tolist()
+        out.append(math.log((float(edges[cell].mean()) + 0.02) / e1))
+    small = cv2.resize(rgb, (8, 8), interpolation=cv2.INTER_AREA)
+    small_lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0
+    return np.concatenate([np.asarray(out, np.float32), small_lab.reshape(-1)]).astype(np.float32)
+
+
+def unjudgeable(ctx: FaceContext, i: int) -> str | None:
+    """Why face ``i`` cannot be judged for a mask, or None when it can."""
+    d = ctx.inter_eye(i)
+    if not d >= MIN_EYE_DISTANCE:
+        return f"face too small ({d:.0f} px between the eyes; needs {MIN_EYE_DISTANCE:.0f})"
+    yaw = float(ctx.head_pose[i, 0])
+    if math.isfinite(yaw) and abs(yaw) > MAX_YAW:
+        return f"head turned too far (yaw {yaw:.0f}°)"
+    return None
+
+
+class MaskAnalyzer:
+    """``mask``: ``"none"``, ``"worn"`` or ``"worn_incorrectly"`` (see the module doc)."""
+
+    name = "mask"
+
+    def __init__(self) -> None:
+        self.head = Head.load("attr_mask")
+        assert self.head.info is not None
+        self.models: tuple[ModelInfo, ...] = (self.head.info,)
+
+    def __call__(self, ctx: FaceContext) -> AttributeColumn:
+        n = len(ctx)
+        reasons = {i: r for i in range(n) if (r := unjudgeable(ctx, i)) is not None}
+        keys = [i for i in range(n) if i not in reasons]
+        proba: dict[int, F32] = {}
+        if keys:
+            x = np.stack([mask_features(mask_crop(ctx, i)) for i in keys])
+            p = self.head.proba(x)
+            proba = {k: p[j] for j, k in enumerate(keys)}
+        classes = self.head.classes
+
+        def judge(i: int) -> tuple[str, float] | tuple[None, str]:
+            if i in reasons:
+                return None, reasons[i]
+            k = int(np.argmax(proba[i]))
+            return classes[k], float(proba[i][k])
+
+        return column(n, judge)

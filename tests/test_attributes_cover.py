@@ -1,0 +1,298 @@
+"""The attributes mask, eyeglasses, sunglasses and headwear on real labelled faces.
+
+Every check runs the shipped analyzers through mien's pipeline on faces that were never used to
+train or calibrate them (the held-out photos and subjects of train/train_mask.py and
+train/train_glasses.py, and the evaluation-only sets). The thresholds sit a margin below the
+figures of bench/attributes_cover.py (docs/attributes.md), so a change that makes an attribute
+clearly worse fails here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+import mien
+from mien.analyzers.attributes import create
+from mien.analyzers.attributes.base import FaceContext
+from mien.detect.nms import iou_matrix
+from mien.types import MESH_POINTS
+
+from .conftest import shared
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((REPO / "src/mien/schema/output.schema.json").read_text())
+COVER = ("mask", "eyeglasses", "sunglasses", "headwear")
+
+
+@pytest.fixture(scope="module")
+def cover_analyzer() -> mien.FaceAnalyzer:
+    return mien.FaceAnalyzer(features=",".join(COVER), threshold=0.3, num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def attrs():
+    return {a.name: a for a in create(COVER)}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _main_face(r: mien.ImageResult) -> int:
+    f = r.faces
+    assert f is not None and len(f), f"no face found in {r.source}"
+    return int(np.argmax(f.widths * f.heights))
+
+
+# -- mask ------------------------------------------------------------------------------------
+
+
+def _facemask_test_photos() -> dict[str, list[dict[str, str]]]:
+    from train.common import SEED, group_split
+    from train.train_mask import FRACTIONS
+
+    rows = _rows(shared("facemask_kaggle_voc", "annotations.csv"))
+    by_image: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        by_image[r["image"]].append(r)
+    images = sorted(by_image)
+    # The same split as train/train_mask.py: by photo, fixed seed (the groups are the photos).
+    _, _, test = group_split(images, FRACTIONS, seed=SEED)
+    return {images[int(i)]: by_image[images[int(i)]] for i in test}
+
+
+def test_mask_on_held_out_photos(cover_analyzer) -> None:
+    photos = _facemask_test_photos()
+    truth_of = {"without_mask": "none", "with_mask": "worn", "mask_weared_incorrect": "worn"}
+    got: list[tuple[str, str]] = []
+    for image in sorted(photos)[:40]:
+        rows = photos[image]
+        r = cover_analyzer.analyze(shared("facemask_kaggle_voc", "images", image))
+        f = r.faces
+        assert f is not None
+        truth = np.array([[float(x[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for x in rows])
+        if not len(f):
+            continue
+        iou = iou_matrix(truth.astype(np.float32), f.boxes)
+        mask = f.attributes["mask"]
+        for t, row in enumerate(rows):
+            j = int(np.argmax(iou[t]))
+            if truth[t, 2] - truth[t, 0] < 20 or iou[t, j] < 0.4 or mask.values[j] is None:
+                continue
+            value = "none" if mask.values[j] == "none" else "worn"
+            got.append((truth_of[row["label"]], value))
+            assert 0.0 <= mask.confidence[j] <= 1.0
+    none = [v for t, v in got if t == "none"]
+    covered = [v for t, v in got if t == "worn"]
+    assert len(none) >= 8 and len(covered) >= 40, (len(none), len(covered))
+    # Bench (all test photos, faces >= 20 px): recall 0.93 (none), about 0.94 (covered).
+    assert np.mean([v == "none" for v in none]) >= 0.75
+    assert np.mean([v == "worn" for v in covered]) >= 0.85
+
+
+# -- eyewear ---------------------------------------------------------------------------------
+
+
+def _held_out_subjects(name: str, label: str) -> list[dict[str, str]]:
+    """Rows of the test subjects of ``name``, split as train/train_glasses.py splits them."""
+    from train.train_glasses import LABELS, _subject_parts
+
+    rows = _rows(shared(name, "labels.csv"))
+    if name == "cmu_faces_sunglasses_pose":
+        wearers = {
+            r["subject"]: int(r["eyeglasses_without_sunglasses"])
+            for r in _rows(LABELS / "cmu_eyeglasses_subjects.csv")
+        }
+        positive = [wearers[r["subject"]] for r in rows]
+    else:
+        positive = [int(r[label]) for r in rows]
+    parts = _subject_parts([r["subject"] for r in rows], positive)
+    return [r for r, p in zip(rows, parts, strict=True) if p == "test"]
+
+
+def test_eyeglasses_on_held_out_olivetti_subjects(cover_analyzer) -> None:
+    rows = _held_out_subjects("olivetti_glasses", "eyeglasses")
+    right = []
+    for r in rows:
+        res = cover_analyzer.analyze(shared("olivetti_glasses", "images", r["file"]))
+        i = _main_face(res)
+        value = res.faces.attributes["eyeglasses"].values[i]
+        assert value is not None
+        right.append(value == bool(int(r["eyeglasses"])))
+        assert res.faces.attributes["sunglasses"].values[i] is False
+    assert sum(int(r["eyeglasses"]) for r in rows) >= 5
+    assert np.mean(right) >= 0.9  # bench: 1.00 on these 50 faces
+
+
+def test_sunglasses_on_held_out_cmu_subjects(attrs) -> None:
+    from PIL import Image
+
+    analyzer = mien.FaceAnalyzer(features="landmarks", threshold=0.3, num_threads=2)
+    rows = [
+        r
+        for r in _held_out_subjects("cmu_faces_sunglasses_pose", "sunglasses")
+        if r["pose"] in ("straight", "up")
+    ]
+    right = []
+    for r in rows:
+        with Image.open(shared("cmu_faces_sunglasses_pose", "images", r["file"])) as im:
+            rgb = np.asarray(im.convert("RGB"))  # PGM: mien's reader does not take it
+        res = analyzer.analyze(rgb)
+        i = _main_face(res)
+        f = res.faces
+        no_mesh = np.full((1, MESH_POINTS, 3), np.nan, np.float32)
+        no_pose = np.full((1, 3), np.nan, np.float32)
+        ctx = FaceContext(rgb, f.boxes[i : i + 1], f.landmarks[i : i + 1], no_mesh, no_pose)
+        col = attrs["sunglasses"](ctx)
+        right.append(col.values[0] == bool(int(r["sunglasses"])))
+    assert len(rows) >= 10
+    assert np.mean(right) >= 0.85  # bench (all poses): 0.96
+
+
+def test_eyewear_on_real_web_photos(cover_analyzer) -> None:
+    rows = _rows(shared("glasses_slinko", "labels.csv"))
+    picked = [r for r in rows if r["file"].startswith("st_")][:10]
+    right = []
+    for r in picked:
+        res = cover_analyzer.analyze(shared("glasses_slinko", "images", r["file"]))
+        if res.faces is None or not len(res.faces):
+            continue
+        value = res.faces.attributes["eyeglasses"].values[_main_face(res)]
+        right.append(value == bool(int(r["eyeglasses_any"])))
+    assert len(right) >= 8
+    assert np.mean(right) >= 0.75  # bench (47 faces): 0.89
+
+
+def test_sunglasses_selfies(cover_analyzer) -> None:
+    """Weak labels (every selfie is filed as 'with sunglasses'): eyeglasses, which includes
+    dark glasses, is called on most; sunglasses on fewer - mien's known weak point (bench: 0.88
+    and 0.39 recall)."""
+    rows = _rows(shared("sunglasses_selfies_scraped", "labels.csv"))[:60]
+    eye, sun = [], []
+    for r in rows:
+        res = cover_analyzer.analyze(shared("sunglasses_selfies_scraped", "images", r["file"]))
+        if res.faces is None or not len(res.faces):
+            continue
+        i = _main_face(res)
+        if res.faces.attributes["eyeglasses"].values[i] is None:
+            continue
+        eye.append(res.faces.attributes["eyeglasses"].values[i])
+        sun.append(res.faces.attributes["sunglasses"].values[i])
+    assert len(eye) >= 45
+    assert np.mean(eye) >= 0.75
+    assert np.mean(sun) >= 0.2
+
+
+# -- headwear --------------------------------------------------------------------------------
+
+
+def test_headwear_on_hand_labelled_faces(cover_analyzer) -> None:
+    photos = _facemask_test_photos()
+    labels = [
+        r
+        for r in _rows(REPO / "train" / "labels" / "facemask_headwear_eyewear.csv")
+        if r["image"] in photos and r["headwear"].strip()
+    ]
+    by_image: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in labels:
+        by_image[r["image"]].append(r)
+    p_yes: list[float] = []
+    truth: list[int] = []
+    for image in sorted(by_image):
+        res = cover_analyzer.analyze(shared("facemask_kaggle_voc", "images", image))
+        f = res.faces
+        if f is None or not len(f):
+            continue
+        boxes = np.array(
+            [[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in by_image[image]],
+            np.float32,
+        )
+        iou = iou_matrix(boxes, f.boxes)
+        col = f.attributes["headwear"]
+        for t, r in enumerate(by_image[image]):
+            j = int(np.argmax(iou[t]))
+            if iou[t, j] < 0.4 or col.values[j] is None:
+                continue
+            c = float(col.confidence[j])
+            p_yes.append(c if col.values[j] else 1.0 - c)
+            truth.append(int(r["headwear"]))
+    from sklearn.metrics import roc_auc_score
+
+    assert len(truth) >= 100 and sum(truth) >= 10
+    assert roc_auc_score(truth, p_yes) >= 0.8  # bench: 0.88
+    assert np.mean([(p >= 0.5) == bool(t) for p, t in zip(p_yes, truth, strict=True)]) >= 0.85
+
+
+# -- unknown, with a reason ------------------------------------------------------------------
+
+
+def _context(eye_distance: float, yaw: float = float("nan"), top: float = 100.0) -> FaceContext:
+    rgb = np.full((400, 400, 3), 128, np.uint8)
+    cx, cy = 200.0, top
+    right, left = (cx - eye_distance / 2, cy), (cx + eye_distance / 2, cy)
+    nose, mouth_r, mouth_l = (cx, cy + 0.6 * eye_distance), (cx - 20, cy + 40), (cx + 20, cy + 40)
+    lm = np.array([[right, left, nose, mouth_r, mouth_l]], np.float32)
+    box = np.array(
+        [[cx - eye_distance, cy - eye_distance, cx + eye_distance, cy + 2 * eye_distance]],
+        np.float32,
+    )
+    mesh = np.full((1, MESH_POINTS, 3), np.nan, np.float32)
+    pose = np.array([[yaw, 0.0, 0.0]], np.float32)
+    return FaceContext(rgb, box, lm, mesh, pose)
+
+
+def test_tiny_face_is_unknown_with_a_reason(attrs) -> None:
+    ctx = _context(eye_distance=3.0)
+    for name in COVER:
+        col = attrs[name](ctx)
+        assert col.values[0] is None and np.isnan(col.confidence[0])
+        assert col.reasons[0] is not None and col.reasons[0].startswith("face too small (3 px")
+
+
+def test_turned_head_is_unknown_with_a_reason(attrs) -> None:
+    ctx = _context(eye_distance=40.0, yaw=70.0)
+    for name in COVER:
+        col = attrs[name](ctx)
+        assert col.values[0] is None
+        assert col.reasons[0] == "head turned too far (yaw 70°)"
+
+
+def test_headwear_needs_the_top_of_the_head(attrs) -> None:
+    col = attrs["headwear"](_context(eye_distance=40.0, top=30.0))
+    assert col.values[0] is None and col.reasons[0] == "top of the head outside the picture"
+    col = attrs["headwear"](_context(eye_distance=40.0, top=200.0))
+    assert isinstance(col.values[0], bool) and 0.5 <= col.confidence[0] <= 1.0
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def test_cli_output_follows_the_schema() -> None:
+    photo = shared("facemask_kaggle_voc", "images", "maksssksksss1.jpg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mien", "analyze", "--features", ",".join(COVER), str(photo)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = [json.loads(x) for x in proc.stdout.decode().splitlines() if x.strip()]
+    jsonschema.Draft202012Validator(SCHEMA).validate(rec)
+    names = {m["name"] for m in rec["models"]}
+    assert {f"mien-attr-{n}" for n in COVER} <= names
+    assert rec["faces"]
+    for face in rec["faces"]:
+        assert set(face["attributes"]) == set(COVER)
+        mask = face["attributes"]["mask"]
+        assert mask["value"] in ("none", "worn", "worn_incorrectly", None)
+        for a in face["attributes"].values():
+            assert (a["value"] is None) == ("reason" in a) == (a["confidence"] is None)

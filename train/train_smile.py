@@ -1,0 +1,197 @@
+"""Train the ``smile`` head (mouth shape) on SMILEsmileD and write ``attr_smile.npz``.
+
+Usage (from the repository root; needs scikit-learn and ``../shared/data/smilesmiled``)::
+
+    .venv/bin/python train/train_smile.py            # train, print metrics, write the head + card
+    .venv/bin/python train/train_smile.py --dry-run  # train and print, write nothing
+
+Data: SMILEsmileD (13,165 grey 64 x 64 LFW crops, ``labels.csv`` smile 0/1; research use, no
+licence stated). Each crop goes through mien's own pipeline (``train.common.crop_faces``);
+crops where no face or no mesh is found are counted and left out. The crops are split by file
+(fixed seed) into training (70%), calibration (15%) and a held-out part (15%) reported below.
+GENKI-4K is never read here: it is the cross-data-set evaluation (bench/attributes_face.py).
+
+The training faces are used twice, as they are and mirrored. Smiles and non-smiles are
+weighted equally in training and in calibration (the positives are
+repeated, deterministically, to match the negatives), so the calibrated confidence assumes no
+prior preference for either answer.
+
+The script also prints the repeatability of the mouth's inner-lip ratio under small shifts,
+scalings and mirroring of 300 held-out faces: ``mouth.RATIO_SCALE`` is set from it.
+
+Everything is seeded; rerunning rebuilds ``attr_smile.npz`` byte for byte and rewrites the
+sha256 in ``src/mien/models/cards/attr_smile.toml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mien.analyzers.attributes import mouth, smile
+from train.common import (
+    MODELS_DIR,
+    REPO,
+    SEED,
+    classification_report,
+    crop_faces,
+    face_in_crop,
+    fit_head,
+    group_split,
+    load_rgb,
+    pipeline,
+    require_data,
+)
+
+CARD = REPO / "src" / "mien" / "models" / "cards" / "attr_smile.toml"
+OUT = MODELS_DIR / "attr_smile.npz"
+HIDDEN = 64
+C = 0.3
+
+
+def balanced(
+    rows: npt.NDArray[np.intp], y: npt.NDArray[np.int64], seed: int
+) -> npt.NDArray[np.intp]:
+    """``rows`` with the minority class repeated (deterministically) to match the majority."""
+    rng = np.random.default_rng(seed)
+    pos, neg = rows[y[rows] == 1], rows[y[rows] == 0]
+    small, big = (pos, neg) if len(pos) < len(neg) else (neg, pos)
+    extra = rng.choice(small, len(big) - len(small), replace=True)
+    return np.sort(np.concatenate([big, small, extra]))
+
+
+def load() -> tuple[list[str], npt.NDArray[np.int64], list[Path]]:
+    root = require_data("smilesmiled")
+    with open(root / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    files = [r["file"] for r in rows]
+    y = np.array([int(r["smile"]) for r in rows], np.int64)
+    return files, y, [root / f for f in files]
+
+
+def splits(files: list[str]) -> list[npt.NDArray[np.intp]]:
+    """Training / calibration / held-out row indices of SMILEsmileD (by file, fixed seed)."""
+    return group_split(files, [0.70, 0.15, 0.15], seed=SEED)
+
+
+def features(
+    paths: list[Path],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Features of every crop's face and of its mirror image (zeros where no face)."""
+    faces = crop_faces("smilesmiled", paths)
+    x: npt.NDArray[np.float32] | None = None
+    x_mirror: npt.NDArray[np.float32] | None = None
+    for k in np.nonzero(faces.found)[0]:
+        ctx = faces.context(int(k))
+        f, g = smile.smile_features(ctx, 0), smile.smile_features(ctx, 0, mirror=True)
+        if x is None or x_mirror is None:
+            x = np.zeros((len(paths), len(f)), np.float32)
+            x_mirror = np.zeros_like(x)
+        x[k], x_mirror[k] = f, g
+    assert x is not None and x_mirror is not None
+    return x, x_mirror, faces.found.copy()
+
+
+def ratio_repeatability(paths: list[Path], rows: npt.NDArray[np.intp], n: int = 300) -> float:
+    """Pooled standard deviation of the inner-lip ratio over 5 perturbed copies of each face:
+    the original, shifted by (3, 2) px, scaled by 1.1 and by 0.9, and mirrored."""
+    import cv2
+
+    analyzer = pipeline()
+    rng = np.random.default_rng(SEED)
+    chosen = np.sort(rng.choice(rows, min(n, len(rows)), replace=False))
+    devs: list[float] = []
+    for k in chosen:
+        rgb = load_rgb(paths[k])
+        h, w = rgb.shape[:2]
+        shifted = cv2.warpAffine(
+            rgb,
+            np.array([[1, 0, 3], [0, 1, 2]], np.float32),
+            (w, h),
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        variants = [
+            rgb,
+            shifted,
+            cv2.resize(rgb, (int(w * 1.1), int(h * 1.1)), interpolation=cv2.INTER_LINEAR),
+            cv2.resize(rgb, (int(w * 0.9), int(h * 0.9)), interpolation=cv2.INTER_AREA),
+            np.ascontiguousarray(rgb[:, ::-1]),
+        ]
+        ratios = []
+        for v in variants:
+            ctx = face_in_crop(analyzer, np.asarray(v, np.uint8))
+            if ctx is not None and ctx.has_mesh(0):
+                ratios.append(mouth.inner_lip_ratio(ctx.mesh[0]))
+        if len(ratios) >= 3:
+            r = np.asarray(ratios)
+            devs.extend((r - r.mean()) ** 2 * len(r) / (len(r) - 1))
+    return float(np.sqrt(np.mean(devs)))
+
+
+def write_sha(card: Path, digest: str) -> None:
+    """Rewrite the ``sha256 = "..."`` line of a model card."""
+    text = card.read_text(encoding="utf-8")
+    text, count = re.subn(r'(?m)^sha256 = "[0-9a-f]*"$', f'sha256 = "{digest}"', text)
+    if count != 1:
+        raise SystemExit(f"{card} has no sha256 line to update")
+    card.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dry-run", action="store_true", help="train and print; write nothing")
+    ap.add_argument("--hidden", type=int, default=HIDDEN)
+    ap.add_argument("--c", type=float, default=C)
+    ap.add_argument("--skip-repeatability", action="store_true")
+    args = ap.parse_args()
+
+    t0 = time.time()
+    files, y, paths = load()
+    x, x_mirror, found = features(paths)
+    print(
+        f"SMILEsmileD: {len(files)} crops, {int(y.sum())} smiles; no face or no mesh in "
+        f"{int((~found).sum())} ({(~found).mean():.1%}), left out; {x.shape[1]} features "
+        f"({time.time() - t0:.0f} s)"
+    )
+    train, calib, held = (part[found[part]] for part in splits(files))
+    tr, ca = balanced(train, y, SEED), balanced(calib, y, SEED + 1)
+    # training faces and their mirror images; calibration on the faces as they are
+    x_tr = np.concatenate([x[tr], x_mirror[tr]])
+    y_tr = np.concatenate([y[tr], y[tr]])
+    fitted = fit_head(
+        x_tr, y_tr, x[ca], y[ca], ("no", "yes"), hidden=args.hidden, c=args.c, seed=SEED
+    )
+    head = fitted.head
+    for name, part in (("training", train), ("calibration", calib), ("held-out", held)):
+        rep = classification_report(head.proba(x[part]), y[part])
+        print(
+            f"{name:12s} n={len(part):5d}  acc {rep['accuracy']:.3f}  bal.acc "
+            f"{rep['balanced_accuracy']:.3f}  AUC {rep['roc_auc']:.3f}  ECE {rep['ece']:.3f}"
+        )
+    if not args.skip_repeatability:
+        sd = ratio_repeatability(paths, held)
+        print(
+            f"mouth_open: inner-lip ratio repeatability (pooled SD over 5 perturbed copies of "
+            f"300 held-out faces) = {sd:.4f}; mouth.RATIO_SCALE uses "
+            f"{mouth.RATIO_SCALE * np.pi / np.sqrt(3):.4f}"
+        )
+    if args.dry_run:
+        return
+    head.save(OUT)
+    digest = hashlib.sha256(OUT.read_bytes()).hexdigest()
+    write_sha(CARD, digest)
+    print(f"wrote {OUT.relative_to(REPO)} sha256 {digest} (card updated)")
+
+
+if __name__ == "__main__":
+    main()
