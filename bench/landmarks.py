@@ -437,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     five_rows = []
     for label, key in (
-        ("mien (mesh: iris centres, mesh 1, 61, 291)", "mien_mesh_eval"),
+        ("mien (mesh: iris centres, mesh 4, 61, 291)", "mien_mesh_eval"),
         ("CenterFace 5-pt", "centerface5_eval"),
     ):
         f5 = results[key]["five"]

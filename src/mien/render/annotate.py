@@ -2,7 +2,8 @@
 
 Boxes with their score, the 5 named landmarks (subject's right side in orange, left side in
 cyan), the head-pose axes from the nose tip and a label line (score, yaw/pitch/roll,
-sharpness). Nothing is drawn that mien did not compute.
+sharpness, and the attributes that were computed and are present). Nothing is drawn that mien
+did not compute.
 """
 
 from __future__ import annotations
@@ -67,8 +68,25 @@ def annotate(rgb: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
             s = float(faces.quality["sharpness"][i])
             if math.isfinite(s):
                 parts.append(f"sharp {s:.2f}")
+        parts.extend(_attribute_words(faces, i))
         _label(out, " ".join(parts), x1, y1 - line, font)
     return out
+
+
+def _attribute_words(faces: Faces, i: int) -> list[str]:
+    """Short words for the attributes of face ``i`` that are known and present."""
+    words: list[str] = []
+    for name, col in faces.attributes.items():
+        value = col.values[i]
+        if value is True:
+            words.append(name)
+        elif isinstance(value, str) and value != "none":
+            words.append(f"{name}:{value}")
+        elif isinstance(value, dict):
+            closed = [side for side, is_open in value.items() if is_open is False]
+            if closed:
+                words.append("closed:" + "+".join(closed))
+    return words
 
 
 def _draw_axes(

@@ -8,6 +8,7 @@ turned, no mesh...).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.analyzers.align import aligned_crop
+from mien.analyzers.attributes.heads import Head
 from mien.types import AttributeColumn, ModelInfo
 
 
@@ -85,3 +87,64 @@ def column(n: int, judge: Callable[[int], tuple[Any, float] | tuple[None, str]])
             conf[i] = float(second)
             reasons.append(None)
     return AttributeColumn(values=tuple(values), confidence=conf, reasons=tuple(reasons))
+
+
+def size_or_pose_reason(
+    ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float, *, need_mesh: bool = False
+) -> str | None:
+    """Why face ``i`` is too small or too turned to judge (or has no mesh, when one is needed);
+    None when it can be judged."""
+    if need_mesh and not ctx.has_mesh(i):
+        return "no face mesh"
+    d = ctx.inter_eye(i)
+    if not d >= min_eye_px:
+        return f"face too small ({d:.0f} px between the eyes; needs {min_eye_px:.0f})"
+    yaw = float(ctx.head_pose[i, 0])
+    if math.isfinite(yaw) and abs(yaw) > max_yaw:
+        return f"head turned too far (yaw {yaw:.0f}°)"
+    return None
+
+
+class HeadAttribute:
+    """An attribute judged by one calibrated :class:`Head` on per-face features.
+
+    Subclasses set ``name`` and ``card`` (the model card of the head) and define
+    :meth:`unjudgeable` and :meth:`features`. Two classes: the value is ``True`` when the
+    calibrated probability of the positive class is >= 0.5, and the confidence is the
+    probability of the reported value; more classes: the most probable class and its probability.
+    """
+
+    name: str = ""
+    card: str = ""
+
+    def __init__(self) -> None:
+        self.head = Head.load(self.card)
+        assert self.head.info is not None
+        self.models: tuple[ModelInfo, ...] = (self.head.info,)
+
+    def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
+        raise NotImplementedError
+
+    def features(self, ctx: FaceContext, i: int) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+    def verdict(self, proba: npt.NDArray[np.float32]) -> tuple[Any, float]:
+        if len(self.head.classes) == 2:
+            p1 = float(proba[1])
+            return (True, p1) if p1 >= 0.5 else (False, 1.0 - p1)
+        k = int(np.argmax(proba))
+        return self.head.classes[k], float(proba[k])
+
+    def __call__(self, ctx: FaceContext) -> AttributeColumn:
+        n = len(ctx)
+        reasons = {i: r for i in range(n) if (r := self.unjudgeable(ctx, i)) is not None}
+        keys = [i for i in range(n) if i not in reasons]
+        rows: dict[int, npt.NDArray[np.float32]] = {}
+        if keys:
+            proba = self.head.proba(np.stack([self.features(ctx, i) for i in keys]))
+            rows = dict(zip(keys, proba, strict=True))
+
+        def judge(i: int) -> tuple[Any, float] | tuple[None, str]:
+            return (None, reasons[i]) if i in reasons else self.verdict(rows[i])
+
+        return column(n, judge)

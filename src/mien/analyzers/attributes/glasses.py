@@ -28,9 +28,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from mien.analyzers.attributes.base import FaceContext, column
-from mien.analyzers.attributes.heads import Head, hog, to_gray
-from mien.types import AttributeColumn, ModelInfo
+from mien.analyzers.attributes.base import FaceContext, HeadAttribute, size_or_pose_reason
+from mien.analyzers.attributes.heads import hog, to_gray
 
 F32 = npt.NDArray[np.float32]
 
@@ -139,51 +138,21 @@ def sunglasses_features(rgb: npt.NDArray[np.uint8]) -> F32:
 
 def unjudgeable(ctx: FaceContext, i: int) -> str | None:
     """Why face ``i`` cannot be judged for eyewear, or None when it can."""
-    d = ctx.inter_eye(i)
-    if not d >= MIN_EYE_DISTANCE:
-        return f"face too small ({d:.0f} px between the eyes; needs {MIN_EYE_DISTANCE:.0f})"
-    yaw = float(ctx.head_pose[i, 0])
-    if math.isfinite(yaw) and abs(yaw) > MAX_YAW:
-        return f"head turned too far (yaw {yaw:.0f}°)"
-    return None
+    return size_or_pose_reason(ctx, i, MIN_EYE_DISTANCE, MAX_YAW)
 
 
-class _Eyewear:
-    name: str = ""
-    card: str = ""
+class _Eyewear(HeadAttribute):
+    """Eyewear heads: features of the aligned eye-region crop."""
 
     @staticmethod
-    def features(rgb: npt.NDArray[np.uint8]) -> F32:
+    def extract(rgb: npt.NDArray[np.uint8]) -> F32:
         raise NotImplementedError
 
-    def __init__(self) -> None:
-        self.head = Head.load(self.card)
-        assert self.head.info is not None
-        self.models: tuple[ModelInfo, ...] = (self.head.info,)
+    def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
+        return unjudgeable(ctx, i)
 
-    def __call__(self, ctx: FaceContext) -> AttributeColumn:
-        n = len(ctx)
-        feats: dict[int, F32] = {}
-        reasons: dict[int, str] = {}
-        for i in range(n):
-            why = unjudgeable(ctx, i)
-            if why is None:
-                feats[i] = self.features(eye_crop(ctx, i))
-            else:
-                reasons[i] = why
-        proba: dict[int, float] = {}
-        if feats:
-            keys = sorted(feats)
-            p = self.head.proba(np.stack([feats[k] for k in keys]))[:, 1]
-            proba = {k: float(v) for k, v in zip(keys, p, strict=True)}
-
-        def judge(i: int) -> tuple[bool, float] | tuple[None, str]:
-            if i in reasons:
-                return None, reasons[i]
-            p1 = proba[i]
-            return (True, p1) if p1 >= 0.5 else (False, 1.0 - p1)
-
-        return column(n, judge)
+    def features(self, ctx: FaceContext, i: int) -> F32:
+        return self.extract(eye_crop(ctx, i))
 
 
 class Eyeglasses(_Eyewear):
@@ -191,7 +160,7 @@ class Eyeglasses(_Eyewear):
 
     name = "eyeglasses"
     card = "attr_eyeglasses"
-    features = staticmethod(eyeglasses_features)
+    extract = staticmethod(eyeglasses_features)
 
 
 class Sunglasses(_Eyewear):
@@ -199,4 +168,4 @@ class Sunglasses(_Eyewear):
 
     name = "sunglasses"
     card = "attr_sunglasses"
-    features = staticmethod(sunglasses_features)
+    extract = staticmethod(sunglasses_features)

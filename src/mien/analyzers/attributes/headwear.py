@@ -44,9 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.analyzers.align import alignment_matrix
-from mien.analyzers.attributes.base import FaceContext, column
-from mien.analyzers.attributes.heads import Head
-from mien.types import AttributeColumn, ModelInfo
+from mien.analyzers.attributes.base import FaceContext, HeadAttribute, size_or_pose_reason
 
 F32 = npt.NDArray[np.float32]
 
@@ -125,12 +123,9 @@ def headwear_features(rgb: npt.NDArray[np.uint8]) -> F32:
 
 def unjudgeable(ctx: FaceContext, i: int) -> str | None:
     """Why face ``i`` cannot be judged for headwear, or None when it can."""
-    d = ctx.inter_eye(i)
-    if not d >= MIN_EYE_DISTANCE:
-        return f"face too small ({d:.0f} px between the eyes; needs {MIN_EYE_DISTANCE:.0f})"
-    yaw = float(ctx.head_pose[i, 0])
-    if math.isfinite(yaw) and abs(yaw) > MAX_YAW:
-        return f"head turned too far (yaw {yaw:.0f}°)"
+    reason = size_or_pose_reason(ctx, i, MIN_EYE_DISTANCE, MAX_YAW)
+    if reason is not None:
+        return reason
     # Where the middle of the crown region lies in the picture.
     size, eye_y, eye_distance = CROP
     m = alignment_matrix(ctx.landmarks[i, 0], ctx.landmarks[i, 1], size, eye_y, eye_distance)
@@ -141,30 +136,14 @@ def unjudgeable(ctx: FaceContext, i: int) -> str | None:
     return None
 
 
-class HeadwearAnalyzer:
+class HeadwearAnalyzer(HeadAttribute):
     """``headwear``: ``True`` when a hat, cap, hood, scarf or other covering is on the head."""
 
     name = "headwear"
+    card = "attr_headwear"
 
-    def __init__(self) -> None:
-        self.head = Head.load("attr_headwear")
-        assert self.head.info is not None
-        self.models: tuple[ModelInfo, ...] = (self.head.info,)
+    def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
+        return unjudgeable(ctx, i)
 
-    def __call__(self, ctx: FaceContext) -> AttributeColumn:
-        n = len(ctx)
-        reasons = {i: r for i in range(n) if (r := unjudgeable(ctx, i)) is not None}
-        keys = [i for i in range(n) if i not in reasons]
-        proba: dict[int, float] = {}
-        if keys:
-            x = np.stack([headwear_features(headwear_crop(ctx, i)) for i in keys])
-            p = self.head.proba(x)[:, 1]
-            proba = {k: float(v) for k, v in zip(keys, p, strict=True)}
-
-        def judge(i: int) -> tuple[bool, float] | tuple[None, str]:
-            if i in reasons:
-                return None, reasons[i]
-            p1 = proba[i]
-            return (True, p1) if p1 >= 0.5 else (False, 1.0 - p1)
-
-        return column(n, judge)
+    def features(self, ctx: FaceContext, i: int) -> F32:
+        return headwear_features(headwear_crop(ctx, i))

@@ -35,9 +35,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from mien.analyzers.attributes.base import FaceContext, column
-from mien.analyzers.attributes.heads import Head
-from mien.types import AttributeColumn, ModelInfo
+from mien.analyzers.attributes.base import FaceContext, HeadAttribute, size_or_pose_reason
 
 F32 = npt.NDArray[np.float32]
 
@@ -110,40 +108,17 @@ def mask_features(rgb: npt.NDArray[np.uint8]) -> F32:
 
 def unjudgeable(ctx: FaceContext, i: int) -> str | None:
     """Why face ``i`` cannot be judged for a mask, or None when it can."""
-    d = ctx.inter_eye(i)
-    if not d >= MIN_EYE_DISTANCE:
-        return f"face too small ({d:.0f} px between the eyes; needs {MIN_EYE_DISTANCE:.0f})"
-    yaw = float(ctx.head_pose[i, 0])
-    if math.isfinite(yaw) and abs(yaw) > MAX_YAW:
-        return f"head turned too far (yaw {yaw:.0f}°)"
-    return None
+    return size_or_pose_reason(ctx, i, MIN_EYE_DISTANCE, MAX_YAW)
 
 
-class MaskAnalyzer:
+class MaskAnalyzer(HeadAttribute):
     """``mask``: ``"none"``, ``"worn"`` or ``"worn_incorrectly"`` (see the module doc)."""
 
     name = "mask"
+    card = "attr_mask"
 
-    def __init__(self) -> None:
-        self.head = Head.load("attr_mask")
-        assert self.head.info is not None
-        self.models: tuple[ModelInfo, ...] = (self.head.info,)
+    def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
+        return unjudgeable(ctx, i)
 
-    def __call__(self, ctx: FaceContext) -> AttributeColumn:
-        n = len(ctx)
-        reasons = {i: r for i in range(n) if (r := unjudgeable(ctx, i)) is not None}
-        keys = [i for i in range(n) if i not in reasons]
-        proba: dict[int, F32] = {}
-        if keys:
-            x = np.stack([mask_features(mask_crop(ctx, i)) for i in keys])
-            p = self.head.proba(x)
-            proba = {k: p[j] for j, k in enumerate(keys)}
-        classes = self.head.classes
-
-        def judge(i: int) -> tuple[str, float] | tuple[None, str]:
-            if i in reasons:
-                return None, reasons[i]
-            k = int(np.argmax(proba[i]))
-            return classes[k], float(proba[i][k])
-
-        return column(n, judge)
+    def features(self, ctx: FaceContext, i: int) -> F32:
+        return mask_features(mask_crop(ctx, i))

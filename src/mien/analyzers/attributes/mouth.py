@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.analyzers.align import alignment_matrix
-from mien.analyzers.attributes.base import FaceContext, column
+from mien.analyzers.attributes.base import FaceContext, column, size_or_pose_reason
 from mien.types import AttributeColumn, ModelInfo
 
 F32 = npt.NDArray[np.float32]
@@ -76,15 +76,7 @@ def open_probability(ratio: float) -> float:
 def unknown_reason(ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float) -> str | None:
     """Why face ``i`` cannot be judged from its mesh, or None when it can (shared by the
     mouth-shape attributes)."""
-    if not ctx.has_mesh(i):
-        return "no face mesh"
-    iod = ctx.inter_eye(i)
-    if iod < min_eye_px:
-        return f"face too small ({iod:.0f} px between the eyes; needs {min_eye_px:.0f})"
-    yaw = float(ctx.head_pose[i, 0])
-    if math.isfinite(yaw) and abs(yaw) > max_yaw:
-        return f"head turned too far (yaw {yaw:.0f}°)"
-    return None
+    return size_or_pose_reason(ctx, i, min_eye_px, max_yaw, need_mesh=True)
 
 
 def aligned_gray(
