@@ -421,3 +421,23 @@ def crop_faces(name: str, paths: Sequence[Path], cache: bool = True) -> CropFace
         np.savez(tmp, found=found, boxes=boxes, landmarks=landmarks, mesh=mesh, head_pose=pose)
         tmp.replace(cache_file)
     return out
+
+
+def write_head(head: Head, card_key: str) -> str:
+    """Save ``head`` as ``mien/models/data/<card_key>.npz`` and put its sha256 into the model
+    card ``cards/<card_key>.toml`` (the card's other fields are written by hand)."""
+    import hashlib
+    import re
+
+    path = MODELS_DIR / f"{card_key}.npz"
+    head.save(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    card = MODELS_DIR.parent / "cards" / f"{card_key}.toml"
+    text, count = re.subn(
+        r'(?m)^sha256 = "[0-9a-f]*"$', f'sha256 = "{digest}"', card.read_text(encoding="utf-8")
+    )
+    if count != 1:
+        raise SystemExit(f"{card} has no sha256 line to update")
+    card.write_text(text, encoding="utf-8")
+    print(f"wrote {path.relative_to(REPO)} sha256 {digest} (card updated)")
+    return digest

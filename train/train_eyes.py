@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import sys
 import time
 from dataclasses import dataclass
@@ -46,8 +45,6 @@ from mien.analyzers.attributes import eyes
 from mien.analyzers.attributes.base import FaceContext
 from mien.analyzers.attributes.mouth import unknown_reason
 from train.common import (
-    MODELS_DIR,
-    REPO,
     SEED,
     CropFaces,
     classification_report,
@@ -55,11 +52,10 @@ from train.common import (
     fit_head,
     group_split,
     require_data,
+    write_head,
 )
-from train.train_smile import balanced, write_sha
+from train.train_smile import balanced
 
-CARD = REPO / "src" / "mien" / "models" / "cards" / "attr_eyes.toml"
-OUT = MODELS_DIR / "attr_eyes.npz"
 HIDDEN = 64
 C = 1.0
 #: Augmented copies of each training face: closed (CEW) and open.
@@ -260,10 +256,7 @@ def main() -> None:
         )
     if args.dry_run:
         return
-    head.save(OUT)
-    digest = hashlib.sha256(OUT.read_bytes()).hexdigest()
-    write_sha(CARD, digest)
-    print(f"wrote {OUT.relative_to(REPO)} sha256 {digest} (card updated)")
+    write_head(head, "attr_eyes")
 
 
 if __name__ == "__main__":

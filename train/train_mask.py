@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
-import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -39,8 +37,6 @@ from mien.analyzers.attributes.base import FaceContext
 from mien.analyzers.attributes.heads import Head
 from mien.media.image import load_image
 from train.common import (
-    MODELS_DIR,
-    REPO,
     SEED,
     CachedPipeline,
     classification_report,
@@ -48,6 +44,7 @@ from train.common import (
     faces_at_boxes,
     fit_head,
     require_data,
+    write_head,
 )
 
 DATA = "facemask_kaggle_voc"
@@ -101,21 +98,6 @@ def split(faces: list[BoxedFace]) -> list[npt.NDArray[np.intp]]:
     from train.common import group_split
 
     return group_split([f.image for f in faces], FRACTIONS, seed=SEED)
-
-
-def write_head(head: Head, card_key: str) -> str:
-    """Save ``head`` as ``mien/models/data/<card_key>.npz`` and put its sha256 into the model
-    card ``cards/<card_key>.toml`` (the card's other fields are written by hand)."""
-    path = MODELS_DIR / f"{card_key}.npz"
-    head.save(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    card = MODELS_DIR.parent / "cards" / f"{card_key}.toml"
-    if card.exists():
-        text = card.read_text(encoding="utf-8")
-        text = re.sub(r'(?m)^sha256 = "[0-9a-f]*"$', f'sha256 = "{digest}"', text)
-        card.write_text(text, encoding="utf-8")
-    print(f"wrote {path.relative_to(REPO)}  sha256 {digest}")
-    return digest
 
 
 # -- augmentation ----------------------------------------------------------------------------

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
-import re
 import sys
 import time
 from pathlib import Path
@@ -40,8 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mien.analyzers.attributes import mouth, smile
 from train.common import (
-    MODELS_DIR,
-    REPO,
     SEED,
     classification_report,
     crop_faces,
@@ -51,10 +47,9 @@ from train.common import (
     load_rgb,
     pipeline,
     require_data,
+    write_head,
 )
 
-CARD = REPO / "src" / "mien" / "models" / "cards" / "attr_smile.toml"
-OUT = MODELS_DIR / "attr_smile.npz"
 HIDDEN = 64
 C = 0.3
 
@@ -138,15 +133,6 @@ def ratio_repeatability(paths: list[Path], rows: npt.NDArray[np.intp], n: int = 
     return float(np.sqrt(np.mean(devs)))
 
 
-def write_sha(card: Path, digest: str) -> None:
-    """Rewrite the ``sha256 = "..."`` line of a model card."""
-    text = card.read_text(encoding="utf-8")
-    text, count = re.subn(r'(?m)^sha256 = "[0-9a-f]*"$', f'sha256 = "{digest}"', text)
-    if count != 1:
-        raise SystemExit(f"{card} has no sha256 line to update")
-    card.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="train and print; write nothing")
@@ -187,10 +173,7 @@ def main() -> None:
         )
     if args.dry_run:
         return
-    head.save(OUT)
-    digest = hashlib.sha256(OUT.read_bytes()).hexdigest()
-    write_sha(CARD, digest)
-    print(f"wrote {OUT.relative_to(REPO)} sha256 {digest} (card updated)")
+    write_head(head, "attr_smile")
 
 
 if __name__ == "__main__":
