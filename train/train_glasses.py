@@ -32,7 +32,7 @@ import argparse
 import csv
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -55,7 +55,7 @@ from train.common import (
     group_split,
     require_data,
 )
-from train.train_mask import DEFAULT_CACHE, facemask_faces, split, write_head
+from train.train_mask import DEFAULT_CACHE, facemask_faces, jittered, split, write_head
 
 LABELS = REPO / "train" / "labels"
 FRACTIONS = (0.6, 0.2, 0.2)
@@ -212,15 +212,6 @@ def eyewear_faces(cache_dir: Path | None = DEFAULT_CACHE) -> list[EyeFace]:
 
 
 # -- augmentation ----------------------------------------------------------------------------
-
-
-def jittered(ctx: FaceContext, rng: np.random.Generator, amount: float = 0.05) -> FaceContext:
-    """The same face with its two eye points moved by about ``amount`` x the eye distance (as an
-    imprecise landmark would): the aligned crop shifts, turns and scales a little."""
-    lm = ctx.landmarks.copy()
-    d = float(np.hypot(*(lm[0, 1] - lm[0, 0])))
-    lm[0, :2] += rng.normal(0.0, amount * d, (2, 2)).astype(np.float32)
-    return replace(ctx, landmarks=lm, _crops={})
 
 
 def photometric(rgb: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
