@@ -1,0 +1,121 @@
+"""What the ``mien`` commands share: exit codes, the parser class, detector and feature options."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+from mien.features import AVAILABLE_FEATURES, DEFAULT_FEATURES, parse_features
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EPILOG = """exit codes:
+  0    every input was analysed
+  1    some inputs could not be read (their JSON line has "error"); the others were analysed
+  2    usage error, or a refused/unknown feature (nothing was read)
+  3    mien could not run (model verification failed, output not writable)
+  130  interrupted
+
+mien describes what a face shows. It never infers who a person is or what group they belong
+to: no ethnicity, race, gender, age, emotion, identity, recognition or embeddings."""
+
+log = logging.getLogger("mien")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # exit code 2 with the usage line, like argparse
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"mien: error: {message}\n")
+
+
+def detector_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("detection")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="minimum detector score in [0, 1] (default 0.5)",
+    )
+    g.add_argument(
+        "--min-face",
+        type=float,
+        default=0.0,
+        metavar="PX",
+        help="ignore faces smaller than PX pixels (default 0)",
+    )
+    g.add_argument(
+        "--max-faces",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep the N highest-scoring faces per image",
+    )
+    g.add_argument(
+        "--upscale",
+        type=float,
+        default=2.0,
+        metavar="F",
+        help="enlarge small pictures up to F times for a second pass (1 = off; default 2)",
+    )
+    g.add_argument(
+        "--no-tiling",
+        action="store_true",
+        help="do not search large pictures tile by tile at full resolution",
+    )
+    g.add_argument(
+        "--rotation-search",
+        action="store_true",
+        help="also search pictures turned by 90, 180 and 270 degrees (4x slower)",
+    )
+    g.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="detector threads (default: all cores)"
+    )
+
+
+def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FEATURES) -> None:
+    p.add_argument(
+        "--features",
+        default=",".join(default),
+        help=f"comma-separated: {', '.join(AVAILABLE_FEATURES)} or all "
+        f"(default: {','.join(default)})",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from mien.options import AnalyzerOptions
+
+    return AnalyzerOptions(
+        features=parse_features(args.features),
+        threshold=args.threshold,
+        min_face=args.min_face,
+        max_faces=args.max_faces,
+        upscale=args.upscale,
+        tiling=not args.no_tiling,
+        rotation_search=args.rotation_search,
+        num_threads=args.threads,
+    )
+
+
+@contextlib.contextmanager
+def sink(path: str | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    from mien.media.write import atomic_output
+
+    with atomic_output(path, "w") as fh:
+        yield fh  # type: ignore[misc]
+
+
+def inputs(paths: Sequence[str], recursive: bool) -> list[Any]:
+    from mien.media.discover import iter_inputs
+
+    out: list[Any] = []
+    for p in iter_inputs(paths, recursive=recursive):
+        # stdin is read by the image loader, which stops at its byte limit.
+        out.append(("<stdin>", sys.stdin.buffer) if p == "-" else p)
+    return out
