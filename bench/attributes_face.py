@@ -43,7 +43,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,26 +104,36 @@ def binary_metrics(
 # ---------------------------------------------------------------------------- smile
 
 
-def smile_on(
-    faces: CropFaces, y_all: npt.NDArray[np.int64], rows: npt.NDArray[np.intp], judge: Judge
+def judge_all(
+    items: Iterable[tuple[FaceContext | None, int]], judge: Judge
 ) -> tuple[dict[str, float], list[float], dict[str, int]]:
+    """Judge each (face, truth) pair; a None face counts as "no face found". Returns the binary
+    metrics of the judged faces, the ms per face and the reasons of the "unknown" answers."""
     p, y, ms = [], [], []
     reasons: dict[str, int] = {}
-    noface = 0
-    for k in rows:
-        if not faces.found[k]:
+    noface = n = 0
+    for ctx, truth in items:
+        n += 1
+        if ctx is None:
             noface += 1
             continue
-        value, second, t = timed(judge, faces.context(int(k)))
+        value, second, t = timed(judge, ctx)
         ms.append(t)
         if value is None:
             key = str(second).split(" (")[0]
             reasons[key] = reasons.get(key, 0) + 1
             continue
         p.append(float(second) if value else 1.0 - float(second))
-        y.append(int(y_all[k]))
-    rep = binary_metrics(np.asarray(p), np.asarray(y, np.int64), len(rows), noface)
+        y.append(truth)
+    rep = binary_metrics(np.asarray(p), np.asarray(y, np.int64), n, noface)
     return rep, ms, reasons
+
+
+def smile_on(
+    faces: CropFaces, y_all: npt.NDArray[np.int64], rows: npt.NDArray[np.intp], judge: Judge
+) -> tuple[dict[str, float], list[float], dict[str, int]]:
+    items = ((faces.context(int(k)) if faces.found[k] else None, int(y_all[k])) for k in rows)
+    return judge_all(items, judge)
 
 
 def bench_smile(limit: int | None) -> dict[str, Any]:
@@ -276,22 +286,8 @@ def _eye_feat(ctx: FaceContext, side: str) -> npt.NDArray[np.float32]:
 
 def bench_mouth(helen: list[tuple[dict[str, str], FaceContext | None]]) -> dict[str, Any]:
     analyzer = MouthOpenAnalyzer()
-    p, y, ms = [], [], []
-    reasons: dict[str, int] = {}
-    noface = 0
-    for r, ctx in helen:
-        if ctx is None:
-            noface += 1
-            continue
-        value, second, t = timed(analyzer.judge, ctx)
-        ms.append(t)
-        if value is None:
-            key = str(second).split(" (")[0]
-            reasons[key] = reasons.get(key, 0) + 1
-            continue
-        p.append(float(second) if value else 1.0 - float(second))
-        y.append(int(float(r["mouth_inner_ratio"]) > OPEN_RATIO))
-    rep = binary_metrics(np.asarray(p), np.asarray(y, np.int64), len(helen), noface)
+    items = ((ctx, int(float(r["mouth_inner_ratio"]) > OPEN_RATIO)) for r, ctx in helen)
+    rep, ms, reasons = judge_all(items, analyzer.judge)
     return {"helen": {**rep, "ms_per_face": float(np.mean(ms)), "unknown_reasons": reasons}}
 
 
