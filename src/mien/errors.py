@@ -70,3 +70,17 @@ class ModelIntegrityError(MienError):
     """A vendored model file is missing or its sha256 does not match its model card."""
 
     code = "ModelIntegrity"
+
+
+class RuleError(MienError, ValueError):
+    """A rule file or rule expression that cannot be used (syntax, unknown name, limits).
+
+    ``line`` and ``column`` (1-based) locate the problem in the YAML text when known.
+    """
+
+    code = "InvalidRules"
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column

@@ -1,0 +1,166 @@
+"""``mien check``: evaluate rules (a built-in profile or a YAML file) on photos; JSON Lines.
+
+Exit codes: 0 every image passed; 1 some image was flagged (a flag of severity ``error``) or
+could not be read; 2 usage error, invalid rules, or a rule naming a refused attribute; 3 mien
+could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mien.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    detector_args,
+    inputs,
+    log,
+    sink,
+)
+
+CHECK_EPILOG = """exit codes:
+  0    every image passed (no flag of severity "error"; warnings do not fail)
+  1    some image was flagged, or could not be read (its line has "error")
+  2    usage error, invalid rules, or a rule naming something mien refuses to compute
+  3    mien could not run (model verification failed, output not writable)
+  130  interrupted
+
+profiles: id-photo, publish-safe (docs/rules.md); or --rules FILE.yaml."""
+
+
+def register(sub: Any) -> None:
+    ck = sub.add_parser(
+        "check",
+        help="check photos against rules (a profile or a YAML file); one JSON object per image",
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ck.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="image files or folders (searched recursively); '-' reads one image from stdin",
+    )
+    which = ck.add_mutually_exclusive_group()
+    which.add_argument(
+        "--profile", metavar="NAME", help="a built-in profile: id-photo or publish-safe"
+    )
+    which.add_argument("--rules", metavar="FILE", help="a YAML rule file (docs/rules.md)")
+    ck.add_argument("-o", "--output", metavar="FILE", help="write JSON Lines to FILE (atomically)")
+    ck.add_argument(
+        "--analysis",
+        action="store_true",
+        help="include the analysis (the `mien analyze` object, without mesh) in each line",
+    )
+    ck.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    ck.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file log")
+    ck.add_argument("--pretty", action="store_true", help="indent the JSON")
+    ck.add_argument(
+        "--list-fields",
+        action="store_true",
+        help="print the names rules may use, with their types, and exit",
+    )
+    ck.add_argument(
+        "--show-rules",
+        action="store_true",
+        help="print the rules (the profile's YAML, or the file's rules as JSON) and exit",
+    )
+    detector_args(ck)
+    ck.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mien.rules import FIELDS, FUNCTIONS, load_rules, profile_text
+
+    if args.list_fields:
+        for spec in FIELDS.values():
+            extra = f" ({', '.join(spec.choices)})" if spec.choices else ""
+            print(f"{spec.path}\t{spec.type}{extra}\t{spec.scope}\t{spec.doc}")
+        for doc in FUNCTIONS.values():
+            print(f"function\t{doc}")
+        return EXIT_OK
+    if args.profile is None and args.rules is None:
+        raise ValueError("name a profile (--profile id-photo|publish-safe) or --rules FILE.yaml")
+    # Invalid or refused rules fail here (exit 2), before any image is read.
+    ruleset = load_rules(args.profile if args.profile is not None else args.rules)
+    if args.show_rules:
+        if args.profile is not None:
+            sys.stdout.write(profile_text(args.profile.strip()))
+        else:
+            print(json.dumps(ruleset.to_dict(), indent=2))
+        return EXIT_OK
+    if not args.paths:
+        raise ValueError("no PATH given")
+    return _check(args, ruleset)
+
+
+def _check(args: argparse.Namespace, ruleset: Any) -> int:
+    from tqdm import tqdm
+
+    from mien.analyzer import FaceAnalyzer
+    from mien.options import AnalyzerOptions
+
+    options = AnalyzerOptions(
+        features=ruleset.required_features,
+        threshold=args.threshold,
+        min_face=args.min_face,
+        max_faces=args.max_faces,
+        upscale=args.upscale,
+        tiling=not args.no_tiling,
+        rotation_search=args.rotation_search,
+        num_threads=args.threads,
+    )
+    items = inputs(args.paths, recursive=not args.no_recursive)
+    analyzer = FaceAnalyzer(options)
+    failed = unreadable = 0
+    show = not args.quiet and len(items) > 1
+    with (
+        sink(args.output) as out,
+        tqdm(
+            total=len(items),
+            unit="img",
+            disable=not show or None,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
+        for item in items:
+            if isinstance(item, tuple):
+                name, data = item
+                result = analyzer.analyze(data, name=name, on_error="record")
+            else:
+                result = next(analyzer.analyze_many([item]))
+            verdict = ruleset.check(result)
+            if result.error is not None:
+                unreadable += 1
+                if not args.quiet:
+                    bar.write(
+                        f"mien: {result.source}: {result.error.code}: {result.error.message}",
+                        file=sys.stderr,
+                    )
+            if not verdict.passed:
+                failed += 1
+                if not args.quiet and result.error is None:
+                    rules = sorted({f.rule for f in verdict.flags if f.severity == "error"})
+                    bar.write(
+                        f"mien: {result.source}: flagged: {', '.join(rules)}", file=sys.stderr
+                    )
+            record = verdict.to_dict()
+            if args.analysis:
+                record["analysis"] = result.to_dict(include_mesh=False)
+            out.write(json.dumps(record, indent=2 if args.pretty else None, allow_nan=False) + "\n")
+            out.flush()
+            bar.update(1)
+    if show:
+        log.info(
+            "checked %d image(s) against %s: %d passed, %d flagged or unreadable (%d unreadable)",
+            len(items),
+            ruleset.name,
+            len(items) - failed,
+            failed,
+            unreadable,
+        )
+    return EXIT_SOME_FAILED if failed else EXIT_OK
