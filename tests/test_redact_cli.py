@@ -35,7 +35,7 @@ def test_redacts_a_picture_and_writes_the_report(tmp_path: Path) -> None:
     assert region["source"] == "detected" and 0.25 <= region["score"] <= 1.0
     x1, y1, x2, y2 = region["box"]
     assert 150 < x1 < x2 < 300 and 30 < y1 < y2 < 200  # the astronaut's face
-    assert doc["options"] == {"method": "blur", "shape": "ellipse", "scale": 1.6}
+    assert doc["options"] == {"method": "blur", "shape": "ellipse", "scale": 1.8}
     assert doc["threshold"] == 0.25 and doc["metadata_kept"] is False
     assert doc["models"][0]["name"] == "centerface"
 

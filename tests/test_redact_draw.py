@@ -23,7 +23,7 @@ def astronaut() -> np.ndarray:
 
 def test_options_defaults_and_validation() -> None:
     o = RedactOptions()
-    assert (o.method, o.shape, o.scale, o.color) == ("blur", "ellipse", 1.6, (0, 0, 0))
+    assert (o.method, o.shape, o.scale, o.color) == ("blur", "ellipse", 1.8, (0, 0, 0))
     for bad in (
         {"method": "smudge"},
         {"shape": "circle"},
@@ -59,7 +59,7 @@ def test_covers_the_face_and_nothing_else(astronaut: np.ndarray, method: str, sh
     mask = region_mask(astronaut.shape[:2], FACE, opts)
     # Everything outside the covered area is untouched, bit for bit.
     assert np.array_equal(out[~mask], astronaut[~mask])
-    # The face box itself is (nearly) all inside the covered area with the default scale 1.6.
+    # The face box itself is (nearly) all inside the covered area with the default scale 1.8.
     x1, y1, x2, y2 = FACE[0].astype(int)
     assert mask[y1:y2, x1:x2].mean() > 0.97
     # The face's detail is gone: little high-frequency energy left in the central face area.
@@ -153,7 +153,7 @@ def test_report_to_dict_is_json() -> None:
         "timestamp_ms": 100.0,
         "track_id": 2,
     }
-    assert d["options"] == {"method": "blur", "shape": "ellipse", "scale": 1.6}
+    assert d["options"] == {"method": "blur", "shape": "ellipse", "scale": 1.8}
     assert d["created"].endswith("Z")
     with pytest.raises(ValueError):
         CoveredRegion((1, 2, 3, 4), 0.5, "guessed")  # type: ignore[arg-type]
