@@ -1,0 +1,102 @@
+"""``mien serve``: the HTTP service (FastAPI on uvicorn); SQLite by default, or PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from mien.cli.common import EXIT_OK
+
+
+def store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the SQLite store and uploads live (default: $MIEN_DATA_DIR or "
+        "~/.local/share/mien)",
+    )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL instead of SQLite, e.g. postgresql://user@host/mien",
+    )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP service (photos, redaction, jobs, review page)",
+        description="Run the HTTP API. Every route except /health needs an API key "
+        "(mien keys create). Binds to 127.0.0.1 unless --host says otherwise.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    store_args(p)
+    p.add_argument("--workers", type=int, default=1, help="job worker processes (default 1)")
+    p.add_argument(
+        "--retention",
+        default="24h",
+        help="keep uploaded media this long after a job ends; 0 = delete each upload as soon "
+        "as it is analysed (default 24h; jobs may ask for less)",
+    )
+    p.add_argument(
+        "--max-upload-mb", type=float, default=64.0, help="largest request body (default 64)"
+    )
+    p.add_argument(
+        "--max-jobs-per-key",
+        type=int,
+        default=4,
+        help="queued + running jobs one API key may have (default 4)",
+    )
+    p.add_argument(
+        "--job-lease",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a running job whose worker is silent this long is resumed by another (default 30)",
+    )
+    p.add_argument("--threads", type=int, default=0, help="detector threads (default: all cores)")
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="photos analysed or redacted at once by the server (default: one per core); "
+        "further requests wait",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    from mien.service.config import ServiceConfig, default_data_dir
+
+    values: dict[str, Any] = {
+        "data_dir": Path(args.data_dir) if args.data_dir else default_data_dir(),
+        "db_url": args.db,
+    }
+    values.update(overrides)
+    return ServiceConfig(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mien.service.app import create_app
+    from mien.service.config import parse_duration
+
+    config = config_from_args(
+        args,
+        workers=args.workers,
+        retention_s=parse_duration(args.retention),
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_jobs_per_key=args.max_jobs_per_key,
+        job_lease_s=args.job_lease,
+        heartbeat_s=min(2.0, args.job_lease / 3),
+        num_threads=args.threads,
+        max_concurrent_analyses=args.max_concurrent,
+    )
+    app = create_app(config)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return EXIT_OK

@@ -1,0 +1,98 @@
+"""The FastAPI application of ``mien serve``.
+
+:func:`create_app` opens (and migrates) the store, starts the worker processes and the retention
+purger for the app's lifetime, and mounts the routes. Every error is problem+json.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from mien import __version__
+from mien.service import problem
+from mien.service.analysis import AnalyzerCache
+from mien.service.config import ServiceConfig
+from mien.service.routes import analyze, health, jobs, review
+from mien.service.state import AppState
+from mien.service.store import Store
+from mien.service.supervisor import Supervisor
+from mien.service.uploads import BodyLimit
+
+log = logging.getLogger("mien.service")
+
+DESCRIPTION = """Self-hosted face analysis: where faces are, landmarks, head pose, quality and
+observable attributes, for photos (`/v1/faces:analyze`), redaction (`/v1/redact`) and jobs for
+videos and image batches (`/v1/jobs`). Every route except `/health` needs an API key
+(`mien keys create`). Errors are RFC 9457 `application/problem+json` with a stable `code`.
+
+mien never infers who a person is or what group they belong to: asking for ethnicity, race,
+gender, age, emotion or identity answers 422 `RefusedAttribute`."""
+
+
+def create_app(config: ServiceConfig | None = None, *, start_workers: bool = True) -> FastAPI:
+    """The app for ``config``; workers run while the app's lifespan is active."""
+    cfg = config or ServiceConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = Store.open(cfg.database_url)
+        app.state.mien = AppState(
+            config=cfg, store=store, analyzers=AnalyzerCache(num_threads=cfg.num_threads)
+        )
+        supervisor = Supervisor(cfg, store) if start_workers else None
+        app.state.supervisor = supervisor
+        if supervisor is not None:
+            supervisor.start()
+        try:
+            yield
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+            store.close()
+
+    app = FastAPI(
+        title="mien",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    problem.install(app)
+    app.add_middleware(BodyLimit, limit=cfg.max_upload_bytes)
+    app.include_router(health.router)
+    app.include_router(analyze.router)
+    app.include_router(jobs.router)
+    app.include_router(review.router)
+    app.include_router(review.api)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            problem.PROBLEM_SCHEMA
+        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the app (what ``docs/openapi.json`` must equal)."""
+    return create_app(ServiceConfig(data_dir=Path("/nonexistent")), start_workers=False).openapi()

@@ -1,0 +1,99 @@
+"""Settings of the HTTP service (``mien serve``): where data lives, limits, retention, workers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_RETENTION_S = 24 * 3600
+
+
+def default_data_dir() -> Path:
+    """``$MIEN_DATA_DIR``, else ``$XDG_DATA_HOME/mien``, else ``~/.local/share/mien``."""
+    env = os.environ.get("MIEN_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "mien"
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``"0"``, ``"90"``, ``"90s"``, ``"15m"``, ``"24h"`` or ``"7d"``."""
+    t = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    mult = 1
+    if t and t[-1] in units:
+        mult = units[t[-1]]
+        t = t[:-1]
+    try:
+        value = float(t)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 0, 90s, 15m, 24h, 7d)") from None
+    if value < 0:
+        raise ValueError(f"a duration cannot be negative: {text!r}")
+    return round(value * mult)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything the app, its worker processes and the purger need (picklable).
+
+    * ``data_dir``: the SQLite file (unless ``db_url`` is given) and uploaded media live here.
+    * ``db_url``: SQLAlchemy URL; ``postgresql://...`` uses PostgreSQL (through psycopg 3).
+    * ``workers``: job worker processes (0: jobs stay queued; used by tests of the API alone).
+    * ``max_upload_bytes``: largest request body accepted (413 ``ImageTooLarge`` above it).
+    * ``max_jobs_per_key``: queued + running jobs one key may have (429 ``TooManyJobs``).
+    * ``retention_s``: default retention of uploaded media after a job ends (0: deleted as soon
+      as each file is analysed); a job may ask for less, never for more.
+    * ``job_lease_s``: a running job whose worker has not sent a heartbeat for this long is
+      taken over by another worker (after a crash or a restart).
+    * ``max_attempts``: a job is marked failed after this many interrupted runs.
+    * ``purge_interval_s``: how often the retention purger runs.
+    * ``max_concurrent_analyses``: synchronous analyses (``/v1/faces:analyze``, ``/v1/redact``)
+      run at once in the server; more requests wait their turn (0: the number of CPU cores).
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    db_url: str | None = None
+    workers: int = 1
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_jobs_per_key: int = 4
+    max_items_per_job: int = 1000
+    retention_s: int = DEFAULT_RETENTION_S
+    job_lease_s: float = 30.0
+    heartbeat_s: float = 2.0
+    max_attempts: int = 3
+    purge_interval_s: float = 60.0
+    poll_s: float = 0.5
+    num_threads: int = 0
+    max_concurrent_analyses: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.workers < 0:
+            raise ValueError("workers must be >= 0")
+        if self.max_upload_bytes < 1 or self.max_jobs_per_key < 1 or self.max_items_per_job < 1:
+            raise ValueError("limits must be >= 1")
+        if self.max_concurrent_analyses < 0:
+            raise ValueError("max_concurrent_analyses must be >= 0")
+        if self.retention_s < 0:
+            raise ValueError("retention must be >= 0")
+        if self.heartbeat_s <= 0 or self.job_lease_s <= self.heartbeat_s:
+            raise ValueError("the job lease must be longer than the heartbeat interval")
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            url = self.db_url
+            if url.startswith("postgresql://"):  # use psycopg 3, which is what we install
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            elif url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://") :]
+            return url
+        return f"sqlite:///{self.data_dir / 'mien.db'}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"

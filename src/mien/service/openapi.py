@@ -1,0 +1,27 @@
+"""``python -m mien.service.openapi [FILE]``: write the OpenAPI document (docs/openapi.json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from mien.service.app import openapi_document
+
+
+def render() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = render()
+    if args:
+        with open(args[0], "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

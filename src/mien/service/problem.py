@@ -1,0 +1,183 @@
+"""RFC 9457 problem details (``application/problem+json``) with a stable mien ``code``.
+
+Every error the service answers has ``type``, ``title``, ``status``, ``detail`` and ``code``
+(the same code the library and the CLI use, e.g. ``InvalidImage`` or ``RefusedAttribute``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mien.errors import MienError
+
+MEDIA_TYPE = "application/problem+json"
+
+#: HTTP status of each stable code.
+STATUS: dict[str, int] = {
+    "BadRequest": 400,
+    "EmptyBody": 400,
+    "InvalidCursor": 400,
+    "Unauthorized": 401,
+    "NotFound": 404,
+    "MethodNotAllowed": 405,
+    "IdempotencyConflict": 409,
+    "MediaPurged": 410,
+    "ImageTooLarge": 413,
+    "UnsupportedMedia": 415,
+    "InvalidImage": 422,
+    "RefusedAttribute": 422,
+    "UnknownFeature": 422,
+    "InvalidRules": 422,
+    "InvalidParameter": 422,
+    "TooManyJobs": 429,
+    "NotAvailable": 501,
+    "ModelIntegrity": 503,
+    "InternalError": 500,
+}
+
+TITLES: dict[str, str] = {
+    "BadRequest": "Bad request",
+    "EmptyBody": "The request has no content",
+    "InvalidCursor": "Invalid cursor",
+    "Unauthorized": "A valid API key is required",
+    "NotFound": "Not found",
+    "MethodNotAllowed": "Method not allowed",
+    "IdempotencyConflict": "Idempotency-Key reused with a different request",
+    "MediaPurged": "The media has been deleted (retention ended or job deleted)",
+    "ImageTooLarge": "Too large",
+    "UnsupportedMedia": "Unsupported media",
+    "InvalidImage": "Invalid image",
+    "RefusedAttribute": "Refused: mien does not infer identity or group membership",
+    "UnknownFeature": "Unknown feature",
+    "InvalidRules": "Invalid rules",
+    "InvalidParameter": "Invalid parameter",
+    "TooManyJobs": "Too many active jobs for this key",
+    "NotAvailable": "Not available in this installation",
+    "ModelIntegrity": "A model file failed verification",
+    "InternalError": "Internal error",
+}
+
+
+class Problem(Exception):
+    """Raise from a route to answer a problem+json response."""
+
+    def __init__(self, code: str, detail: str, *, status: int | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status or STATUS.get(code, 400)
+        self.extra = extra
+
+
+def problem_body(
+    code: str, detail: str, status: int, instance: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"urn:mien:problem:{code}",
+        "title": TITLES.get(code, code),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    return body
+
+
+def problem_response(
+    code: str,
+    detail: str,
+    status: int | None = None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    st = status or STATUS.get(code, 400)
+    body = problem_body(code, detail, st, instance)
+    body.update(extra)
+    return JSONResponse(body, status_code=st, media_type=MEDIA_TYPE, headers=headers)
+
+
+def from_mien_error(exc: MienError) -> Problem:
+    extra: dict[str, Any] = {}
+    names = getattr(exc, "names", None)
+    if names:
+        extra["refused"] = list(names)
+    return Problem(exc.code, exc.message, **extra)
+
+
+_HTTP_CODES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "ImageTooLarge"}
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error of ``app`` as problem+json."""
+
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem_response(
+            exc.code,
+            exc.detail,
+            exc.status,
+            instance=request.url.path,
+            headers=headers,
+            **exc.extra,
+        )
+
+    async def on_mien(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, MienError)
+        return await on_problem(request, from_mien_error(exc))
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "BadRequest")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return problem_response(code, detail, exc.status_code, instance=request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{loc}: {err.get('msg')}")
+        return problem_response(
+            "InvalidParameter", "; ".join(parts) or "invalid request", instance=request.url.path
+        )
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(MienError, on_mien)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+
+
+#: The OpenAPI description of a problem+json answer, for ``responses=`` of the routes.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "enum": sorted(STATUS)},
+        "instance": {"type": "string"},
+    },
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for st in statuses:
+        codes = sorted(c for c, s in STATUS.items() if s == st)
+        out[st] = {
+            "description": ", ".join(codes) or "error",
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    return out

@@ -1,0 +1,1 @@
+"""The HTTP routes, one module per group: health, analyze/redact, jobs, review."""

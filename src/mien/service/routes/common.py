@@ -1,0 +1,38 @@
+"""OpenAPI request bodies and helpers shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from mien.service.state import AppState
+
+BINARY = {"type": "string", "format": "binary"}
+
+
+def upload_body(file_fields: dict[str, Any], text_fields: list[str]) -> dict[str, Any]:
+    """``openapi_extra`` describing a raw media body or a multipart form."""
+    props: dict[str, Any] = dict(file_fields)
+    props.update({name: {"type": "string"} for name in text_fields})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": props}},
+                "image/*": {"schema": BINARY},
+                "video/*": {"schema": BINARY},
+                "application/octet-stream": {"schema": BINARY},
+            },
+        }
+    }
+
+
+def state(request: Request) -> AppState:
+    st: AppState = request.app.state.mien
+    return st
+
+
+async def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return await run_in_threadpool(fn, *args, **kwargs)

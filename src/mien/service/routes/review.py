@@ -1,0 +1,324 @@
+"""The review page (``/review``, HTML, signed in with an API key kept in an HttpOnly cookie) and
+its JSON API (``/v1/review/...``): flagged results, approve/reject, export as CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from mien.service.auth import COOKIE, check_key, require_key
+from mien.service.media import job_dir
+from mien.service.problem import Problem, responses
+from mien.service.routes.common import in_thread, state
+from mien.service.thumbnails import annotated_thumbnail
+
+router = APIRouter(tags=["review"], include_in_schema=False)
+api = APIRouter(tags=["review"])
+
+REVIEWER_COOKIE = "mien_reviewer"
+_DECISIONS = {"approve": "approved", "reject": "rejected"}
+
+
+def _template(name: str) -> Template:
+    text = (resources.files("mien.service") / "templates" / name).read_text(encoding="utf-8")
+    return Template(text)
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(float(t), dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class ReviewItem(BaseModel):
+    id: int
+    job_id: str
+    item: int
+    seq: int
+    kind: str
+    name: str
+    faces: int
+    profile: str | None
+    flags: list[dict[str, Any]]
+    media_retained: bool
+    decision: str | None
+    reviewer: str | None
+    decided_at: str | None
+
+
+class Decision(BaseModel):
+    decision: Literal["approve", "reject"]
+    reviewer: str = Field(min_length=1, max_length=200)
+
+
+def _item(row: dict[str, Any]) -> ReviewItem:
+    data = json.loads(row["data"])
+    return ReviewItem(
+        id=int(row["id"]),
+        job_id=row["job_id"],
+        item=int(row["item_idx"]),
+        seq=int(row["seq"]),
+        kind=str(row["kind"]),
+        name=str(row.get("name") or data.get("source", "")),
+        faces=len(data.get("faces") or []),
+        profile=data.get("profile"),
+        flags=json.loads(row["flags"]),
+        media_retained=bool(row.get("media_file")) and not row.get("media_purged", True),
+        decision=row["decision"],
+        reviewer=row["reviewer"],
+        decided_at=_iso(row["decided_at"]),
+    )
+
+
+def _reason(flag: dict[str, Any]) -> str:
+    rule = flag.get("rule") or flag.get("rule_id") or flag.get("id") or "rule"
+    parts = [
+        f"<strong>{html.escape(str(rule))}</strong>: {html.escape(str(flag.get('message', '')))}"
+    ]
+    extra = []
+    if flag.get("severity"):
+        extra.append(html.escape(str(flag["severity"])))
+    face = flag.get("face", flag.get("face_index"))
+    if face is not None:
+        extra.append(f"face {html.escape(str(face))}")
+    if extra:
+        parts.append(f" <span class='sev'>({', '.join(extra)})</span>")
+    return f"<li>{''.join(parts)}</li>"
+
+
+def _render_item(it: ReviewItem) -> str:
+    if it.media_retained and it.kind == "image":
+        thumb = (
+            f"<img src='/review/items/{it.id}/thumbnail' alt='annotated picture of "
+            f"{html.escape(it.name)}' loading='lazy'>"
+        )
+    elif it.kind != "image":
+        thumb = f"<p class='purged'>video {html.escape(it.kind)} {it.seq} (no thumbnail)</p>"
+    else:
+        thumb = "<p class='purged'>picture not retained (retention ended or job deleted)</p>"
+    if it.decision:
+        decision_text = (
+            f"<span class='state'>{html.escape(it.decision)}</span> by "
+            f"<span class='by'>{html.escape(it.reviewer or '')}</span> at {it.decided_at}"
+        )
+    else:
+        decision_text = "<span class='state'>undecided</span>"
+    return _template("item.html").substitute(
+        id=it.id,
+        state=it.decision or "undecided",
+        decision=it.decision or "",
+        thumb=thumb,
+        name=html.escape(it.name),
+        job=html.escape(it.job_id[:12]),
+        item=it.item,
+        faces=it.faces,
+        profile=html.escape(it.profile or "-"),
+        reasons="".join(_reason(f) for f in it.flags),
+        decision_text=decision_text,
+    )
+
+
+def _login_page(error: str = "", status: int = 200) -> HTMLResponse:
+    body = _template("login.html").substitute(error=html.escape(error))
+    return HTMLResponse(body, status_code=status)
+
+
+def _signed_in(request: Request) -> tuple[str, str] | None:
+    presented = request.cookies.get(COOKIE)
+    if not presented:
+        return None
+    try:
+        key_id = check_key(request, presented)
+    except Problem:
+        return None
+    return key_id, request.cookies.get(REVIEWER_COOKIE) or key_id
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_page(request: Request) -> HTMLResponse:
+    who = _signed_in(request)
+    if who is None:
+        return _login_page("", status=401)
+    items = [_item(r) for r in state(request).store.flagged(limit=500)]
+    page = _template("review.html").substitute(
+        reviewer=html.escape(who[1]),
+        count=len(items),
+        items="\n".join(_render_item(it) for it in items),
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/review/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    key = str(form.get("key") or "").strip()
+    reviewer = str(form.get("reviewer") or "").strip()[:200]
+    try:
+        await in_thread(check_key, request, key)
+    except Problem:
+        return _login_page("That API key is not valid.", status=401)
+    if not reviewer:
+        return _login_page("Enter your name: it is stored with each decision.", status=400)
+    resp = RedirectResponse("/review", status_code=303)
+    secure = request.url.scheme == "https"
+    resp.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=secure, path="/")
+    resp.set_cookie(
+        REVIEWER_COOKIE, reviewer, httponly=True, samesite="strict", secure=secure, path="/"
+    )
+    return resp
+
+
+@router.post("/review/logout")
+def logout() -> Response:
+    resp = RedirectResponse("/review", status_code=303)
+    resp.delete_cookie(COOKIE, path="/")
+    resp.delete_cookie(REVIEWER_COOKIE, path="/")
+    return resp
+
+
+@router.post("/review/items/{result_id}")
+async def decide_form(result_id: int, request: Request) -> Response:
+    who = _signed_in(request)
+    if who is None:
+        return _login_page("Sign in first.", status=401)
+    form = await request.form()
+    decision = str(form.get("decision") or "")
+    if decision not in _DECISIONS:
+        raise Problem("InvalidParameter", "decision must be 'approve' or 'reject'")
+    ok = await in_thread(
+        state(request).store.decide, result_id, _DECISIONS[decision], who[1], who[0]
+    )
+    if not ok:
+        raise Problem("NotFound", f"no flagged item {result_id}")
+    return RedirectResponse(f"/review#item-{result_id}", status_code=303)
+
+
+@router.get("/review/items/{result_id}/thumbnail")
+def thumbnail(result_id: int, request: Request, key_id: str = Depends(require_key)) -> Response:
+    st = state(request)
+    row = st.store.result_with_media(result_id)
+    if row is None or not row["flagged"]:
+        raise Problem("NotFound", f"no flagged item {result_id}")
+    if row["media_purged"] or not row["media_file"]:
+        raise Problem("MediaPurged", "the picture is no longer retained")
+    if row["kind"] != "image":
+        raise Problem("NotFound", "thumbnails exist for image results only")
+    path = job_dir(st.config.media_dir, row["job_id"]) / str(row["media_file"])
+    if not Path(path).is_file():
+        raise Problem("MediaPurged", "the picture is no longer retained")
+    data = annotated_thumbnail(path, json.loads(row["data"]))
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/review/static/review.css")
+def stylesheet() -> Response:
+    css = (resources.files("mien.service") / "static" / "review.css").read_text("utf-8")
+    return Response(css, media_type="text/css")
+
+
+# -- JSON API --------------------------------------------------------------------------------
+
+
+@api.get(
+    "/v1/review/items",
+    summary="Flagged results (from jobs run with a profile) and their review decisions",
+    responses=responses(401),
+)
+def review_items(
+    request: Request,
+    key_id: str = Depends(require_key),
+    undecided: bool = Query(False, description="only items nobody has decided on"),
+    limit: int = Query(200, ge=1, le=1000),
+) -> list[ReviewItem]:
+    rows = state(request).store.flagged(limit=limit, undecided_only=undecided)
+    return [_item(r) for r in rows]
+
+
+@api.post(
+    "/v1/review/items/{result_id}/decision",
+    summary="Approve or reject a flagged result; stored with the reviewer and the time",
+    responses=responses(401, 404, 422),
+)
+def decide(
+    result_id: int, body: Decision, request: Request, key_id: str = Depends(require_key)
+) -> ReviewItem:
+    st = state(request)
+    if not st.store.decide(result_id, _DECISIONS[body.decision], body.reviewer, key_id):
+        raise Problem("NotFound", f"no flagged item {result_id}")
+    row = st.store.result_with_media(result_id)
+    assert row is not None
+    return _item(row)
+
+
+EXPORT_FIELDS = (
+    "result_id",
+    "job_id",
+    "item",
+    "seq",
+    "name",
+    "flags",
+    "decision",
+    "reviewer",
+    "reviewer_key",
+    "decided_at",
+)
+
+
+@api.get(
+    "/v1/review/export",
+    summary="Every flagged result with its decision, as CSV or JSON",
+    responses={
+        200: {"content": {"text/csv": {}, "application/json": {}}, "description": "export"},
+        **responses(401),
+    },
+    response_class=Response,
+)
+def export(
+    request: Request,
+    key_id: str = Depends(require_key),
+    format: str = Query("json", pattern="^(csv|json)$"),
+) -> Response:
+    rows = []
+    for r in state(request).store.decisions():
+        flags = json.loads(r["flags"])
+        rows.append(
+            {
+                "result_id": int(r["id"]),
+                "job_id": r["job_id"],
+                "item": int(r["item_idx"]),
+                "seq": int(r["seq"]),
+                "name": r["name"],
+                "flags": [f.get("message", "") for f in flags],
+                "decision": r["decision"],
+                "reviewer": r["reviewer"],
+                "reviewer_key": r["reviewer_key"],
+                "decided_at": _iso(r["decided_at"]),
+            }
+        )
+    if format == "json":
+        return Response(
+            json.dumps(rows, indent=1),
+            media_type="application/json",
+            headers={"Content-Disposition": "attachment; filename=mien-review.json"},
+        )
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "flags": " | ".join(row["flags"])})
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": "attachment; filename=mien-review.csv"},
+    )

@@ -1,0 +1,95 @@
+"""The tables of the service store (SQLAlchemy Core). Alembic migrations create them.
+
+Times are UNIX seconds (float), so SQLite and PostgreSQL compare them the same way. Results keep
+only numbers (the per-image JSON of docs/output.md) and flags, never pictures of faces.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("total_items", Integer, nullable=False),
+    Column("done_items", Integer, nullable=False, server_default="0"),
+    Column("failed_items", Integer, nullable=False, server_default="0"),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("worker", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("retention_s", Integer, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("media_purged", Boolean, nullable=False, server_default="0"),
+    UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
+)
+Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
+Index("ix_jobs_expires", jobs.c.expires_at)
+
+job_items = Table(
+    "job_items",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("name", String(500), nullable=False),
+    Column("media_file", String(500), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("item_idx", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("flags", Text, nullable=False, server_default="[]"),
+    Column("flagged", Boolean, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("decision", String(16), nullable=True),
+    Column("reviewer", String(200), nullable=True),
+    Column("reviewer_key", String(32), nullable=True),
+    Column("decided_at", Float, nullable=True),
+    UniqueConstraint("job_id", "item_idx", "seq", name="uq_results_item_seq"),
+)
+Index("ix_results_job", results.c.job_id, results.c.id)
+Index("ix_results_flagged", results.c.flagged, results.c.id)

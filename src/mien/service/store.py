@@ -1,0 +1,492 @@
+"""The service store: one SQLAlchemy engine on SQLite (default) or PostgreSQL, Alembic-migrated.
+
+Every state change of a job goes through this module, so the claim of a job by a worker is one
+atomic statement on both databases: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, a single
+``UPDATE ... WHERE id = (SELECT ...)`` on SQLite (whose writers are serialised).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+
+from mien.service.schema import api_keys, job_items, jobs, results
+
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL mode, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (creates it on an empty database)."""
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("mien.service") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    attempts: int
+
+
+class Store:
+    """Data access for keys, jobs, items, results and review decisions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        engine = make_engine(url)
+        if migrate_schema:
+            migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def add_key(self, key_id: str, name: str, secret_hash: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                insert(api_keys).values(
+                    id=key_id, name=name, secret_hash=secret_hash, created_at=time.time()
+                )
+            )
+
+    def get_key(self, key_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(api_keys).order_by(api_keys.c.created_at)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.engine.begin() as c:
+            res = c.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+        return bool(res.rowcount)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def find_idempotent(self, key_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = (
+                c.execute(
+                    select(jobs).where(
+                        jobs.c.key_id == key_id, jobs.c.idempotency_key == idempotency_key
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def active_jobs(self, key_id: str) -> int:
+        with self.engine.connect() as c:
+            n = c.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.key_id == key_id, jobs.c.status.in_(ACTIVE))
+            ).scalar_one()
+        return int(n)
+
+    def create_job(
+        self,
+        *,
+        job_id: str,
+        key_id: str,
+        kind: str,
+        params: dict[str, Any],
+        items: Sequence[tuple[str, str | None]],
+        retention_s: int,
+        request_hash: str,
+        idempotency_key: str | None,
+    ) -> None:
+        now = time.time()
+        with self.engine.begin() as c:
+            c.execute(
+                insert(jobs).values(
+                    id=job_id,
+                    key_id=key_id,
+                    kind=kind,
+                    status="queued",
+                    params=json.dumps(params),
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    total_items=len(items),
+                    done_items=0,
+                    failed_items=0,
+                    created_at=now,
+                    attempts=0,
+                    retention_s=retention_s,
+                    media_purged=False,
+                )
+            )
+            c.execute(
+                insert(job_items),
+                [
+                    {"job_id": job_id, "idx": i, "name": n, "media_file": f, "status": "pending"}
+                    for i, (n, f) in enumerate(items)
+                ],
+            )
+
+    def get_job(self, job_id: str, key_id: str | None = None) -> dict[str, Any] | None:
+        q = select(jobs).where(jobs.c.id == job_id)
+        if key_id is not None:
+            q = q.where(jobs.c.key_id == key_id)
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def result_count(self, job_id: str) -> int:
+        with self.engine.connect() as c:
+            n = c.execute(
+                select(func.count()).select_from(results).where(results.c.job_id == job_id)
+            ).scalar_one()
+        return int(n)
+
+    def job_items(self, job_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = (
+                c.execute(
+                    select(job_items).where(job_items.c.job_id == job_id).order_by(job_items.c.idx)
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
+
+    def claim(self, worker: str, lease_s: float) -> Claim | None:
+        """Take the oldest queued job, or a running one whose worker stopped sending heartbeats."""
+        now = time.time()
+        claimable = or_(
+            jobs.c.status == "queued",
+            and_(jobs.c.status == "running", jobs.c.heartbeat_at < now - lease_s),
+        )
+        values = {
+            "status": "running",
+            "worker": worker,
+            "heartbeat_at": now,
+            "started_at": func.coalesce(jobs.c.started_at, now),
+            "attempts": jobs.c.attempts + 1,
+        }
+        with self.engine.begin() as c:
+            if self.is_postgres:
+                job_id = c.execute(
+                    select(jobs.c.id)
+                    .where(claimable)
+                    .order_by(jobs.c.created_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).scalar()
+                if job_id is None:
+                    return None
+                c.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+            else:
+                sub = (
+                    select(jobs.c.id)
+                    .where(claimable)
+                    .order_by(jobs.c.created_at)
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                job_id = c.execute(
+                    update(jobs)
+                    .where(jobs.c.id == sub, claimable)
+                    .values(**values)
+                    .returning(jobs.c.id)
+                ).scalar()
+                if job_id is None:
+                    return None
+            attempts = c.execute(select(jobs.c.attempts).where(jobs.c.id == job_id)).scalar_one()
+        return Claim(str(job_id), int(attempts))
+
+    def heartbeat(self, job_id: str, worker: str) -> bool:
+        """Refresh the lease; False when the job is no longer this worker's running job."""
+        with self.engine.begin() as c:
+            res = c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.worker == worker, jobs.c.status == "running")
+                .values(heartbeat_at=time.time())
+            )
+        return bool(res.rowcount)
+
+    def is_running_for(self, job_id: str, worker: str) -> bool:
+        with self.engine.connect() as c:
+            row = c.execute(select(jobs.c.status, jobs.c.worker).where(jobs.c.id == job_id)).first()
+        return row is not None and row[0] == "running" and row[1] == worker
+
+    def reset_item(self, job_id: str, idx: int) -> None:
+        """Forget partial results of an item whose analysis was interrupted."""
+        with self.engine.begin() as c:
+            c.execute(results.delete().where(results.c.job_id == job_id, results.c.item_idx == idx))
+
+    def add_results(self, job_id: str, idx: int, rows: Sequence[dict[str, Any]]) -> None:
+        now = time.time()
+        if not rows:
+            return
+        with self.engine.begin() as c:
+            c.execute(
+                insert(results),
+                [
+                    {
+                        "job_id": job_id,
+                        "item_idx": idx,
+                        "seq": r["seq"],
+                        "kind": r["kind"],
+                        "data": json.dumps(r["data"], allow_nan=False),
+                        "flags": json.dumps(r.get("flags", [])),
+                        "flagged": bool(r.get("flags")),
+                        "created_at": now,
+                    }
+                    for r in rows
+                ],
+            )
+
+    def finish_item(
+        self,
+        job_id: str,
+        idx: int,
+        worker: str,
+        *,
+        error: tuple[str, str] | None = None,
+        media_deleted: bool = False,
+    ) -> bool:
+        """Mark an item done (or failed) and count it; False when the job was taken away."""
+        with self.engine.begin() as c:
+            owned = c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.worker == worker, jobs.c.status == "running")
+                .values(
+                    done_items=jobs.c.done_items + 1,
+                    failed_items=jobs.c.failed_items + (1 if error else 0),
+                    heartbeat_at=time.time(),
+                )
+            ).rowcount
+            if not owned:
+                return False
+            values: dict[str, Any] = {"status": "failed" if error else "done"}
+            if error:
+                values.update(error_code=error[0], error_message=error[1])
+            if media_deleted:
+                values["media_file"] = None
+            c.execute(
+                update(job_items)
+                .where(job_items.c.job_id == job_id, job_items.c.idx == idx)
+                .values(**values)
+            )
+        return True
+
+    def finish_job(
+        self, job_id: str, worker: str, status: str, error: tuple[str, str] | None = None
+    ) -> bool:
+        now = time.time()
+        with self.engine.begin() as c:
+            job = c.execute(select(jobs.c.retention_s).where(jobs.c.id == job_id)).first()
+            if job is None:
+                return False
+            res = c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.worker == worker, jobs.c.status == "running")
+                .values(
+                    status=status,
+                    finished_at=now,
+                    expires_at=now + int(job[0]),
+                    error_code=error[0] if error else None,
+                    error_message=error[1] if error else None,
+                )
+            )
+        return bool(res.rowcount)
+
+    def fail_exhausted(self, job_id: str, worker: str, max_attempts: int) -> bool:
+        """Mark a job failed when it has been interrupted ``max_attempts`` times."""
+        return self.finish_job(
+            job_id,
+            worker,
+            "failed",
+            (
+                "JobInterrupted",
+                f"the job was interrupted {max_attempts} times (worker crash or restart) and "
+                "was given up",
+            ),
+        )
+
+    def cancel(self, job_id: str) -> None:
+        now = time.time()
+        with self.engine.begin() as c:
+            c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status.in_(ACTIVE))
+                .values(status="cancelled", finished_at=now)
+            )
+            c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(media_purged=True, expires_at=func.coalesce(jobs.c.expires_at, now))
+            )
+            c.execute(update(job_items).where(job_items.c.job_id == job_id).values(media_file=None))
+
+    def release(self, job_id: str, worker: str) -> None:
+        """Put a job this worker holds back in the queue (graceful shutdown; not an attempt)."""
+        with self.engine.begin() as c:
+            c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.worker == worker, jobs.c.status == "running")
+                .values(**_release_values())
+            )
+
+    def recover_stale(self, lease_s: float) -> int:
+        """Requeue running jobs whose worker died (no heartbeat within the lease)."""
+        with self.engine.begin() as c:
+            res = c.execute(
+                update(jobs)
+                .where(jobs.c.status == "running", jobs.c.heartbeat_at < time.time() - lease_s)
+                .values(status="queued", worker=None)
+            )
+        return int(res.rowcount)
+
+    # -- retention -------------------------------------------------------------------------
+
+    def expired_jobs(self, now: float) -> list[str]:
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(jobs.c.id).where(
+                    jobs.c.media_purged.is_(False),
+                    jobs.c.status.in_(FINAL),
+                    jobs.c.expires_at <= now,
+                )
+            ).all()
+        return [str(r[0]) for r in rows]
+
+    def mark_purged(self, job_id: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(jobs).where(jobs.c.id == job_id).values(media_purged=True))
+            c.execute(update(job_items).where(job_items.c.job_id == job_id).values(media_file=None))
+
+    # -- results and review ----------------------------------------------------------------
+
+    def results_page(
+        self, job_id: str, after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        with self.engine.connect() as c:
+            rows = (
+                c.execute(
+                    select(results)
+                    .where(results.c.job_id == job_id, results.c.id > after)
+                    .order_by(results.c.id)
+                    .limit(limit + 1)
+                )
+                .mappings()
+                .all()
+            )
+        page = [dict(r) for r in rows[:limit]]
+        nxt = int(page[-1]["id"]) if len(rows) > limit else None
+        return page, nxt
+
+    def flagged(self, *, limit: int = 200, undecided_only: bool = False) -> list[dict[str, Any]]:
+        q = (
+            select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
+            .join(jobs, jobs.c.id == results.c.job_id)
+            .join(
+                job_items,
+                and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
+            )
+            .where(results.c.flagged.is_(True))
+            .order_by(results.c.id)
+            .limit(limit)
+        )
+        if undecided_only:
+            q = q.where(results.c.decision.is_(None))
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings().all()]
+
+    def result_with_media(self, result_id: int) -> dict[str, Any] | None:
+        q = (
+            select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
+            .join(jobs, jobs.c.id == results.c.job_id)
+            .join(
+                job_items,
+                and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
+            )
+            .where(results.c.id == result_id)
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def decide(self, result_id: int, decision: str, reviewer: str, key_id: str) -> bool:
+        with self.engine.begin() as c:
+            res = c.execute(
+                update(results)
+                .where(results.c.id == result_id, results.c.flagged.is_(True))
+                .values(
+                    decision=decision,
+                    reviewer=reviewer,
+                    reviewer_key=key_id,
+                    decided_at=time.time(),
+                )
+            )
+        return bool(res.rowcount)
+
+    def decisions(self) -> Iterator[dict[str, Any]]:
+        q = (
+            select(results, job_items.c.name)
+            .join(
+                job_items,
+                and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
+            )
+            .where(results.c.flagged.is_(True))
+            .order_by(results.c.id)
+        )
+        with self.engine.connect() as c:
+            for r in c.execute(q).mappings():
+                yield dict(r)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _release_values() -> dict[str, Any]:
+    return {"status": "queued", "worker": None, "attempts": jobs.c.attempts - 1}

@@ -1,0 +1,230 @@
+"""Job worker processes: claim a job from the store, analyse its items, record the results.
+
+Run as ``python -m mien.service.worker NAME PARENT_PID`` (settings as JSON in
+``$MIEN_SERVICE_CONFIG``) by :mod:`mien.service.supervisor`. A worker
+sends a heartbeat while it holds a job; if it dies (crash, kill, server restart) its job is taken
+over by the next worker once the lease runs out and resumes at the first item without a result
+(partial results of that item are dropped first). After ``max_attempts`` interrupted runs the job
+is marked failed. A worker exits when its parent (the server) is gone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from mien.errors import MienError
+from mien.service.analysis import (
+    AnalysisParams,
+    AnalyzerCache,
+    evaluate,
+    flag_record,
+    image_record,
+)
+from mien.service.config import ServiceConfig
+from mien.service.media import delete_job_media, job_dir
+from mien.service.store import Claim, Store
+from mien.types import ErrorInfo, ImageResult
+
+log = logging.getLogger("mien.service.worker")
+
+_BATCH = 50
+CONFIG_ENV = "MIEN_SERVICE_CONFIG"
+
+
+class Worker:
+    def __init__(self, config: ServiceConfig, store: Store, name: str) -> None:
+        self.config = config
+        self.store = store
+        self.name = name
+        self.stop = threading.Event()
+        self.cache = AnalyzerCache(num_threads=config.num_threads)
+
+    def run_forever(self, parent_pid: int | None = None) -> None:
+        while not self.stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.info("%s: the server is gone; exiting", self.name)
+                return
+            claim = self.store.claim(self.name, self.config.job_lease_s)
+            if claim is None:
+                self.stop.wait(self.config.poll_s)
+                continue
+            self.run_job(claim)
+
+    def run_job(self, claim: Claim) -> None:
+        job = self.store.get_job(claim.job_id)
+        if job is None:
+            return
+        if claim.attempts > self.config.max_attempts:
+            self.store.fail_exhausted(claim.job_id, self.name, self.config.max_attempts)
+            return
+        lost = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(claim.job_id, lost), daemon=True, name="heartbeat"
+        )
+        beat.start()
+        try:
+            outcome = self._run_items(job, lost)
+            if outcome == "done":
+                self.store.finish_job(claim.job_id, self.name, "succeeded")
+                if int(job["retention_s"]) == 0:
+                    delete_job_media(self.config.media_dir, claim.job_id)
+                    self.store.mark_purged(claim.job_id)
+            elif outcome == "stopped":
+                self.store.release(claim.job_id, self.name)
+        except MienError as exc:
+            self.store.finish_job(claim.job_id, self.name, "failed", (exc.code, exc.message))
+        except Exception as exc:  # never lose a job: record why it failed
+            log.exception("%s: job %s failed", self.name, claim.job_id)
+            self.store.finish_job(
+                claim.job_id, self.name, "failed", ("InternalError", f"{type(exc).__name__}: {exc}")
+            )
+        finally:
+            lost.set()
+            beat.join(timeout=5)
+
+    def _heartbeat(self, job_id: str, lost: threading.Event) -> None:
+        while not lost.wait(self.config.heartbeat_s):
+            try:
+                if not self.store.heartbeat(job_id, self.name):
+                    lost.set()  # cancelled or taken over
+            except Exception:  # a transient database error: try again next beat
+                log.warning("%s: heartbeat failed", self.name, exc_info=True)
+
+    def _run_items(self, job: dict[str, Any], lost: threading.Event) -> str:
+        job_id = str(job["id"])
+        params = AnalysisParams.from_json(json.loads(job["params"]))
+        ruleset = self.cache.ruleset(params.profile)
+        analyzer = self.cache.analyzer(params)
+        folder = job_dir(self.config.media_dir, job_id)
+        keep = int(job["retention_s"]) > 0
+        for item in self.store.job_items(job_id):
+            if item["status"] != "pending":
+                continue
+            if self.stop.is_set():
+                return "stopped"
+            if lost.is_set() or not self.store.is_running_for(job_id, self.name):
+                return "lost"
+            idx = int(item["idx"])
+            self.store.reset_item(job_id, idx)
+            error: tuple[str, str] | None = None
+            if item["media_file"] is None:
+                error = ("MediaPurged", f"{item['name']}: the upload was deleted before analysis")
+            else:
+                path = folder / str(item["media_file"])
+                if job["kind"] == "video":
+                    error = self._video(job_id, idx, path, item["name"], params, lost)
+                else:
+                    result = self._analyze(analyzer, path, str(item["name"]))
+                    flags = evaluate(ruleset, result)
+                    row = {
+                        "seq": 0,
+                        "kind": "image",
+                        "data": image_record(result, params, flags),
+                        "flags": flags,
+                    }
+                    self.store.add_results(job_id, idx, [row])
+                    if result.error is not None:
+                        error = (result.error.code, result.error.message)
+                if not keep:
+                    path.unlink(missing_ok=True)
+            if not self.store.finish_item(
+                job_id, idx, self.name, error=error, media_deleted=not keep
+            ):
+                return "lost"
+        return "done"
+
+    @staticmethod
+    def _analyze(analyzer: Any, path: Path, name: str) -> ImageResult:
+        """One image; any error mien raises on purpose is recorded and the batch goes on."""
+        try:
+            result: ImageResult = analyzer.analyze(path, name=name, on_error="record")
+        except MienError as exc:
+            return ImageResult(
+                source=name,
+                width=0,
+                height=0,
+                faces=None,
+                models=analyzer.models,
+                error=ErrorInfo(exc.code, exc.message),
+            )
+        return result
+
+    def _video(
+        self,
+        job_id: str,
+        idx: int,
+        path: Path,
+        name: str,
+        params: AnalysisParams,
+        lost: threading.Event,
+    ) -> tuple[str, str] | None:
+        # the video helper's package (its presence is checked when the job is accepted)
+        vmod: Any = importlib.import_module("mien.video")
+        video_opts = vmod.VideoOptions(sample_fps=params.sample_fps)
+        va = vmod.VideoAnalyzer(analyzer=self.cache.analyzer(params), video=video_opts)
+        ruleset = self.cache.ruleset(params.profile)
+        include_mesh = "mesh" in params.features
+        rows: list[dict[str, Any]] = []
+        error: tuple[str, str] | None = None
+        for seq, rec in enumerate(va.analyze_video(path, on_error="record")):
+            if lost.is_set() or self.stop.is_set():
+                return ("JobInterrupted", f"{name}: interrupted")
+            kind = type(rec).__name__
+            if kind == "FrameResult":
+                data = rec.to_dict(include_mesh=include_mesh)
+            else:
+                data = rec.to_dict()
+            data["source"] = name  # not the path of the upload on this server
+            flags: list[dict[str, Any]] = []
+            if kind == "FrameResult" and ruleset is not None:
+                flags = [
+                    flag_record(f) for f in ruleset.evaluate_faces(rec.faces, rec.width, rec.height)
+                ]
+            if params.profile and kind == "FrameResult":
+                data["profile"] = params.profile
+                data["flags"] = flags
+            if kind == "VideoResult" and rec.error is not None:
+                error = (rec.error.code, rec.error.message)
+            rows.append(
+                {"seq": seq, "kind": str(data.get("kind", "frame")), "data": data, "flags": flags}
+            )
+            if len(rows) >= _BATCH:
+                self.store.add_results(job_id, idx, rows)
+                rows = []
+        self.store.add_results(job_id, idx, rows)
+        return error
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="mien worker: %(message)s", stream=sys.stderr)
+    raw = json.loads(os.environ.pop(CONFIG_ENV, "{}"))
+    raw["data_dir"] = Path(raw.get("data_dir") or ServiceConfig().data_dir)
+    config = ServiceConfig(**raw)
+    name = args[0] if args else "w"
+    parent = int(args[1]) if len(args) > 1 else None
+    store = Store.open(config.database_url, migrate_schema=False)
+    worker = Worker(config, store, f"{name}-{os.getpid()}")
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        worker.run_forever(parent_pid=parent)
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

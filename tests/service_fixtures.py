@@ -1,0 +1,145 @@
+"""Fixtures of the service tests: a store on SQLite or on the real PostgreSQL, a running app.
+
+PostgreSQL comes from ``MIEN_TEST_POSTGRES_URL`` (``.ci/run`` starts one and sets it); each
+fixture gets a fresh database that is dropped afterwards. Without the variable, the PostgreSQL
+half of the suite skips with a message saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the service tests need the 'service' extra")
+
+from fastapi.testclient import TestClient
+
+from mien.service.app import create_app
+from mien.service.config import ServiceConfig
+from mien.service.keys import create_key
+
+PG_ENV = "MIEN_TEST_POSTGRES_URL"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _admin_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need {PG_ENV}=postgresql://user@host:port/db (.ci/run starts a "
+            "server and sets it); it is not set here"
+        )
+    return url
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str | None  # None: the default SQLite file in the data dir
+    drop: Callable[[], None]
+
+
+def make_database(backend: str) -> Database:
+    """A fresh, empty database of ``backend``."""
+    if backend == "sqlite":
+        return Database("sqlite", None, lambda: None)
+    import psycopg
+
+    admin = _admin_url()
+    name = f"mien_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = admin.rpartition("/")
+    url = f"{base}/{name}"
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return Database("postgresql", url, drop)
+
+
+def database_fixture() -> Any:
+    """A fixture factory: a fresh empty database per test, on each backend."""
+
+    @pytest.fixture(params=BACKENDS)
+    def _database(request: pytest.FixtureRequest) -> Iterator[Database]:
+        db = make_database(request.param)
+        yield db
+        db.drop()
+
+    return _database
+
+
+@dataclass
+class Service:
+    """A running app (lifespan entered) with one API key."""
+
+    client: TestClient
+    config: ServiceConfig
+    app: Any
+    key: str
+    key_id: str
+    backend: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def new_key(self, name: str = "") -> tuple[str, str]:
+        return create_key(self.app.state.mien.store, name)
+
+    def wait_job(self, location: str, timeout: float = 240.0, until: tuple[str, ...] = ()) -> Any:
+        """Poll a job until it is final (or in one of ``until``); fails after ``timeout``."""
+        final = until or ("succeeded", "failed", "cancelled")
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.client.get(location, headers=self.auth).json()
+            if job["status"] in final:
+                return job
+            if time.monotonic() > deadline:
+                pytest.fail(f"job {location} did not finish in {timeout} s: {job}")
+            time.sleep(0.2)
+
+
+def start_service(tmp: Path, backend: str, db_url: str | None, **config: Any) -> Iterator[Service]:
+    values: dict[str, Any] = {
+        "data_dir": tmp,
+        "db_url": db_url,
+        "workers": 1,
+        "poll_s": 0.2,
+        "heartbeat_s": 0.5,
+        "job_lease_s": 3.0,
+        "purge_interval_s": 0.5,
+        "num_threads": 1,
+    }
+    values.update(config)
+    cfg = ServiceConfig(**values)
+    app = create_app(cfg)
+    with TestClient(app) as client:
+        key_id, key = create_key(app.state.mien.store, "tests")
+        yield Service(client, cfg, app, key, key_id, backend)
+
+
+def service_fixture(scope: str = "module", **config: Any) -> Any:
+    """A fixture factory: one app per backend (SQLite, PostgreSQL) for the module."""
+
+    @pytest.fixture(scope=scope, params=BACKENDS)  # type: ignore[call-overload]
+    def _service(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Service]:
+        db = make_database(request.param)
+        try:
+            tmp = tmp_path_factory.mktemp(f"svc-{request.param}")
+            yield from start_service(tmp, request.param, db.url, **config)
+        finally:
+            db.drop()
+
+    return _service

@@ -1,0 +1,245 @@
+"""The review page in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium):
+sign in, see flagged items with annotated thumbnails and reasons, approve, reject, export.
+Against a real uvicorn server on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mien.service.app import create_app
+from mien.service.config import ServiceConfig
+from mien.service.keys import create_key
+
+from .conftest import SAMPLE, shared
+from .service_fixtures import BACKENDS, make_database
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Live:
+    base: str
+    key: str
+    config: ServiceConfig
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    import uvicorn
+
+    db = make_database(request.param)
+    cfg = ServiceConfig(
+        data_dir=tmp_path_factory.mktemp(f"review-{request.param}"),
+        db_url=db.url,
+        workers=1,
+        poll_s=0.2,
+        heartbeat_s=0.5,
+        job_lease_s=3.0,
+        num_threads=1,
+    )
+    app = create_app(cfg)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.1)
+    _, key = create_key(app.state.mien.store, "reviewer")
+    try:
+        yield Live(base, key, cfg)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        db.drop()
+
+
+def _flagged_job(live: Live) -> dict[str, Any]:
+    """A publish-safe job: two photos with faces (flagged) and one without (not flagged)."""
+    group = shared("dlib_examples_faces", "images", "bald_guys.jpg")
+    dogs = shared("dlib_examples_faces", "images", "dogs.jpg")
+    files = [
+        ("files", ("astronaut.jpg", SAMPLE.read_bytes(), "image/jpeg")),
+        ("files", (group.name, group.read_bytes(), "image/jpeg")),
+        ("files", (dogs.name, dogs.read_bytes(), "image/jpeg")),
+    ]
+    r = httpx.post(
+        f"{live.base}/v1/jobs?profile=publish-safe", files=files, headers=live.auth, timeout=60
+    )
+    assert r.status_code == 202, r.text
+    loc = live.base + r.headers["location"]
+    deadline = time.monotonic() + 300
+    while (job := httpx.get(loc, headers=live.auth).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    assert job["status"] == "succeeded", job
+    return dict(job)
+
+
+def test_profile_flags_on_the_analyze_route(live: Live) -> None:
+    r = httpx.post(
+        f"{live.base}/v1/faces:analyze?profile=id-photo",
+        content=(shared("dlib_examples_faces", "images", "bald_guys.jpg")).read_bytes(),
+        headers={**live.auth, "content-type": "image/jpeg"},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    rec = r.json()
+    assert rec["profile"] == "id-photo"
+    rules = {f["rule"] for f in rec["flags"]}
+    assert "one-face" in rules  # a group photo is no ID photo
+    assert all(f["message"] for f in rec["flags"])
+    # the profile's features were computed (id-photo needs sunglasses, eyes_open, ...)
+    assert "eyes_open" in rec["faces"][0]["attributes"]
+    r = httpx.post(
+        f"{live.base}/v1/faces:analyze?profile=no-such-profile",
+        content=SAMPLE.read_bytes(),
+        headers={**live.auth, "content-type": "image/jpeg"},
+    )
+    assert r.status_code == 422 and r.json()["code"] == "InvalidRules"
+
+
+def test_review_page_in_chromium(live: Live) -> None:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    job = _flagged_job(live)
+    items = httpx.get(f"{live.base}/v1/review/items", headers=live.auth).json()
+    mine = [it for it in items if it["job_id"] == job["id"]]
+    assert [it["name"] for it in mine] == ["astronaut.jpg", "bald_guys.jpg"]  # not dogs.jpg
+    assert all(it["flags"] and it["media_retained"] for it in mine)
+    first, second = mine
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            resp = page.goto(f"{live.base}/review")
+            assert resp is not None and resp.status == 401  # sign-in form, no data
+            assert page.locator("#key").count() == 1 and "astronaut" not in page.content()
+            page.fill("#key", "mien_0123456789abcdef_wrong")
+            page.fill("#reviewer-name", "Ada")
+            page.click("#sign-in")
+            assert "not valid" in page.inner_text(".error")
+            page.fill("#key", live.key)
+            page.fill("#reviewer-name", "Ada")
+            page.click("#sign-in")
+            page.wait_for_selector(f"#item-{first['id']}")
+            assert page.inner_text("#reviewer") == "Ada"
+            one = page.locator(f"#item-{first['id']}")
+            assert "astronaut.jpg" in one.inner_text()
+            assert "unredacted-face" in one.locator(".reasons").inner_text()
+            img = one.locator("img")
+            img.wait_for()
+            page.wait_for_function(
+                "el => el.complete && el.naturalWidth > 0", arg=img.element_handle()
+            )
+            assert 0 < img.evaluate("el => el.naturalWidth") <= 480
+            assert page.locator(f"#item-{second['id']} .reasons li").count() >= 20
+
+            one.locator("button.approve").click()
+            page.wait_for_selector(f"#item-{first['id']}.approved")
+            assert "approved by Ada" in page.inner_text(f"#item-{first['id']} .decision")
+            page.locator(f"#item-{second['id']} button.reject").click()
+            page.wait_for_selector(f"#item-{second['id']}.rejected")
+            assert "rejected by Ada" in page.inner_text(f"#item-{second['id']} .decision")
+            page.reload()
+            assert page.locator(f"#item-{first['id']}.approved").count() == 1
+            csv_text = page.request.get(f"{live.base}/v1/review/export?format=csv").text()
+        finally:
+            browser.close()
+
+    rows = {int(r["result_id"]): r for r in csv.DictReader(io.StringIO(csv_text))}
+    assert rows[first["id"]]["decision"] == "approved" and rows[first["id"]]["reviewer"] == "Ada"
+    assert rows[second["id"]]["decision"] == "rejected"
+    assert rows[first["id"]]["decided_at"].endswith("+00:00")
+    exported = httpx.get(f"{live.base}/v1/review/export?format=json", headers=live.auth).json()
+    by_id = {r["result_id"]: r for r in exported}
+    assert by_id[second["id"]]["reviewer"] == "Ada"
+    assert any("unredacted face" in m for m in by_id[first["id"]]["flags"])
+
+
+def test_review_api_and_purged_thumbnails(live: Live) -> None:
+    job = _flagged_job(live)
+    items = httpx.get(
+        f"{live.base}/v1/review/items", params={"undecided": True}, headers=live.auth
+    ).json()
+    mine = [it for it in items if it["job_id"] == job["id"]]
+    assert len(mine) == 2
+    target = mine[0]["id"]
+    thumb = httpx.get(f"{live.base}/review/items/{target}/thumbnail", headers=live.auth)
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    d = httpx.post(
+        f"{live.base}/v1/review/items/{target}/decision",
+        json={"decision": "reject", "reviewer": "Grace"},
+        headers=live.auth,
+    )
+    assert d.status_code == 200, d.text
+    assert d.json()["decision"] == "rejected" and d.json()["reviewer"] == "Grace"
+    bad = httpx.post(
+        f"{live.base}/v1/review/items/{target}/decision",
+        json={"decision": "maybe", "reviewer": "Grace"},
+        headers=live.auth,
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "InvalidParameter"
+    missing = httpx.post(
+        f"{live.base}/v1/review/items/999999/decision",
+        json={"decision": "approve", "reviewer": "Grace"},
+        headers=live.auth,
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
+    # DELETE purges the media: the thumbnail is gone, the flags and decision stay
+    httpx.delete(f"{live.base}/v1/jobs/{job['id']}", headers=live.auth)
+    gone = httpx.get(f"{live.base}/review/items/{target}/thumbnail", headers=live.auth)
+    assert gone.status_code == 410 and gone.json()["code"] == "MediaPurged"
+    after = httpx.get(f"{live.base}/v1/review/items", headers=live.auth).json()
+    (item,) = [it for it in after if it["id"] == target]
+    assert not item["media_retained"] and item["decision"] == "rejected" and item["flags"]
+
+
+def test_thumbnail_geometry_roundtrip() -> None:
+    from mien.analyzer import FaceAnalyzer
+    from mien.service.thumbnails import annotated_thumbnail, faces_from_record
+
+    result = FaceAnalyzer(num_threads=1).analyze(SAMPLE)
+    faces = faces_from_record(result.to_dict())
+    assert result.faces is not None
+    assert (abs(faces.boxes - result.faces.boxes) < 0.01).all()
+    jpeg = annotated_thumbnail(Path(SAMPLE), result.to_dict())
+    assert jpeg[:3] == b"\xff\xd8\xff"
