@@ -67,7 +67,7 @@ def test_every_labelled_face_is_covered(tmp_path: Path, method: str) -> None:
             assert diff > 6, f"{name}: face {box.tolist()} barely changed ({diff:.1f})"
         # Every pixel outside the covered area is exactly the input's (PNG is lossless).
         assert np.array_equal(after[~mask], before[~mask])
-        assert (~mask).mean() > 0.2  # and that is a good part of the picture
+        assert (~mask).mean() > 0.1  # and that is a good part of the picture
 
 
 def test_astronaut_face_blurred_rest_unchanged(tmp_path: Path) -> None:
@@ -83,8 +83,9 @@ def test_astronaut_face_blurred_rest_unchanged(tmp_path: Path) -> None:
     )
     grad = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
     assert grad(face_a) < 0.3 * grad(face_b)
-    assert np.array_equal(after[:, :150], before[:, :150])  # the flag, far left: untouched
-    assert np.array_equal(after[300:], before[300:])  # the suit, far below
+    mask = region_mask(before.shape[:2], np.array([report.regions[0].box]), RedactOptions())
+    assert np.array_equal(after[~mask], before[~mask])  # everything else untouched (PNG)
+    assert (~mask).mean() > 0.7 and not mask[:, :100].any() and not mask[350:].any()
 
 
 def test_redact_array_returns_copy_and_report() -> None:
