@@ -243,7 +243,8 @@ def _roc_auc(truth: list[int], score: list[float]) -> float:
 
 
 def _context(eye_distance: float, yaw: float = float("nan"), top: float = 100.0) -> FaceContext:
-    rgb = np.full((400, 400, 3), 128, np.uint8)
+    # texture, so that the face is not "too blurred" (flat grey has sharpness 0)
+    rgb = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
     cx, cy = 200.0, top
     right, left = (cx - eye_distance / 2, cy), (cx + eye_distance / 2, cy)
     nose, mouth_r, mouth_l = (cx, cy + 0.6 * eye_distance), (cx - 20, cy + 40), (cx + 20, cy + 40)

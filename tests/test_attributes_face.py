@@ -22,6 +22,7 @@ from PIL import Image
 import mien
 from mien.analyzers.attributes import IMPLEMENTATIONS, eyes, mouth, smile
 from mien.analyzers.attributes.base import FaceContext
+from mien.analyzers.quality import face_sharpness
 from mien.features import AVAILABLE_FEATURES
 from mien.types import Faces
 
@@ -51,6 +52,22 @@ def main_face(faces: Faces, shape: tuple[int, ...]) -> int | None:
 def rgb_of(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def test_blurred_face_is_unknown_with_a_reason(attr_analyzer: mien.FaceAnalyzer) -> None:
+    # the same real face, sharp and then blurred (sigma 3 px on a ~100 px face): still found,
+    # but every attribute declines to judge it instead of guessing
+    rgb = rgb_of(SAMPLE)
+    sharp = attr_analyzer.analyze_array(rgb)
+    assert face_sharpness(rgb, sharp.boxes[0]) >= 0.3
+    assert all(col.values[0] is not None for col in sharp.attributes.values())
+    rgb_blurred = cv2.GaussianBlur(rgb, (0, 0), 3)
+    blurred = attr_analyzer.analyze_array(rgb_blurred)
+    assert len(blurred) == 1 and face_sharpness(rgb_blurred, blurred.boxes[0]) < 0.3
+    assert set(blurred.attributes) == set(NAMES)
+    for col in blurred.attributes.values():
+        assert col.values[0] is None
+        assert (col.reasons[0] or "").startswith("face too blurred (sharpness 0.")
 
 
 def test_registered_and_refusal_free() -> None:
@@ -145,7 +162,7 @@ def test_small_face_rule_and_turned_eye() -> None:
     mesh = np.zeros((1, 478, 3), np.float32)
     mesh[0, :, 0] = np.linspace(0, 8, 478)
     ctx = FaceContext(
-        rgb=np.zeros((40, 40, 3), np.uint8),
+        rgb=np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8),
         boxes=np.array([[10, 10, 30, 30]], np.float32),
         landmarks=np.array([[[14, 18], [22, 18], [18, 22], [15, 26], [21, 26]]], np.float32),
         mesh=mesh,

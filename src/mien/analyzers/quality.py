@@ -77,7 +77,21 @@ def face_quality(
         if half >= 1:
             a, c = float(y[:, :half].mean()), float(y[:, half:].mean())
             cols["illumination_uniformity"][i] = 1.0 - abs(a - c) / max(a + c, 1e-6)
-        small = cv2.resize(y, (_SHARP_SIZE, _SHARP_SIZE), interpolation=cv2.INTER_AREA)
-        v = float(cv2.Laplacian(small, cv2.CV_32F).var())
-        cols["sharpness"][i] = v / (v + _SHARP_K)
+        cols["sharpness"][i] = _sharpness(y)
     return cols
+
+
+def _sharpness(luma: npt.NDArray[np.float32]) -> float:
+    small = cv2.resize(luma, (_SHARP_SIZE, _SHARP_SIZE), interpolation=cv2.INTER_AREA)
+    v = float(cv2.Laplacian(small, cv2.CV_32F).var())
+    return v / (v + _SHARP_K)
+
+
+def face_sharpness(rgb: npt.NDArray[np.uint8], box: npt.NDArray[np.float32]) -> float:
+    """``sharpness`` (see module doc) of one face box; NaN when the box holds < 2x2 pixels."""
+    h, w = rgb.shape[:2]
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return float("nan")
+    return _sharpness(_luma(rgb[y1:y2, x1:x2]))

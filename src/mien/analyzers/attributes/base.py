@@ -18,7 +18,15 @@ import numpy.typing as npt
 
 from mien.analyzers.align import aligned_crop
 from mien.analyzers.attributes.heads import Head
+from mien.analyzers.quality import face_sharpness
 from mien.types import AttributeColumn, ModelInfo
+
+#: Faces whose ``quality.sharpness`` is below this are "too blurred" to judge: every attribute
+#: answers ``None`` with that reason. Set by bench/blur_gate.py (results/blur_gate.md): labelled
+#: faces blurred step by step; below 0.3 smile, eyes_open and mouth_open all fall more than 0.10
+#: below their sharp-face balanced accuracy (below 0.2 they are at or under chance). About 7% of
+#: the GENKI-4K crops, 2% of the CEW crops and none of the HELEN faces are below it unblurred.
+MIN_SHARPNESS = 0.3
 
 
 @dataclass
@@ -36,6 +44,7 @@ class FaceContext:
     _crops: dict[tuple[int, int, float, float], npt.NDArray[np.uint8]] = field(
         default_factory=dict, repr=False
     )
+    _sharpness: dict[int, float] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -46,6 +55,12 @@ class FaceContext:
     def face_size(self, i: int) -> float:
         b = self.boxes[i]
         return float(max(b[2] - b[0], b[3] - b[1]))
+
+    def sharpness(self, i: int) -> float:
+        """``quality.sharpness`` of face ``i`` (cached; see mien.analyzers.quality)."""
+        if i not in self._sharpness:
+            self._sharpness[i] = face_sharpness(self.rgb, self.boxes[i])
+        return self._sharpness[i]
 
     def inter_eye(self, i: int) -> float:
         return float(np.hypot(*(self.landmarks[i, 1] - self.landmarks[i, 0])))
@@ -92,13 +107,16 @@ def column(n: int, judge: Callable[[int], tuple[Any, float] | tuple[None, str]])
 def size_or_pose_reason(
     ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float, *, need_mesh: bool = False
 ) -> str | None:
-    """Why face ``i`` is too small or too turned to judge (or has no mesh, when one is needed);
-    None when it can be judged."""
+    """Why face ``i`` is too small, too blurred or too turned to judge (or has no mesh, when one
+    is needed); None when it can be judged."""
     if need_mesh and not ctx.has_mesh(i):
         return "no face mesh"
     d = ctx.inter_eye(i)
     if not d >= min_eye_px:
         return f"face too small ({d:.0f} px between the eyes; needs {min_eye_px:.0f})"
+    sharp = ctx.sharpness(i)
+    if math.isfinite(sharp) and sharp < MIN_SHARPNESS:
+        return f"face too blurred (sharpness {sharp:.2f}; needs {MIN_SHARPNESS})"
     yaw = float(ctx.head_pose[i, 0])
     if math.isfinite(yaw) and abs(yaw) > max_yaw:
         return f"head turned too far (yaw {yaw:.0f}°)"
