@@ -84,3 +84,27 @@ class RuleError(MienError, ValueError):
         super().__init__(message)
         self.line = line
         self.column = column
+
+
+class InvalidVideoError(MediaError):
+    """The input could not be decoded as a video (corrupt, truncated, not a video, no frames)."""
+
+    code = "InvalidVideo"
+
+
+class NoVideoStreamError(InvalidVideoError):
+    """The file is a media container without a video stream (e.g. audio only)."""
+
+    code = "NoVideoStream"
+
+
+class VideoTooLargeError(MediaError):
+    """The video's frames are larger than allowed (width, height or pixels per frame)."""
+
+    code = "VideoTooLarge"
+
+
+class EmptyVideoError(InvalidVideoError):
+    """The video stream holds no decodable frame."""
+
+    code = "EmptyVideo"

@@ -31,7 +31,7 @@ from mien.errors import MienError, RefusedAttributeError, UnknownFeatureError
 
 #: One module per command under ``mien.cli``; each has ``register(subparsers)``, which adds its
 #: parser and sets ``func`` (a callable taking the parsed arguments, returning the exit code).
-COMMANDS = ("analyze", "annotate", "models", "check", "batch", "redact", "serve", "keys")
+COMMANDS = ("analyze", "annotate", "redact", "check", "batch", "models", "serve", "keys")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,13 @@
-"""``mien analyze``: one JSON object per image (JSON Lines)."""
+"""``mien analyze``: one JSON object per image, and per-frame/per-track records for videos
+(JSON Lines; docs/output.md)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from typing import IO, Any
 
 from mien.cli.common import (
     EPILOG,
@@ -13,7 +15,6 @@ from mien.cli.common import (
     EXIT_SOME_FAILED,
     detector_args,
     features_arg,
-    inputs,
     log,
     options_from_args,
     sink,
@@ -23,7 +24,7 @@ from mien.cli.common import (
 def register(sub: Any) -> None:
     an = sub.add_parser(
         "analyze",
-        help="analyse images; one JSON object per image (JSON Lines)",
+        help="analyse images and videos; one JSON object per image or video frame (JSON Lines)",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -31,7 +32,8 @@ def register(sub: Any) -> None:
         "paths",
         nargs="+",
         metavar="PATH",
-        help="image files or folders (searched recursively); '-' reads one image from stdin",
+        help="image or video files, or folders (searched recursively); '-' reads one image "
+        "from stdin",
     )
     an.add_argument(
         "-o",
@@ -44,10 +46,147 @@ def register(sub: Any) -> None:
     an.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file log")
     an.add_argument("--pretty", action="store_true", help="indent the JSON (one object per image)")
     detector_args(an)
+    vg = an.add_argument_group("video")
+    pick = vg.add_mutually_exclusive_group()
+    pick.add_argument(
+        "--every-n",
+        type=int,
+        default=1,
+        metavar="N",
+        help="analyse every N-th frame (frames 0, N, 2N...; default 1 = every frame)",
+    )
+    pick.add_argument(
+        "--sample-fps",
+        type=float,
+        default=None,
+        metavar="F",
+        help="analyse F frames per second of video time (the first frame at or after each 1/F s)",
+    )
+    vg.add_argument(
+        "--detect-side",
+        type=int,
+        default=512,
+        metavar="PX",
+        help="run the detector on frames shrunk to a longer side of PX (0 = full size; "
+        "default 512)",
+    )
+    vg.add_argument(
+        "--all-passes",
+        action="store_true",
+        help="search video frames like pictures (upscaled, mirrored and tiled passes; slow)",
+    )
+    vg.add_argument(
+        "--max-missed",
+        type=int,
+        default=5,
+        metavar="N",
+        help="keep a face's track through N analysed frames without a detection (default 5)",
+    )
+    # --- live streams (mien.live; docs/live.md) ---
+    from mien.live.cli import stream_args
+
+    stream_args(an, redact=False)
     an.set_defaults(func=run)
 
 
+def _video_options(args: argparse.Namespace) -> Any:
+    from mien.track.tracker import TrackerOptions
+    from mien.video.analyzer import VideoOptions
+
+    return VideoOptions(
+        every_n=args.every_n,
+        sample_fps=args.sample_fps,
+        detect_side=args.detect_side,
+        all_passes=args.all_passes,
+        tracker=TrackerOptions(max_missed=args.max_missed),
+    )
+
+
+def _items(args: argparse.Namespace) -> list[Any]:
+    from mien.media.discover import iter_inputs
+
+    out: list[Any] = []
+    for p in iter_inputs(args.paths, recursive=not args.no_recursive, videos=True):
+        # stdin is read by the image loader, which stops at its byte limit.
+        out.append(("<stdin>", sys.stdin.buffer) if p == "-" else p)
+    return out
+
+
+def _is_video(item: Any) -> bool:
+    from mien.media.discover import IMAGE_SUFFIXES, is_video_path
+
+    if not isinstance(item, str):
+        return False
+    if is_video_path(item):
+        return True
+    suffix = os.path.splitext(item)[1].lower()
+    if suffix in IMAGE_SUFFIXES or not os.path.isfile(item):
+        return False
+    try:  # an unusual suffix: a video if FFmpeg finds a video stream that is not a picture
+        import av
+
+        with av.open(item, metadata_errors="ignore") as c:
+            fmt = c.format.name
+            return bool(c.streams.video) and not (fmt.startswith("image2") or "_pipe" in fmt)
+    except Exception:
+        return False
+
+
+def _write(out: IO[str], record: dict[str, Any], pretty: bool) -> None:
+    out.write(json.dumps(record, indent=2 if pretty else None, allow_nan=False) + "\n")
+    out.flush()
+
+
+def _run_video(
+    video: Any, path: str, out: IO[str], args: argparse.Namespace, include_mesh: bool
+) -> bool:
+    """Analyse one video; returns whether it was read without error."""
+    from tqdm import tqdm
+
+    from mien.video.records import FrameResult, VideoResult
+
+    bar = tqdm(
+        unit="frame",
+        desc=os.path.basename(path),
+        disable=args.quiet or None,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+    def opened(reader: Any) -> None:
+        frames = reader.info.frames
+        if frames:
+            sel = reader.selection
+            if sel.sample_fps and reader.info.fps:
+                frames = int(frames * min(1.0, sel.sample_fps / reader.info.fps)) + 1
+            else:
+                frames = -(-frames // sel.every_n)
+            bar.reset(total=frames)
+
+    ok = True
+    with bar:
+        for record in video.analyze_video(path, on_error="record", on_open=opened):
+            if isinstance(record, FrameResult):
+                _write(out, record.to_dict(include_mesh=include_mesh), args.pretty)
+                bar.update(1)
+                continue
+            if isinstance(record, VideoResult) and record.error is not None:
+                ok = False
+                if not args.quiet:
+                    bar.write(
+                        f"mien: {path}: {record.error.code}: {record.error.message}",
+                        file=sys.stderr,
+                    )
+            _write(out, record.to_dict(), args.pretty)
+    return ok
+
+
 def run(args: argparse.Namespace) -> int:
+    from mien.live.cli import is_live, run_analyze  # live streams: docs/live.md
+
+    if is_live(args, args.paths):
+        return run_analyze(args)
     from tqdm import tqdm
 
     from mien.analyzer import FaceAnalyzer
@@ -55,8 +194,10 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(
         args
     )  # refusal/unknown features fail here, before any image is read
-    items = inputs(args.paths, recursive=not args.no_recursive)
+    video_options = _video_options(args)  # bad --every-n/--sample-fps fail here too
+    items = _items(args)
     analyzer = FaceAnalyzer(options)
+    video: Any = None
     include_mesh = "mesh" in options.features
     failed = 0
     show = not args.quiet and len(items) > 1
@@ -64,13 +205,22 @@ def run(args: argparse.Namespace) -> int:
         sink(args.output) as out,
         tqdm(
             total=len(items),
-            unit="img",
+            unit="file",
             disable=not show or None,
             file=sys.stderr,
             dynamic_ncols=True,
         ) as bar,
     ):
         for item in items:
+            if _is_video(item):
+                if video is None:
+                    from mien.video.analyzer import VideoAnalyzer
+
+                    video = VideoAnalyzer(analyzer=analyzer, video=video_options)
+                if not _run_video(video, item, out, args, include_mesh):
+                    failed += 1
+                bar.update(1)
+                continue
             if isinstance(item, tuple):
                 name, data = item
                 result = analyzer.analyze(data, name=name, on_error="record")
@@ -83,10 +233,8 @@ def run(args: argparse.Namespace) -> int:
                         f"mien: {result.source}: {result.error.code}: {result.error.message}",
                         file=sys.stderr,
                     )
-            record = result.to_dict(include_mesh=include_mesh)
-            out.write(json.dumps(record, indent=2 if args.pretty else None, allow_nan=False) + "\n")
-            out.flush()
+            _write(out, result.to_dict(include_mesh=include_mesh), args.pretty)
             bar.update(1)
     if show:
-        log.info("analysed %d image(s), %d could not be read", len(items), failed)
+        log.info("analysed %d file(s), %d could not be read", len(items), failed)
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-__all__ = ["IMAGE_SUFFIXES", "iter_inputs", "natural_key"]
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_video_path", "iter_inputs", "natural_key"]
 
 IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
     {
@@ -28,6 +28,26 @@ IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
 )
 """Lower-case suffixes of the files picked up when walking a directory."""
 
+VIDEO_SUFFIXES: Final[frozenset[str]] = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".wmv",
+        ".flv",
+        ".3gp",
+        ".ogv",
+    }
+)
+"""Lower-case suffixes of videos (picked up when walking a directory with ``videos=True``)."""
+
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -47,8 +67,13 @@ def _has_image_suffix(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a video by its suffix (case-insensitive)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES
+
+
 def iter_inputs(
-    paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True
+    paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True, videos: bool = False
 ) -> Iterator[str]:
     """Expand input arguments into the paths to load, in a stable order.
 
@@ -59,7 +84,8 @@ def iter_inputs(
       where the sub-folder sorts. Hidden files and folders (name starting with ``.``) are
       skipped. Symlinked folders are followed, but each real folder is walked once, so
       symlink loops end. A sub-folder that cannot be listed is yielded itself so the
-      caller records an error for it.
+      caller records an error for it. With ``videos=True`` files whose suffix is in
+      :data:`VIDEO_SUFFIXES` are yielded too.
     * Anything else (a file of any suffix, a path that does not exist) is yielded as
       given, so the loader decides and a missing path becomes an error entry while the
       batch goes on.
@@ -67,12 +93,14 @@ def iter_inputs(
     for raw in paths:
         path = os.fsdecode(os.fspath(raw))
         if path != "-" and os.path.isdir(path):
-            yield from _walk(path, recursive, set())
+            yield from _walk(path, recursive, set(), videos)
         else:
             yield path
 
 
-def _walk(directory: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[str]:
+def _walk(
+    directory: str, recursive: bool, seen: set[tuple[int, int]], videos: bool = False
+) -> Iterator[str]:
     try:
         st = os.stat(directory)
     except OSError:
@@ -98,9 +126,9 @@ def _walk(directory: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterat
             is_dir = False
         if is_dir:
             if recursive:
-                yield from _walk(full, recursive, seen)
+                yield from _walk(full, recursive, seen, videos)
             continue
-        if not _has_image_suffix(entry.name):
+        if not (_has_image_suffix(entry.name) or (videos and is_video_path(entry.name))):
             continue
         try:
             wanted = entry.is_file() or entry.is_symlink()  # a broken link -> NotFound later

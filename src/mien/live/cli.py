@@ -1,0 +1,340 @@
+"""``mien analyze URL`` and ``mien redact URL -o OUT`` for live streams.
+
+The ``analyze`` and ``redact`` commands hand stream addresses (:func:`mien.live.is_stream_url`,
+or any input with ``--stream``) to :func:`run_analyze` / :func:`run_redact`. The options only
+streams take are added to both parsers by :func:`stream_args`.
+
+Events are written as JSON Lines as they happen (docs/live.md): to stdout or ``-o FILE`` for
+``analyze``; to ``--report FILE`` for ``redact`` (whose ``-o`` is the redacted stream). A
+one-line summary goes to stderr at the end (unless ``-q``).
+
+Exit codes: 0 — the stream ended, ``--duration``/``--max-frames`` was reached, or SIGTERM
+stopped it (final summary written); 1 — the source could not be opened, or was lost and did
+not come back within the reconnect attempts; 2 — usage error; 3 — mien could not run (model
+verification, output not writable or target unreachable, detector failure without
+``--fail-closed``); 130 — Ctrl-C (final summary written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import IO, Any
+
+from mien.cli.common import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, log
+
+#: Why a session ended -> exit code (see the module docstring).
+_SOURCE_FAILURES = frozenset({"unreachable", "source_lost", "error"})
+
+
+def _has_option(p: argparse.ArgumentParser, flag: str) -> bool:
+    return any(flag in a.option_strings for a in p._actions)
+
+
+def stream_args(p: argparse.ArgumentParser, *, redact: bool) -> None:
+    """Add the options that only live streams take (skipping any the command already has)."""
+    g = p.add_argument_group("live streams (rtsp://, rtmp://, http(s)://...m3u8, /dev/videoN)")
+
+    def add(flag: str, **kw: Any) -> None:
+        if not _has_option(p, flag):
+            g.add_argument(flag, **kw)
+
+    add(
+        "--stream",
+        action="store_true",
+        help="read the input as a live stream: '-' (a pipe) or a recording replayed live",
+    )
+    add("--realtime", action="store_true", help="pace a file or pipe at its own frame rate")
+    add("--input-format", metavar="FMT", help="FFmpeg demuxer of the stream (e.g. mpegts)")
+    add(
+        "--listen",
+        action="store_true",
+        help="rtmp://HOST:PORT/APP/KEY: be the server an encoder publishes to",
+    )
+    add("--duration", type=float, metavar="S", help="stop after S seconds")
+    add("--max-frames", type=int, metavar="N", help="stop after N decoded frames")
+    add(
+        "--queue",
+        type=int,
+        default=30,
+        metavar="N",
+        help="decoded frames that may wait; beyond, the oldest is dropped (default 30)",
+    )
+    add(
+        "--reconnect",
+        type=int,
+        default=5,
+        metavar="N",
+        help="attempts in a row to reopen a dropped source, with back-off 0.5 s, 1 s, 2 s... "
+        "(0 = never, -1 = forever; default 5)",
+    )
+    add(
+        "--reconnect-max-delay",
+        type=float,
+        default=8.0,
+        metavar="S",
+        help="longest wait between two attempts (default 8)",
+    )
+    add(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="give up opening or waiting for data after S seconds (default 10)",
+    )
+    add(
+        "--detect-side",
+        type=int,
+        default=640,
+        metavar="PX",
+        help="run the detector on frames shrunk to a longer side of PX (0 = full; default 640)",
+    )
+    add(
+        "--max-missed",
+        type=int,
+        default=5,
+        metavar="N",
+        help="end a face's track after N searched frames without it (default 5)",
+    )
+    if not redact:
+        add(
+            "--rules",
+            metavar="PROFILE",
+            help="evaluate a rules profile (name or file) on every analysed frame",
+        )
+        return
+    add(
+        "--fail-closed",
+        action="store_true",
+        help="keep covering the last known area of every face seen in the last --hold "
+        "seconds, also when the detector fails",
+    )
+    add("--hold", type=float, default=2.0, metavar="S", help="see --fail-closed (default 2)")
+    add(
+        "--detect-every",
+        type=float,
+        default=200.0,
+        metavar="MS",
+        help="search a frame for faces at least every MS ms of stream time, even when "
+        "behind (default 200; 0 = every frame)",
+    )
+    add(
+        "--max-delay",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="drop a frame that waited longer than MS ms while newer ones wait (default 1000)",
+    )
+    add("--hls-time", type=float, default=2.0, metavar="S", help="HLS segment length (default 2)")
+    add(
+        "--hls-list-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="segments kept in the HLS playlist (0 = all; default 0)",
+    )
+    add("--no-audio", action="store_true", help="do not pass the source's audio through")
+
+
+def _source(args: argparse.Namespace, address: str) -> Any:
+    from mien.live.source import StreamSource
+
+    return StreamSource(
+        address,
+        input_format=getattr(args, "input_format", None),
+        listen=bool(getattr(args, "listen", False)),
+        open_timeout_s=float(getattr(args, "timeout", 10.0)),
+        read_timeout_s=float(getattr(args, "timeout", 10.0)),
+    )
+
+
+def _live_options(args: argparse.Namespace, *, redact: bool) -> Any:
+    from mien.live.decoder import ReconnectPolicy
+    from mien.live.options import LiveOptions
+
+    side = int(getattr(args, "detect_side", 640) or 0)
+    kw: dict[str, Any] = {
+        "queue_frames": int(getattr(args, "queue", 30)),
+        "reconnect": ReconnectPolicy(
+            max_retries=int(getattr(args, "reconnect", 5)),
+            max_delay_s=max(0.5, float(getattr(args, "reconnect_max_delay", 8.0))),
+        ),
+        "realtime": bool(getattr(args, "realtime", False)),
+        "duration_s": getattr(args, "duration", None),
+        "max_frames": getattr(args, "max_frames", None),
+        "track_max_missed": int(getattr(args, "max_missed", 5)),
+        "detect_max_side": side or None,
+    }
+    if redact:
+        kw.update(
+            fail_closed=bool(getattr(args, "fail_closed", False)),
+            hold_ms=float(getattr(args, "hold", 2.0)) * 1000.0,
+            detect_every_ms=float(getattr(args, "detect_every", 200.0)),
+            max_delay_ms=float(getattr(args, "max_delay", 1000.0)),
+            hls_time=float(getattr(args, "hls_time", 2.0)),
+            hls_list_size=int(getattr(args, "hls_list_size", 0)),
+            audio=not getattr(args, "no_audio", False),
+        )
+    return LiveOptions(**kw)
+
+
+@contextlib.contextmanager
+def _signals(session: Any) -> Iterator[dict[str, bool]]:
+    """SIGTERM and Ctrl-C end the session cleanly (the summary is still written)."""
+    state = {"interrupted": False, "terminated": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        state["terminated"] = True
+        session.stop()
+
+    def on_int(signum: int, frame: FrameType | None) -> None:
+        state["interrupted"] = True
+        session.stop()
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_int)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+
+
+@contextlib.contextmanager
+def _events_out(path: str | None) -> Iterator[IO[str]]:
+    """JSON Lines written as they happen (a live log, not an atomic file)."""
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    try:
+        fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        from mien.live.sink import LiveOutputError
+
+        raise LiveOutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        yield fh
+    finally:
+        fh.close()
+
+
+def _drive(session: Any, out: IO[str] | None, args: argparse.Namespace) -> int:
+    quiet = bool(getattr(args, "quiet", False))
+    pretty = bool(getattr(args, "pretty", False))
+    with _signals(session) as state:
+        for event in session.events():
+            record = event.to_dict()
+            if out is not None:
+                out.write(json.dumps(record, indent=2 if pretty else None, allow_nan=False) + "\n")
+                out.flush()
+            if not quiet and event.type in ("reconnecting", "gap", "error"):
+                log.info("%s", _describe(record))
+    summary = session.summary or {}
+    if not quiet:
+        log.info("%s", _describe({"type": "summary", **summary}))
+    if state["interrupted"]:
+        return EXIT_INTERRUPTED
+    error = summary.get("error") or {}
+    if summary.get("reason") in ("output_error",) or error.get("code") in (
+        "OutputError",
+        "ModelIntegrity",
+    ):
+        return EXIT_CANNOT_RUN
+    if summary.get("reason") in _SOURCE_FAILURES and not state["terminated"]:
+        return EXIT_SOME_FAILED
+    if error and summary.get("reason") not in ("stopped", "duration", "max_frames"):
+        return EXIT_CANNOT_RUN
+    return EXIT_OK
+
+
+def _describe(r: dict[str, Any]) -> str:
+    t = r.get("type")
+    if t == "reconnecting":
+        return (
+            f"source dropped ({r.get('error')}); attempt {r.get('attempt')} in {r.get('delay_s')} s"
+        )
+    if t == "gap":
+        return f"source back after {r.get('gap_s')} s"
+    if t == "error":
+        return f"{r.get('code')}: {r.get('message')}"
+    lat = r.get("latency_ms") or {}
+    text = (
+        f"{r.get('source')}: {r.get('reason')} after {r.get('duration_s')} s; "
+        f"{r.get('frames_decoded')} frames decoded, {r.get('frames_analysed')} analysed, "
+        f"{r.get('frames_dropped')} dropped, {r.get('reconnects')} reconnects, "
+        f"{r.get('tracks')} tracks; latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms"
+    )
+    if "frames_written" in r:
+        text += f"; {r['frames_written']} frames written to {r.get('output')}"
+    return text
+
+
+def _single_input(args: argparse.Namespace, attr: str) -> str:
+    value = getattr(args, attr)
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise ValueError("a live stream is analysed on its own: give one stream address")
+        value = value[0]
+    return str(value)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """``mien analyze STREAM``: JSON Lines events to stdout or ``-o FILE``."""
+    from mien.cli.common import options_from_args
+    from mien.live.session import LiveSession
+
+    options = options_from_args(args)  # refused/unknown features fail here, before connecting
+    address = _single_input(args, "paths")
+    session = LiveSession(
+        _source(args, address),
+        analyzer_options=options,
+        options=_live_options(args, redact=False),
+        rules=getattr(args, "rules", None),
+    )
+    with _events_out(getattr(args, "output", None)) as out:
+        return _drive(session, out, args)
+
+
+def run_redact(args: argparse.Namespace) -> int:
+    """``mien redact STREAM -o OUT``: the covered stream to OUT, events to ``--report``."""
+    from mien.cli.common import options_from_args
+    from mien.live.session import LiveSession
+    from mien.redact.options import RedactOptions, parse_color
+
+    redact = RedactOptions(
+        method=getattr(args, "method", "blur"),
+        shape=getattr(args, "shape", "ellipse"),
+        scale=float(getattr(args, "scale", 1.3)),
+        color=parse_color(getattr(args, "color", "#000000")),
+    )
+    options = options_from_args(args)
+    address = _single_input(args, "input")
+    session = LiveSession(
+        _source(args, address),
+        analyzer_options=options,
+        options=_live_options(args, redact=True),
+        redact=redact,
+        output=args.output,
+    )
+    report = getattr(args, "report", None)
+    if report is None:
+        return _drive(session, None, args)
+    with _events_out(report) as out:
+        return _drive(session, out, args)
+
+
+def is_live(args: argparse.Namespace, inputs: str | list[str]) -> bool:
+    """Whether a command's inputs are a live stream (a stream address, or ``--stream``)."""
+    from mien.live.source import is_stream_url
+
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    return bool(getattr(args, "stream", False)) or any(is_stream_url(i) for i in items)

@@ -1,0 +1,279 @@
+"""Video mode: faces of every (selected) frame, tracked, and one summary per track.
+
+:class:`VideoAnalyzer` is the explicit video mode of the library:
+
+* :meth:`VideoAnalyzer.process` takes one upright RGB frame and its timestamp (ms, strictly
+  increasing from call to call, else :class:`ValueError`) and returns its :class:`Faces` with
+  ``track_ids`` set; :meth:`VideoAnalyzer.summaries` then gives one :class:`TrackSummary` per
+  track; :meth:`VideoAnalyzer.reset` starts a new video.
+* :meth:`VideoAnalyzer.analyze_video` does all of it for a file: it yields a
+  :class:`FrameResult` per selected frame, then the :class:`TrackSummary` records, then one
+  :class:`VideoResult`.
+
+Detection in video mode is one CenterFace pass per frame on a copy whose longer side is
+``detect_side`` px (512 by default, because the pass costs grow with the pixels: measured
+frames/s in docs/benchmarks.md; faces that are small in the frame are found less often on the
+copy, so raise it, or set 0 for the full frame, when they matter), mapped back to the frame's
+pixels. ``all_passes=True`` runs the still-image plan (upscaled, mirrored and tiled passes,
+:mod:`mien.detect.detector`) on the full frame instead.
+Landmarks, head pose, quality and attributes, when asked for, run on the full-size frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from mien.analyzer import FaceAnalyzer
+from mien.detect.centerface import RawDetections
+from mien.detect.detector import DetectionPlan
+from mien.errors import MediaError
+from mien.media.video import FrameSelection, VideoFrame, VideoLimits, VideoReader
+from mien.options import AnalyzerOptions
+from mien.track.tracker import Tracker, TrackerOptions
+from mien.types import ErrorInfo, Faces
+from mien.video.records import FrameResult, TrackStats, TrackSummary, VideoResult
+
+VideoRecord = FrameResult | TrackSummary | VideoResult
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video is read and followed (the face analysis itself is :class:`AnalyzerOptions`).
+
+    * ``every_n`` / ``sample_fps``: which frames are analysed (see
+      :class:`mien.media.video.FrameSelection`; at most one of them).
+    * ``detect_side``: longer side (px) of the copy the detector runs on (0: the full frame).
+    * ``all_passes``: run the still-image detection plan on the full frame (slow, thorough).
+    * ``tracker``: how tracks are matched and how long a missed face is kept.
+    * ``limits``: largest frames accepted.
+    """
+
+    every_n: int = 1
+    sample_fps: float | None = None
+    detect_side: int = 512
+    all_passes: bool = False
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    limits: VideoLimits = field(default_factory=VideoLimits)
+
+    def __post_init__(self) -> None:
+        FrameSelection(self.every_n, self.sample_fps)  # validates
+        if not isinstance(self.detect_side, int) or not (
+            self.detect_side == 0 or 64 <= self.detect_side <= 8192
+        ):
+            raise ValueError(f"detect_side must be 0 or in 64..8192, got {self.detect_side!r}")
+
+    @property
+    def selection(self) -> FrameSelection:
+        return FrameSelection(self.every_n, self.sample_fps)
+
+
+class VideoAnalyzer:
+    """Analyses the frames of one video at a time, with face tracks; reuse for many videos."""
+
+    def __init__(
+        self,
+        options: AnalyzerOptions | None = None,
+        video: VideoOptions | None = None,
+        *,
+        analyzer: FaceAnalyzer | None = None,
+        **overrides: Any,
+    ) -> None:
+        if analyzer is not None:
+            self.analyzer = analyzer
+        else:
+            if options is None:
+                options = AnalyzerOptions(**overrides)
+            elif overrides:
+                options = replace(options, **overrides)
+            self.analyzer = FaceAnalyzer(options)
+        self.options = self.analyzer.options
+        self.video = video or VideoOptions()
+        o = self.options
+        self._single = DetectionPlan(
+            threshold=o.threshold,
+            min_face=0.0,  # applied in full-frame pixels, after mapping back
+            global_max_side=1 << 30,
+            upscale=1.0,
+            upscale_flip=False,
+            tiling=False,
+            rotation_search=o.rotation_search,
+        )
+        self._image_plan = DetectionPlan(
+            threshold=o.threshold,
+            min_face=o.min_face,
+            upscale=o.upscale,
+            tiling=o.tiling,
+            rotation_search=o.rotation_search,
+        )
+        self._detection_only = set(o.features) <= {"detection"}
+        self.models = self.analyzer.models
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget tracks and timestamps: the next frame starts a new video."""
+        self.tracker = Tracker(self.video.tracker)
+        self._stats: dict[int, TrackStats] = {}
+        self._frame_no = 0
+
+    # -- frame by frame -------------------------------------------------------------------
+
+    def process(self, rgb: npt.NDArray[np.uint8], timestamp_ms: float) -> Faces:
+        """Faces of one upright RGB frame, with ``track_ids``; timestamps must increase."""
+        image = np.asarray(rgb)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"rgb must be an (H, W, 3) uint8 array, got {image.dtype} {image.shape}"
+            )
+        h, w = image.shape[:2]
+        scale = 1.0
+        scaled = image
+        side = self.video.detect_side
+        if side and max(h, w) > side and not self.video.all_passes:
+            scale = side / max(h, w)
+            size = (max(2, round(w * scale)), max(2, round(h * scale)))
+            scaled = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+            scale = (size[0] / w + size[1] / h) / 2
+        frame = VideoFrame(self._frame_no, float(timestamp_ms), image, scaled, scale, w, h)
+        return self._process(frame)
+
+    def detect(self, frame: VideoFrame) -> RawDetections:
+        """Detections of one frame in its full-size pixels (no tracking)."""
+        if self.video.all_passes or frame.scaled is None:
+            if frame.rgb is None:
+                raise ValueError("all_passes needs the full-size frame")
+            det = self.analyzer._detector.detect(frame.rgb, self._image_plan)
+        else:
+            det = self.analyzer._detector.detect(frame.scaled, self._single)
+            if frame.scale != 1.0:
+                det = RawDetections(det.boxes / frame.scale, det.scores, det.points / frame.scale)
+            det = _clip(det, frame.width, frame.height)
+            if self.options.min_face > 0 and len(det):
+                b = det.boxes
+                size = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+                keep = size >= self.options.min_face
+                det = RawDetections(det.boxes[keep], det.scores[keep], det.points[keep])
+        if self.options.max_faces is not None:
+            k = min(len(det), self.options.max_faces)
+            det = RawDetections(det.boxes[:k], det.scores[:k], det.points[:k])
+        return det
+
+    def _process(self, frame: VideoFrame) -> Faces:
+        det = self.detect(frame)
+        ids = self.tracker.update(det.boxes, det.scores, frame.timestamp_ms)
+        if self._detection_only or frame.rgb is None:
+            faces = Faces(
+                boxes=det.boxes,
+                scores=np.clip(det.scores, 0.0, 1.0),
+                landmarks=det.points if "landmarks" in self.options.features else None,
+            )
+        else:
+            faces = self.analyzer._describe(frame.rgb, det)
+        faces = replace(faces, track_ids=ids)
+        for i, tid in enumerate(ids):
+            stats = self._stats.get(int(tid))
+            if stats is None:
+                stats = self._stats[int(tid)] = TrackStats(int(tid))
+            stats.add(faces, i, frame.index, frame.timestamp_ms)
+        self._frame_no = frame.index + 1
+        return faces
+
+    def summaries(self, source: str = "<video>") -> list[TrackSummary]:
+        """One summary per track seen since the last :meth:`reset`, by track id."""
+        want_pose = "head_pose" in self.options.features
+        return [self._stats[k].summary(source, want_pose) for k in sorted(self._stats)]
+
+    # -- whole files ----------------------------------------------------------------------
+
+    def analyze_video(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_error: Literal["raise", "record"] = "raise",
+        on_open: Callable[[VideoReader], None] | None = None,
+    ) -> Iterator[VideoRecord]:
+        """Yield a :class:`FrameResult` per selected frame, then the :class:`TrackSummary`
+        records, then a :class:`VideoResult`.
+
+        A video that cannot be opened raises its :class:`MediaError` (``on_error="record"``:
+        yields only a :class:`VideoResult` with the error). Damage found part-way (corrupt
+        packets, a cut file) keeps the frames analysed before it: they and the summaries are
+        yielded, then the error is raised (``"record"``: put in the :class:`VideoResult`).
+        ``on_open`` is called with the open reader (its ``info``) before the first frame.
+        """
+        source = os.fspath(path)
+        self.reset()
+        needs_full = self.video.all_passes or not self._detection_only
+        try:
+            reader = VideoReader(
+                path,
+                selection=self.video.selection,
+                limits=self.video.limits,
+                full=needs_full or not self.video.detect_side,
+                scaled_side=self.video.detect_side or None,
+            )
+        except MediaError as exc:
+            if on_error == "raise":
+                raise
+            yield VideoResult(source, models=self.models, error=ErrorInfo(exc.code, exc.message))
+            return
+        analysed = 0
+        error: MediaError | None = None
+        with reader:
+            if on_open is not None:
+                on_open(reader)
+            try:
+                for frame in reader:
+                    faces = self._process(frame)
+                    analysed += 1
+                    yield FrameResult(
+                        source, frame.index, frame.timestamp_ms, frame.width, frame.height, faces
+                    )
+            except MediaError as exc:
+                error = exc
+            if error is None:
+                error = reader.error
+            info = reader.info
+            decoded = reader.frames_decoded
+        self.tracker.finish()
+        summaries = self.summaries(source)
+        yield from summaries
+        if error is not None and on_error == "raise":
+            raise error
+        yield VideoResult(
+            source,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            rotation=info.rotation,
+            frames_decoded=decoded,
+            frames_analysed=analysed,
+            tracks=len(summaries),
+            models=self.models,
+            error=None if error is None else ErrorInfo(error.code, error.message),
+        )
+
+
+def _clip(det: RawDetections, width: int, height: int) -> RawDetections:
+    if not len(det):
+        return det
+    b = det.boxes.copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+    return RawDetections(b.astype(np.float32), det.scores, det.points.astype(np.float32))
+
+
+def analyze_video(
+    path: str | os.PathLike[str],
+    options: AnalyzerOptions | None = None,
+    video: VideoOptions | None = None,
+    **kwargs: Any,
+) -> Iterator[VideoRecord]:
+    """Analyse one video with a one-off :class:`VideoAnalyzer` (see its ``analyze_video``)."""
+    yield from VideoAnalyzer(options, video).analyze_video(path, **kwargs)

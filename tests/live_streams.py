@@ -1,0 +1,201 @@
+"""Real streams on loopback for the live tests, made from the shared clips.
+
+* :func:`write_hls` encodes a clip into HLS segments + playlist with PyAV's hls muxer;
+  :class:`HLSServer` serves a folder over HTTP (``http.server`` in a thread);
+* :func:`ffmpeg_rtmp_server` starts FFmpeg (the ``ffmpeg`` program) as a one-client RTMP
+  server that plays a clip in real time (``-re ... -f flv -listen 1``);
+* :func:`publish_rtmp` / :func:`receive_rtmp` run a PyAV RTMP publisher / listening receiver in
+  a child process (PyAV holds the GIL while its output connects, so the peer cannot live in
+  the test's own process).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_hls(
+    clip: Path,
+    folder: Path,
+    *,
+    segment_s: float = 1.0,
+    max_frames: int | None = None,
+    realtime: bool = False,
+    audio: bool = True,
+) -> int:
+    """Encode ``clip`` as HLS into ``folder`` (index.m3u8, seg000.ts...); returns frames.
+
+    With ``realtime`` the frames are written at the clip's pace, so the playlist grows like a
+    live one (no ENDLIST until the end).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    src = av.open(str(clip))
+    vin = src.streams.video[0]
+    fps = float(vin.average_rate or 25)
+    out = av.open(
+        str(folder / "index.m3u8"),
+        "w",
+        format="hls",
+        options={
+            "hls_time": f"{segment_s:g}",
+            "hls_list_size": "0",
+            "hls_segment_filename": str(folder / "seg%03d.ts"),
+        },
+    )
+    v = out.add_stream("libx264", rate=round(fps))
+    v.width, v.height, v.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+    gop = max(1, round(fps * segment_s))
+    v.options = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+    a = out.add_stream("aac", rate=44100) if audio and src.streams.audio else None
+    streams = [vin] + ([src.streams.audio[0]] if a is not None else [])
+    n = 0
+    start = time.monotonic()
+    for packet in src.demux(streams):
+        for frame in packet.decode():
+            if isinstance(frame, av.VideoFrame):
+                if max_frames is not None and n >= max_frames:
+                    continue
+                frame.pts = n
+                frame.time_base = Fraction(1, round(fps))
+                for p in v.encode(frame):
+                    out.mux(p)
+                n += 1
+                if realtime:
+                    wait = start + n / fps - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+            elif a is not None and (max_frames is None or n < max_frames):
+                frame.pts = None
+                for p in a.encode(frame):
+                    out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    if a is not None:
+        for p in a.encode():
+            out.mux(p)
+    out.close()
+    src.close()
+    return n
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class HLSServer:
+    """Serves ``folder`` on 127.0.0.1 over HTTP until :meth:`close`."""
+
+    def __init__(self, folder: Path) -> None:
+        handler = functools.partial(_Quiet, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str = "index.m3u8") -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def has_ffmpeg() -> bool:
+    return shutil.which("ffmpeg") is not None
+
+
+def ffmpeg_rtmp_server(clip: Path, url: str, seconds: float) -> subprocess.Popen[bytes]:
+    """FFmpeg playing ``clip`` (looped, ``seconds`` long) in real time to one RTMP client."""
+    return subprocess.Popen(
+        [
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+            "-i", str(clip), "-t", f"{seconds:g}", "-c", "copy", "-f", "flv",
+            "-listen", "1", url,
+        ],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+_PUBLISH = r"""
+import sys, time, av
+clip, url, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+deadline = time.monotonic() + 30
+while True:
+    try:
+        out = av.open(url, "w", format="flv")
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+src = av.open(clip)
+vin = src.streams.video[0]
+fps = float(vin.average_rate or 25)
+v = out.add_stream("libx264", rate=round(fps))
+v.width, v.height, v.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+v.options = {"preset": "ultrafast", "tune": "zerolatency"}
+n, start = 0, time.monotonic()
+while n < seconds * fps:
+    for frame in src.decode(video=0):
+        frame.pts = None
+        for p in v.encode(frame):
+            out.mux(p)
+        n += 1
+        time.sleep(max(0.0, start + n / fps - time.monotonic()))
+        if n >= seconds * fps:
+            break
+    src.seek(0)
+for p in v.encode():
+    out.mux(p)
+out.close()
+"""
+
+_RECEIVE = r"""
+import json, sys, av
+url, result = sys.argv[1], sys.argv[2]
+c = av.open(url, options={"listen": "1"}, timeout=(60, 20))
+info = {"streams": [s.type for s in c.streams], "video": 0, "audio": 0}
+try:
+    for packet in c.demux():
+        if packet.stream.type == "video":
+            info["video"] += len(packet.decode())
+        elif packet.stream.type == "audio":
+            info["audio"] += 1
+except Exception as exc:
+    info["end"] = repr(exc)
+open(result, "w").write(json.dumps(info))
+"""
+
+
+def publish_rtmp(clip: Path, url: str, seconds: float) -> subprocess.Popen[bytes]:
+    """A PyAV encoder publishing ``clip`` in real time to ``url`` (retries until it listens)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _PUBLISH, str(clip), url, f"{seconds:g}"],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def receive_rtmp(url: str, result: Path) -> subprocess.Popen[bytes]:
+    """A PyAV RTMP server receiving one stream; writes what it got to ``result`` (JSON)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _RECEIVE, url, str(result)], stdin=subprocess.DEVNULL
+    )

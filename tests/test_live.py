@@ -1,0 +1,553 @@
+"""Live streams, for real: HLS over HTTP, RTMP from FFmpeg and from a PyAV publisher, pipes.
+
+Every stream is made here from the shared clips and served on loopback. No timing is
+asserted: only what was decoded, tracked, covered and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from mien.live import (
+    LiveOptions,
+    LiveSession,
+    ReconnectPolicy,
+    StreamSource,
+    display_url,
+    is_stream_url,
+    source_kind,
+)
+from mien.options import AnalyzerOptions
+from tests.conftest import REPO, shared
+from tests.live_streams import (
+    HLSServer,
+    ffmpeg_rtmp_server,
+    free_port,
+    has_ffmpeg,
+    publish_rtmp,
+    receive_rtmp,
+    write_hls,
+)
+
+DETECT = AnalyzerOptions(features=("detection",), num_threads=2)
+
+
+def clip(name: str) -> Path:
+    return shared("pyfeat_media", name)
+
+
+def collect(session: LiveSession, on_event: Any = None) -> list[dict[str, Any]]:
+    out = []
+    for ev in session.events():
+        d = ev.to_dict()
+        json.dumps(d, allow_nan=False)  # every event is plain JSON
+        out.append(d)
+        if on_event is not None:
+            on_event(d)
+    return out
+
+
+def by_type(events: list[dict[str, Any]], t: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == t]
+
+
+def check_envelope(events: list[dict[str, Any]]) -> dict[str, Any]:
+    assert events[-1]["type"] == "summary"
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    frames = by_type(events, "frame")
+    ts = [f["timestamp_ms"] for f in frames]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    for f in frames:
+        assert f["captured_at"].endswith("Z") and f["latency_ms"] >= 0
+    return events[-1]
+
+
+@pytest.fixture()
+def hls_single(tmp_path: Path) -> Any:
+    folder = tmp_path / "hls"
+    n = write_hls(clip("single_face.mp4"), folder)
+    server = HLSServer(folder)
+    yield server, n
+    server.close()
+
+
+# -- addresses -------------------------------------------------------------------------------
+
+
+def test_stream_addresses() -> None:
+    assert is_stream_url("rtsp://cam.local:554/stream1")
+    assert is_stream_url("RTMP://server/live/key")
+    assert is_stream_url("https://cdn.example/live/index.m3u8?token=abc")
+    assert is_stream_url("/dev/video0")
+    assert not is_stream_url("https://example.org/photo.jpg")
+    assert not is_stream_url("clip.mp4")
+    assert not is_stream_url("-")  # a picture on stdin unless --stream
+    assert source_kind("-") == "pipe"
+    assert source_kind("http://h/x.m3u8") == "hls"
+    assert display_url("rtsp://admin:secret@10.0.0.2:554/s") == "rtsp://***@10.0.0.2:554/s"
+    assert "secret" not in StreamSource("rtsp://u:secret@h/s").display
+    with pytest.raises(ValueError):
+        StreamSource("rtsp://h/s", listen=True)  # only RTMP can listen
+    p = ReconnectPolicy(max_retries=3, initial_delay_s=0.5, max_delay_s=2.0)
+    assert [p.delay(i) for i in range(4)] == [0.5, 1.0, 2.0, 2.0]
+    assert p.allows(2) and not p.allows(3)
+
+
+# -- HLS over HTTP ---------------------------------------------------------------------------
+
+
+def test_hls_analyze_frames_tracks_summary(hls_single: Any) -> None:
+    server, n = hls_single
+    session = LiveSession(
+        server.url(),
+        analyzer_options=AnalyzerOptions(features=("detection", "quality"), num_threads=2),
+        options=LiveOptions(realtime=True),
+    )
+    events = collect(session)
+    summary = check_envelope(events)
+    started = events[0]
+    assert started["type"] == "stream_started" and started["kind"] == "hls"
+    assert (started["width"], started["height"]) == (640, 360)
+    assert summary["reason"] == "end" and "error" not in summary
+    assert summary["frames_decoded"] >= n - 3
+    frames = by_type(events, "frame")
+    assert len(frames) == summary["frames_analysed"] > 0
+    assert summary["frames_analysed"] + summary["frames_dropped"] == summary["frames_decoded"]
+    with_face = [f for f in frames if f["faces"]]
+    assert len(with_face) >= 0.9 * len(frames)  # one face all through the clip
+    assert all("track_id" in face and "quality" in face for f in with_face for face in f["faces"])
+    assert by_type(events, "track_started") and by_type(events, "track_ended")
+    ended = by_type(events, "track_ended")[0]
+    assert ended["frames"] >= 1 and ended["last_ms"] >= ended["first_ms"]
+    assert summary["tracks"] == len(by_type(events, "track_started"))
+
+
+def test_hls_live_playlist_that_grows(tmp_path: Path) -> None:
+    folder = tmp_path / "live"
+    writer = threading.Thread(
+        target=write_hls,
+        args=(clip("WolfgangLanger_Pexels.mp4"), folder),
+        kwargs={"max_frames": 120, "realtime": True, "audio": False},
+        daemon=True,
+    )
+    writer.start()
+    deadline = time.monotonic() + 30
+    while not (folder / "index.m3u8").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server = HLSServer(folder)
+    try:
+        session = LiveSession(server.url(), analyzer_options=DETECT)
+        events = collect(session)
+    finally:
+        writer.join(60)
+        server.close()
+    summary = check_envelope(events)
+    assert "error" not in summary, summary
+    # the reader joined a playlist still being written and followed it to its end
+    assert summary["frames_decoded"] >= 60
+    assert by_type(events, "frame")[-1]["frame_index"] >= 60
+
+
+def test_stream_without_faces(tmp_path: Path) -> None:
+    folder = tmp_path / "noface"
+    write_hls(clip("no_face.mp4"), folder)
+    server = HLSServer(folder)
+    try:
+        events = collect(
+            LiveSession(server.url(), analyzer_options=DETECT, options=LiveOptions(realtime=True))
+        )
+    finally:
+        server.close()
+    summary = check_envelope(events)
+    frames = by_type(events, "frame")
+    assert frames and summary["reason"] == "end"
+    assert sum(len(f["faces"]) for f in frames) <= 0.05 * len(frames)
+    assert summary["tracks"] <= 1
+
+
+def test_corrupt_segment_is_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    write_hls(clip("single_face.mp4"), folder, segment_s=0.5, audio=False)
+    playlist = (folder / "index.m3u8").read_text()
+    segments = sorted(folder.glob("seg*.ts"))
+    assert len(segments) >= 3
+    rng = np.random.default_rng(7)
+    segments[1].write_bytes(rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    (folder / "index.m3u8").write_text(playlist)
+    server = HLSServer(folder)
+    try:
+        events = collect(
+            LiveSession(server.url(), analyzer_options=DETECT, options=LiveOptions(realtime=True))
+        )
+    finally:
+        server.close()
+    summary = check_envelope(events)
+    frames = by_type(events, "frame")
+    assert frames
+    # frames from before and after the garbage segment came through
+    assert frames[0]["timestamp_ms"] < 500 and summary["frames_decoded"] >= 40
+    assert summary["reason"] in ("end", "source_lost")
+
+
+# -- RTMP ------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not has_ffmpeg(), reason="needs the ffmpeg program (apt-get install ffmpeg)")
+def test_rtmp_source_drops_and_comes_back() -> None:
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/cam"
+    servers = [ffmpeg_rtmp_server(clip("single_face.mp4"), url, seconds=3)]
+    session = LiveSession(
+        url,
+        analyzer_options=DETECT,
+        options=LiveOptions(
+            reconnect=ReconnectPolicy(max_retries=20, initial_delay_s=0.3, max_delay_s=1.0)
+        ),
+    )
+    state = {"frames_after_gap": 0, "gap": False}
+
+    def on_event(e: dict[str, Any]) -> None:
+        if e["type"] == "reconnecting" and len(servers) == 1:
+            servers[0].wait(30)
+            servers.append(ffmpeg_rtmp_server(clip("single_face.mp4"), url, seconds=30))
+        if e["type"] == "gap":
+            state["gap"] = True
+        if e["type"] == "frame" and state["gap"]:
+            state["frames_after_gap"] += 1
+            if state["frames_after_gap"] >= 10:
+                session.stop()
+
+    try:
+        events = collect(session, on_event)
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait()
+    summary = check_envelope(events)
+    assert by_type(events, "reconnecting")
+    gap = by_type(events, "gap")[0]
+    assert gap["gap_s"] > 0 and gap["connection"] == 2
+    assert summary["reconnects"] >= 1 and summary["gaps"] and summary["reason"] == "stopped"
+    frames = by_type(events, "frame")
+    before = [f for f in frames if f["timestamp_ms"] <= gap["last_timestamp_ms"]]
+    after = [f for f in frames if f["timestamp_ms"] > gap["last_timestamp_ms"]]
+    assert before and len(after) >= 10
+    assert any(f["faces"] for f in after)
+
+
+def test_rtmp_listen_for_a_publisher() -> None:
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/key"
+    publisher = publish_rtmp(clip("single_face.mp4"), url, seconds=3)
+    try:
+        session = LiveSession(
+            StreamSource(url, listen=True, open_timeout_s=30),
+            analyzer_options=DETECT,
+            options=LiveOptions(reconnect=ReconnectPolicy(max_retries=0)),
+        )
+        events = collect(session)
+    finally:
+        publisher.kill()
+        publisher.wait()
+    summary = check_envelope(events)
+    assert events[0]["type"] == "stream_started" and events[0]["kind"] == "rtmp"
+    assert summary["frames_decoded"] >= 45
+    assert summary["tracks"] >= 1
+    assert any(f["faces"] for f in by_type(events, "frame"))
+
+
+def test_unreachable_source_gives_up() -> None:
+    url = f"rtmp://127.0.0.1:{free_port()}/live/none"
+    session = LiveSession(
+        StreamSource(url, open_timeout_s=2, read_timeout_s=2),
+        analyzer_options=DETECT,
+        options=LiveOptions(
+            reconnect=ReconnectPolicy(max_retries=2, initial_delay_s=0.1, max_delay_s=0.2)
+        ),
+    )
+    events = collect(session)
+    summary = check_envelope(events)
+    assert summary["reason"] == "unreachable"
+    assert summary["error"]["code"] == "StreamUnreachable"
+    assert len(by_type(events, "reconnecting")) == 2
+    assert not by_type(events, "frame")
+
+
+# -- redaction -------------------------------------------------------------------------------
+
+
+def faces_in(path: Path) -> tuple[int, int]:
+    """(frames, frames where the detector finds a face) of a video."""
+    from mien.detect.detector import DetectionPlan, FaceDetector
+
+    det = FaceDetector(num_threads=2)
+    plan = DetectionPlan(threshold=0.5, upscale=1.0, tiling=False)
+    frames = found = 0
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            frames += 1
+            found += len(det.detect(frame.to_ndarray(format="rgb24"), plan)) > 0
+    return frames, found
+
+
+def test_redact_hls_to_file_keeps_audio_and_covers_faces(hls_single: Any, tmp_path: Path) -> None:
+    from mien.redact import RedactOptions
+
+    server, n = hls_single
+    out = tmp_path / "redacted.mp4"
+    session = LiveSession(
+        server.url(),
+        options=LiveOptions(realtime=True),
+        redact=RedactOptions(),
+        output=str(out),
+    )
+    events = collect(session)
+    summary = check_envelope(events)
+    assert summary["reason"] == "end" and "error" not in summary
+    frames = by_type(events, "frame")
+    assert summary["frames_written"] == len(frames) >= n - 5
+    # every written frame had its face covered (detected or carried by the tracker)
+    assert all(f["covered"] for f in frames)
+    assert {r["source"] for f in frames for r in f["covered"]} <= {"detected", "tracked"}
+    with av.open(str(out)) as c:
+        kinds = sorted(s.type for s in c.streams)
+    assert kinds == ["audio", "video"]
+    total, found = faces_in(out)
+    assert total == summary["frames_written"]
+    assert found <= 0.1 * total  # the face is gone from the output
+    _, found_in = faces_in(clip("single_face.mp4"))
+    assert found_in >= 0.9 * 72  # ... though the source shows it in every frame
+
+
+def test_redact_to_hls_folder(tmp_path: Path) -> None:
+    from mien.redact import RedactOptions
+
+    folder = tmp_path / "out"
+    session = LiveSession(
+        StreamSource(str(clip("WolfgangLanger_Pexels.mp4"))),
+        options=LiveOptions(realtime=True, max_frames=72, hls_time=1.0),
+        redact=RedactOptions(method="pixelate"),
+        output=str(folder) + "/",
+    )
+    summary = check_envelope(collect(session))
+    playlist = (folder / "index.m3u8").read_text()
+    assert "#EXT-X-ENDLIST" in playlist and len(list(folder.glob("seg*.ts"))) >= 2
+    total, found = faces_in(folder / "index.m3u8")
+    assert total == summary["frames_written"] > 40
+    assert found <= 0.1 * total
+
+
+def test_redact_to_rtmp_target(tmp_path: Path) -> None:
+    from mien.redact import RedactOptions
+
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/out"
+    result = tmp_path / "received.json"
+    receiver = receive_rtmp(url, result)
+    try:
+        time.sleep(1.0)  # let the receiver listen
+        session = LiveSession(
+            StreamSource(str(clip("single_face.mp4"))),
+            options=LiveOptions(realtime=True),
+            redact=RedactOptions(),
+            output=url,
+        )
+        summary = check_envelope(collect(session))
+        receiver.wait(30)
+    finally:
+        receiver.kill()
+    got = json.loads(result.read_text())
+    assert summary["frames_written"] > 50 and "error" not in summary
+    assert sorted(got["streams"]) == ["audio", "video"]
+    assert got["video"] >= summary["frames_written"] - 5 and got["audio"] > 10
+
+
+class _FailingAfter:
+    """A real VideoAnalyzer whose detector stops working after ``n`` frames."""
+
+    def __init__(self, n: int) -> None:
+        from mien.redact.options import REDACT_THRESHOLD
+        from mien.video.analyzer import VideoAnalyzer
+
+        self.inner = VideoAnalyzer(
+            AnalyzerOptions(features=("detection",), threshold=REDACT_THRESHOLD, num_threads=2)
+        )
+        self.n = n
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def process(self, rgb: np.ndarray, ts: float) -> Any:
+        self.calls += 1
+        if self.calls > self.n:
+            raise RuntimeError("detector failed")
+        return self.inner.process(rgb, ts)
+
+
+@pytest.mark.parametrize("fail_closed", [True, False])
+def test_fail_closed_when_detection_fails(tmp_path: Path, fail_closed: bool) -> None:
+    from mien.redact import RedactOptions
+
+    out = tmp_path / "out.mkv"
+    session = LiveSession(
+        StreamSource(str(clip("single_face.mp4"))),
+        options=LiveOptions(
+            realtime=True, fail_closed=fail_closed, hold_ms=60_000, detect_every_ms=0
+        ),
+        redact=RedactOptions(method="fill"),
+        output=str(out),
+        analyzer=_FailingAfter(5),
+    )
+    events = collect(session)
+    summary = check_envelope(events)
+    frames = by_type(events, "frame")
+    if fail_closed:
+        assert summary["detector_failures"] > 0 and "error" not in summary
+        assert summary["frames_written"] >= 60
+        last_detected = max(i for i, f in enumerate(frames) if f["detected"])
+        late = frames[last_detected + 1 :]
+        assert len(late) >= 40
+        assert all(any(r["source"] == "held" for r in f["covered"]) for f in late)
+        total, found = faces_in(out)
+        assert found <= 0.1 * total
+    else:
+        # without --fail-closed a failing detector ends the stream: nothing more leaves mien
+        assert by_type(events, "error")[0]["code"] == "DetectorError"
+        assert summary["reason"] == "detector_error"
+        assert frames[-1]["frame_index"] < 60 and summary["frames_written"] < 60
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+
+def mien_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mien", *args]
+
+
+def test_cli_sigterm_ends_cleanly_with_summary(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        mien_cmd(
+            "analyze", "--stream", "--realtime", "--features", "detection", "--threads", "2",
+            "-o", str(events), str(clip("WolfgangLanger_Pexels.mp4")),
+        ),
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if events.exists() and '"type": "frame"' in events.read_text():
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    assert lines[-1]["type"] == "summary" and lines[-1]["reason"] == "stopped"
+    assert lines[-1]["frames_decoded"] < 472  # stopped before the clip's end
+    assert "stopped after" in err
+
+
+def test_cli_pipe_stream(tmp_path: Path) -> None:
+    ts = tmp_path / "clip.ts"
+    with av.open(str(clip("single_face.mp4"))) as src, av.open(str(ts), "w") as dst:
+        v = dst.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 640, 360, "yuv420p"
+        v.options = {"preset": "ultrafast"}
+        for frame in src.decode(video=0):
+            frame.pts = None
+            for p in v.encode(frame):
+                dst.mux(p)
+        for p in v.encode():
+            dst.mux(p)
+    with open(ts, "rb") as stdin:
+        done = subprocess.run(
+            mien_cmd(
+                "analyze", "--stream", "--realtime", "--input-format", "mpegts", "--features",
+                "detection", "-q", "-",
+            ),
+            cwd=REPO, stdin=stdin, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in done.stdout.splitlines()]
+    assert lines[0]["type"] == "stream_started" and lines[0]["kind"] == "pipe"
+    assert lines[-1]["type"] == "summary" and lines[-1]["reason"] == "end"
+    assert lines[-1]["frames_decoded"] >= 60
+    assert Counter(x["type"] for x in lines)["frame"] > 0
+
+
+def test_cli_refuses_before_connecting() -> None:
+    done = subprocess.run(
+        mien_cmd("analyze", "rtsp://127.0.0.1:9/never", "--features", "detection,age"),
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "refused" in done.stderr and done.stdout == ""
+
+
+def test_cli_unreachable_exit_code(tmp_path: Path) -> None:
+    report = tmp_path / "r.jsonl"
+    done = subprocess.run(
+        mien_cmd(
+            "redact", f"rtmp://127.0.0.1:{free_port()}/live/x", "-o", str(tmp_path / "o.mp4"),
+            "--reconnect", "1", "--reconnect-max-delay", "0.5", "--timeout", "2",
+            "--report", str(report),
+        ),
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = json.loads(report.read_text().splitlines()[-1])
+    assert last["type"] == "summary" and last["error"]["code"] == "StreamUnreachable"
+    assert not (tmp_path / "o.mp4").exists()  # nothing is written without a stream
+
+
+def test_rules_flags_on_a_stream(hls_single: Any) -> None:
+    rules = pytest.importorskip("mien.rules")
+    server, _ = hls_single
+    text = "name: t\nrules:\n  - id: no-face\n    require: faces == 0\n    message: a face\n"
+    session = LiveSession(
+        server.url(),
+        analyzer_options=DETECT,
+        options=LiveOptions(realtime=True, max_frames=30),
+        rules=rules.parse_rules(text),
+    )
+    events = collect(session)
+    check_envelope(events)
+    frames = by_type(events, "frame")
+    assert frames and all("flags" in f for f in frames)
+    flagged = [f for f in frames if f["flags"]]
+    assert flagged and flagged[0]["flags"][0]["rule"] == "no-face"
+    assert 1 <= len(by_type(events, "flag")) <= len(flagged)  # rising edges only
+
+
+def test_rules_refuse_identity_fields() -> None:
+    pytest.importorskip("mien.rules")
+    from mien.errors import RefusedAttributeError
+
+    with pytest.raises(RefusedAttributeError):
+        LiveSession(
+            "rtsp://127.0.0.1:9/x",
+            analyzer_options=DETECT,
+            rules="name: t\nrules:\n  - id: r\n    per_face: true\n"
+            "    require: face.gender == 'x'\n    message: m\n",
+        )
