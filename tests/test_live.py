@@ -393,11 +393,11 @@ class _FailingAfter:
     def reset(self) -> None:
         self.inner.reset()
 
-    def process(self, rgb: np.ndarray, ts: float) -> Any:
+    def process(self, rgb: np.ndarray, ts: float, frame_index: int | None = None) -> Any:
         self.calls += 1
         if self.calls > self.n:
             raise RuntimeError("detector failed")
-        return self.inner.process(rgb, ts)
+        return self.inner.process(rgb, ts, frame_index=frame_index)
 
 
 @pytest.mark.parametrize("fail_closed", [True, False])

@@ -242,6 +242,21 @@ def test_process_requires_increasing_timestamps(video_analyzer: VideoAnalyzer) -
     assert video_analyzer.process(rgbs[0], 0.0).track_ids.tolist() == [1]  # type: ignore[union-attr]
 
 
+def test_frame_index_and_pop_summary_for_streams(video_analyzer: VideoAnalyzer) -> None:
+    # a live source analyses some decoded frames only: it passes their numbers, and forgets a
+    # track's summary once the track has ended
+    with VideoReader(media("single_face.mp4"), selection=FrameSelection(every_n=30)) as reader:
+        frames = [(f.index, f.timestamp_ms, f.rgb) for f in reader]
+    assert [i for i, _, _ in frames] == [0, 30, 60]
+    video_analyzer.reset()
+    for index, ms, rgb in frames:
+        video_analyzer.process(rgb, ms, frame_index=index)
+    track = video_analyzer.pop_summary(1, "clip")
+    assert track is not None and track.source == "clip"
+    assert (track.first_frame, track.last_frame, track.frames) == (0, 60, 3)
+    assert video_analyzer.pop_summary(1) is None and video_analyzer.summaries() == []
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 

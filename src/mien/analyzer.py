@@ -129,11 +129,16 @@ class FaceAnalyzer:
         det = self._detector.detect(rgb, self._plan)
         if self.options.max_faces is not None:
             det = _take(det, np.arange(min(len(det), self.options.max_faces)))
-        return self._describe(rgb, det)
+        return self.describe(rgb, det)
 
-    # -- internals --------------------------------------------------------------------------
+    @property
+    def detector(self) -> FaceDetector:
+        """The loaded face detector (for callers with a detection plan of their own, e.g. video)."""
+        return self._detector
 
-    def _describe(self, rgb: npt.NDArray[np.uint8], det: RawDetections) -> Faces:
+    def describe(self, rgb: npt.NDArray[np.uint8], det: RawDetections) -> Faces:
+        """Everything but detection: mesh, landmarks, pose, attributes and quality of the faces
+        ``det`` found in ``rgb`` (the second half of :meth:`analyze_array`)."""
         feats = set(self.options.features)
         n = len(det)
         landmarks = det.points.copy()

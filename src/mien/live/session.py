@@ -115,6 +115,8 @@ class LiveSession:
 
     def stop(self) -> None:
         """Ask the session to end: the generator finishes with ``track_ended`` + ``summary``."""
+        if self._end_reason == "end":  # set here, not in the loop: the loop may never look again
+            self._end_reason = "stopped"
         self._stop.set()
         if self._decoder is not None:
             self._decoder.stop()
@@ -291,10 +293,8 @@ class LiveSession:
 
     def _process(self, f: DecodedFrame) -> Faces:
         """Detect (and describe) the faces of a frame and track them."""
-        va = self._analyzer
-        if hasattr(va, "_frame_no"):
-            va._frame_no = f.index  # track summaries count frames as decoded, not analysed
-        faces: Faces = va.process(f.rgb, f.timestamp_ms)
+        # track summaries count frames as decoded, not as analysed
+        faces: Faces = self._analyzer.process(f.rgb, f.timestamp_ms, frame_index=f.index)
         return faces
 
     def _analyse(self, f: DecodedFrame) -> Iterator[LiveEvent]:
@@ -399,12 +399,10 @@ class LiveSession:
 
     def _track_ended(self, tid: int) -> LiveEvent:
         """``track_ended`` with the video-mode summary of the track (then forgotten)."""
-        va = self._analyzer
-        stats = getattr(va, "_stats", {}).pop(tid, None)
+        track = self._analyzer.pop_summary(tid, self.source.display)
         data: dict[str, Any] = {"track_id": tid}
-        if stats is not None:
-            want_pose = "head_pose" in self.analyzer_options.features
-            summary = stats.summary(self.source.display, want_pose).to_dict()
+        if track is not None:
+            summary = track.to_dict()
             summary.pop("kind", None)
             summary.pop("source", None)
             data.update(summary)

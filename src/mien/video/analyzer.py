@@ -124,8 +124,14 @@ class VideoAnalyzer:
 
     # -- frame by frame -------------------------------------------------------------------
 
-    def process(self, rgb: npt.NDArray[np.uint8], timestamp_ms: float) -> Faces:
-        """Faces of one upright RGB frame, with ``track_ids``; timestamps must increase."""
+    def process(
+        self, rgb: npt.NDArray[np.uint8], timestamp_ms: float, frame_index: int | None = None
+    ) -> Faces:
+        """Faces of one upright RGB frame, with ``track_ids``; timestamps must increase.
+
+        ``frame_index`` is the frame's number in its source (default: one more than the last
+        frame processed), used by track summaries; a live source that skips frames passes it.
+        """
         image = np.asarray(rgb)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
@@ -140,7 +146,8 @@ class VideoAnalyzer:
             size = (max(2, round(w * scale)), max(2, round(h * scale)))
             scaled = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
             scale = (size[0] / w + size[1] / h) / 2
-        frame = VideoFrame(self._frame_no, float(timestamp_ms), image, scaled, scale, w, h)
+        index = self._frame_no if frame_index is None else int(frame_index)
+        frame = VideoFrame(index, float(timestamp_ms), image, scaled, scale, w, h)
         return self._process(frame)
 
     def detect(self, frame: VideoFrame) -> RawDetections:
@@ -148,9 +155,9 @@ class VideoAnalyzer:
         if self.video.all_passes or frame.scaled is None:
             if frame.rgb is None:
                 raise ValueError("all_passes needs the full-size frame")
-            det = self.analyzer._detector.detect(frame.rgb, self._image_plan)
+            det = self.analyzer.detector.detect(frame.rgb, self._image_plan)
         else:
-            det = self.analyzer._detector.detect(frame.scaled, self._single)
+            det = self.analyzer.detector.detect(frame.scaled, self._single)
             if frame.scale != 1.0:
                 det = RawDetections(det.boxes / frame.scale, det.scores, det.points / frame.scale)
             det = _clip(det, frame.width, frame.height)
@@ -174,7 +181,7 @@ class VideoAnalyzer:
                 landmarks=det.points if "landmarks" in self.options.features else None,
             )
         else:
-            faces = self.analyzer._describe(frame.rgb, det)
+            faces = self.analyzer.describe(frame.rgb, det)
         faces = replace(faces, track_ids=ids)
         for i, tid in enumerate(ids):
             stats = self._stats.get(int(tid))
@@ -183,6 +190,13 @@ class VideoAnalyzer:
             stats.add(faces, i, frame.index, frame.timestamp_ms)
         self._frame_no = frame.index + 1
         return faces
+
+    def pop_summary(self, track_id: int, source: str = "<video>") -> TrackSummary | None:
+        """The summary of one track, which is then forgotten (for long or endless streams:
+        call it when the track has ended); None for an unknown id."""
+        stats = self._stats.pop(int(track_id), None)
+        want_pose = "head_pose" in self.options.features
+        return None if stats is None else stats.summary(source, want_pose)
 
     def summaries(self, source: str = "<video>") -> list[TrackSummary]:
         """One summary per track seen since the last :meth:`reset`, by track id."""
