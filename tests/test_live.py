@@ -551,3 +551,13 @@ def test_rules_refuse_identity_fields() -> None:
             rules="name: t\nrules:\n  - id: r\n    per_face: true\n"
             "    require: face.gender == 'x'\n    message: m\n",
         )
+
+
+def test_error_texts_hide_credentials() -> None:
+    from mien.live.source import hide_credentials
+
+    text = "Connection refused: rtsp://admin:s3cret@10.0.0.5:554/cam and rtmp://u@h/live/x"
+    assert hide_credentials(text) == (
+        "Connection refused: rtsp://***@10.0.0.5:554/cam and rtmp://***@h/live/x"
+    )
+    assert hide_credentials("no address here: /dev/video0") == "no address here: /dev/video0"

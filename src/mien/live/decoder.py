@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.live.buffer import FrameBuffer
-from mien.live.source import StreamSource
+from mien.live.source import StreamSource, hide_credentials
 
 log = logging.getLogger("mien.live")
 
@@ -129,7 +129,7 @@ class StreamDecoder(threading.Thread):
             reason, message = self._loop()
         except Exception as exc:  # never let the thread die silently
             log.exception("live decoder failed")
-            reason, message = "error", f"{type(exc).__name__}: {exc}"
+            reason, message = "error", _describe(exc)
         finally:
             data: dict[str, Any] = {"reason": reason}
             if message:
@@ -287,4 +287,4 @@ class StreamDecoder(threading.Thread):
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    return hide_credentials(f"{type(exc).__name__}: {text}")

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.errors import MienError
+from mien.live.source import hide_credentials
 
 MS: Final[Fraction] = Fraction(1, 1000)
 
@@ -125,7 +126,9 @@ class LiveSink:
         try:
             out = av.open(target, mode="w", format=fmt, options=options)
         except Exception as exc:
-            raise LiveOutputError(f"cannot open output {self.target}: {exc}") from exc
+            raise LiveOutputError(
+                hide_credentials(f"cannot open output {self.target}: {exc}")
+            ) from exc
         try:
             codec = "libx264" if "libx264" in av.codecs_available else "h264"
             rate = Fraction(fps).limit_denominator(1001)
@@ -150,7 +153,9 @@ class LiveSink:
                 self._add_audio(out, audio_stream)
         except Exception as exc:
             out.close()
-            raise LiveOutputError(f"cannot set up output {self.target}: {exc}") from exc
+            raise LiveOutputError(
+                hide_credentials(f"cannot set up output {self.target}: {exc}")
+            ) from exc
         self._out = out
 
     def _add_audio(self, out: Any, audio_stream: Any) -> None:
@@ -177,7 +182,9 @@ class LiveSink:
             for packet in self._video.encode(frame):
                 self._out.mux(packet)
         except Exception as exc:
-            raise LiveOutputError(f"cannot write to {self.target}: {exc}") from exc
+            raise LiveOutputError(
+                hide_credentials(f"cannot write to {self.target}: {exc}")
+            ) from exc
         self.frames_written += 1
 
     def write_audio(self, packet: Any, timestamp_ms: float) -> None:
@@ -206,7 +213,9 @@ class LiveSink:
                 timestamp_ms += frame.samples * 1000.0 / rate
             self._audio_end_ms = max(self._audio_end_ms, timestamp_ms)
         except Exception as exc:
-            raise LiveOutputError(f"cannot write audio to {self.target}: {exc}") from exc
+            raise LiveOutputError(
+                hide_credentials(f"cannot write audio to {self.target}: {exc}")
+            ) from exc
         self.audio_packets += 1
 
     def _silence(self, duration_ms: float) -> None:
@@ -244,4 +253,6 @@ class LiveSink:
             try:
                 out.close()
             except Exception as exc:
-                raise LiveOutputError(f"cannot finish {self.target}: {exc}") from exc
+                raise LiveOutputError(
+                    hide_credentials(f"cannot finish {self.target}: {exc}")
+                ) from exc

@@ -60,6 +60,15 @@ def is_stream_url(address: object) -> bool:
     return isinstance(address, str) and source_kind(address) not in (None, "pipe")
 
 
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@]+@")
+
+
+def hide_credentials(text: str) -> str:
+    """``text`` (an error message, a log line) with the user name and password of every URL in
+    it replaced by ``***`` — FFmpeg's messages repeat the address they failed on."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 def display_url(address: str) -> str:
     """``address`` with any user name and password replaced by ``***`` (safe to log)."""
     parts = urlsplit(address)
