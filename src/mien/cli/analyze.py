@@ -17,6 +17,7 @@ from mien.cli.common import (
     features_arg,
     log,
     options_from_args,
+    progress,
     sink,
 )
 
@@ -187,7 +188,6 @@ def run(args: argparse.Namespace) -> int:
 
     if is_live(args, args.paths):
         return run_analyze(args)
-    from tqdm import tqdm
 
     from mien.analyzer import FaceAnalyzer
 
@@ -203,13 +203,7 @@ def run(args: argparse.Namespace) -> int:
     show = not args.quiet and len(items) > 1
     with (
         sink(args.output) as out,
-        tqdm(
-            total=len(items),
-            unit="file",
-            disable=not show or None,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        ) as bar,
+        progress(len(items), "file", show) as bar,
     ):
         for item in items:
             if _is_video(item):

@@ -18,6 +18,8 @@ from mien.cli.common import (
     detector_args,
     inputs,
     log,
+    options_from_args,
+    progress,
     sink,
 )
 
@@ -98,34 +100,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace, ruleset: Any) -> int:
-    from tqdm import tqdm
 
     from mien.analyzer import FaceAnalyzer
-    from mien.options import AnalyzerOptions
 
-    options = AnalyzerOptions(
-        features=ruleset.required_features,
-        threshold=args.threshold,
-        min_face=args.min_face,
-        max_faces=args.max_faces,
-        upscale=args.upscale,
-        tiling=not args.no_tiling,
-        rotation_search=args.rotation_search,
-        num_threads=args.threads,
-    )
+    options = options_from_args(args, features=ruleset.required_features)
     items = inputs(args.paths, recursive=not args.no_recursive)
     analyzer = FaceAnalyzer(options)
     failed = unreadable = 0
     show = not args.quiet and len(items) > 1
     with (
         sink(args.output) as out,
-        tqdm(
-            total=len(items),
-            unit="img",
-            disable=not show or None,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        ) as bar,
+        progress(len(items), "img", show) as bar,
     ):
         for item in items:
             if isinstance(item, tuple):

@@ -85,11 +85,12 @@ def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FE
     )
 
 
-def options_from_args(args: argparse.Namespace) -> Any:
+def options_from_args(args: argparse.Namespace, features: Sequence[str] | None = None) -> Any:
+    """AnalyzerOptions from the detector options (and ``--features``, unless ``features``)."""
     from mien.options import AnalyzerOptions
 
     return AnalyzerOptions(
-        features=parse_features(args.features),
+        features=parse_features(args.features) if features is None else tuple(features),
         threshold=args.threshold,
         min_face=args.min_face,
         max_faces=args.max_faces,
@@ -119,3 +120,12 @@ def inputs(paths: Sequence[str], recursive: bool) -> list[Any]:
         # stdin is read by the image loader, which stops at its byte limit.
         out.append(("<stdin>", sys.stdin.buffer) if p == "-" else p)
     return out
+
+
+def progress(total: int, unit: str, show: bool) -> Any:
+    """The progress bar of a command (tqdm on stderr: rate and ETA); hidden when not ``show``."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit=unit, disable=not show or None, file=sys.stderr, dynamic_ncols=True
+    )
