@@ -383,6 +383,16 @@ def test_video_job(service: Service) -> None:
         f"/review/items/{frames_flagged[0]['id']}/thumbnail", headers=service.auth
     )
     problem(thumb, 404, "NotFound")
+    # another API key sees none of this job's items: not listed, not exported, not decidable
+    _, other = service.new_key("another team")
+    other_auth = {"Authorization": f"Bearer {other}"}
+    seen = service.client.get("/v1/review/items", headers=other_auth).json()
+    assert not [it for it in seen if it["job_id"] == job["id"]]
+    exported = service.client.get("/v1/review/export", headers=other_auth).json()
+    assert not [row for row in exported if row["job_id"] == job["id"]]
+    decision = {"decision": "approve", "reviewer": "someone else"}
+    url = f"/v1/review/items/{frames_flagged[0]['id']}/decision"
+    problem(service.client.post(url, json=decision, headers=other_auth), 404, "NotFound")
     # a video job takes exactly one video
     two = service.client.post(
         "/v1/jobs",

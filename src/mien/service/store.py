@@ -424,7 +424,10 @@ class Store:
         nxt = int(page[-1]["id"]) if len(rows) > limit else None
         return page, nxt
 
-    def flagged(self, *, limit: int = 200, undecided_only: bool = False) -> list[dict[str, Any]]:
+    def flagged(
+        self, *, key_id: str, limit: int = 200, undecided_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Flagged results of the jobs of API key ``key_id`` (a key sees its own jobs only)."""
         q = (
             select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
             .join(jobs, jobs.c.id == results.c.job_id)
@@ -432,7 +435,7 @@ class Store:
                 job_items,
                 and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
             )
-            .where(results.c.flagged.is_(True))
+            .where(results.c.flagged.is_(True), jobs.c.key_id == key_id)
             .order_by(results.c.id)
             .limit(limit)
         )
@@ -441,7 +444,8 @@ class Store:
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings().all()]
 
-    def result_with_media(self, result_id: int) -> dict[str, Any] | None:
+    def result_with_media(self, result_id: int, *, key_id: str) -> dict[str, Any] | None:
+        """One result with its job's media state, when it belongs to a job of ``key_id``."""
         q = (
             select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
             .join(jobs, jobs.c.id == results.c.job_id)
@@ -449,7 +453,7 @@ class Store:
                 job_items,
                 and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
             )
-            .where(results.c.id == result_id)
+            .where(results.c.id == result_id, jobs.c.key_id == key_id)
         )
         with self.engine.connect() as c:
             row = c.execute(q).mappings().first()
@@ -459,7 +463,11 @@ class Store:
         with self.engine.begin() as c:
             res = c.execute(
                 update(results)
-                .where(results.c.id == result_id, results.c.flagged.is_(True))
+                .where(
+                    results.c.id == result_id,
+                    results.c.flagged.is_(True),
+                    results.c.job_id.in_(select(jobs.c.id).where(jobs.c.key_id == key_id)),
+                )
                 .values(
                     decision=decision,
                     reviewer=reviewer,
@@ -469,14 +477,16 @@ class Store:
             )
         return bool(res.rowcount)
 
-    def decisions(self) -> Iterator[dict[str, Any]]:
+    def decisions(self, *, key_id: str) -> Iterator[dict[str, Any]]:
+        """Flagged results of the jobs of ``key_id`` with their decisions (for the export)."""
         q = (
             select(results, job_items.c.name)
+            .join(jobs, jobs.c.id == results.c.job_id)
             .join(
                 job_items,
                 and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
             )
-            .where(results.c.flagged.is_(True))
+            .where(results.c.flagged.is_(True), jobs.c.key_id == key_id)
             .order_by(results.c.id)
         )
         with self.engine.connect() as c:

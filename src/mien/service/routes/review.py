@@ -150,7 +150,7 @@ def review_page(request: Request) -> HTMLResponse:
     who = _signed_in(request)
     if who is None:
         return _login_page("", status=401)
-    items = [_item(r) for r in state(request).store.flagged(limit=500)]
+    items = [_item(r) for r in state(request).store.flagged(key_id=who[0], limit=500)]
     page = _template("review.html").substitute(
         reviewer=html.escape(who[1]),
         count=len(items),
@@ -207,7 +207,7 @@ async def decide_form(result_id: int, request: Request) -> Response:
 @router.get("/review/items/{result_id}/thumbnail")
 def thumbnail(result_id: int, request: Request, key_id: str = Depends(require_key)) -> Response:
     st = state(request)
-    row = st.store.result_with_media(result_id)
+    row = st.store.result_with_media(result_id, key_id=key_id)
     if row is None or not row["flagged"]:
         raise Problem("NotFound", f"no flagged item {result_id}")
     if row["media_purged"] or not row["media_file"]:
@@ -241,7 +241,7 @@ def review_items(
     undecided: bool = Query(False, description="only items nobody has decided on"),
     limit: int = Query(200, ge=1, le=1000),
 ) -> list[ReviewItem]:
-    rows = state(request).store.flagged(limit=limit, undecided_only=undecided)
+    rows = state(request).store.flagged(key_id=key_id, limit=limit, undecided_only=undecided)
     return [_item(r) for r in rows]
 
 
@@ -256,7 +256,7 @@ def decide(
     st = state(request)
     if not st.store.decide(result_id, _DECISIONS[body.decision], body.reviewer, key_id):
         raise Problem("NotFound", f"no flagged item {result_id}")
-    row = st.store.result_with_media(result_id)
+    row = st.store.result_with_media(result_id, key_id=key_id)
     assert row is not None
     return _item(row)
 
@@ -290,7 +290,7 @@ def export(
     format: str = Query("json", pattern="^(csv|json)$"),
 ) -> Response:
     rows = []
-    for r in state(request).store.decisions():
+    for r in state(request).store.decisions(key_id=key_id):
         flags = json.loads(r["flags"])
         rows.append(
             {
