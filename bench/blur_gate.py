@@ -209,7 +209,12 @@ def render(doc: dict[str, Any]) -> str:
             for n in NAMES
         ]
         lines.append(f"| [{row['bin'][0]:.1f}, {row['bin'][1]:.1f}) | " + " | ".join(cells) + " |")
-    lines += ["", f"Gate: faces with sharpness < **{gate:.2f}** are 'too blurred' to judge."]
+    lines += [
+        "",
+        f"Suggested gate (this rule): sharpness < **{gate:.2f}**. The gate mien uses "
+        "(MIN_SHARPNESS in mien/analyzers/attributes/base.py) also weighs natural "
+        "low-resolution faces; see docs/attributes.md.",
+    ]
     return "\n".join(lines) + "\n"
 
 

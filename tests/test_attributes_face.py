@@ -21,7 +21,7 @@ from PIL import Image
 
 import mien
 from mien.analyzers.attributes import IMPLEMENTATIONS, eyes, mouth, smile
-from mien.analyzers.attributes.base import FaceContext
+from mien.analyzers.attributes.base import MIN_SHARPNESS, FaceContext
 from mien.analyzers.quality import face_sharpness
 from mien.features import AVAILABLE_FEATURES
 from mien.types import Faces
@@ -59,11 +59,11 @@ def test_blurred_face_is_unknown_with_a_reason(attr_analyzer: mien.FaceAnalyzer)
     # but every attribute declines to judge it instead of guessing
     rgb = rgb_of(SAMPLE)
     sharp = attr_analyzer.analyze_array(rgb)
-    assert face_sharpness(rgb, sharp.boxes[0]) >= 0.3
+    assert face_sharpness(rgb, sharp.boxes[0]) >= MIN_SHARPNESS
     assert all(col.values[0] is not None for col in sharp.attributes.values())
     rgb_blurred = cv2.GaussianBlur(rgb, (0, 0), 3)
     blurred = attr_analyzer.analyze_array(rgb_blurred)
-    assert len(blurred) == 1 and face_sharpness(rgb_blurred, blurred.boxes[0]) < 0.3
+    assert len(blurred) == 1 and face_sharpness(rgb_blurred, blurred.boxes[0]) < MIN_SHARPNESS
     assert set(blurred.attributes) == set(NAMES)
     for col in blurred.attributes.values():
         assert col.values[0] is None
