@@ -26,7 +26,8 @@ class OutputError(MienError):
     code = "OutputError"
 
 
-_FORMATS = {
+#: Picture suffix -> Pillow format: pictures are written in the format of their suffix.
+OUTPUT_FORMATS: dict[str, str] = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
     ".png": "PNG",
@@ -64,11 +65,10 @@ def write_image(
     path: str | os.PathLike[str], rgb: npt.NDArray[np.uint8], quality: int = 92
 ) -> None:
     """Write an RGB array as JPEG/PNG/WebP/BMP/TIFF (by suffix), without any metadata."""
-    fmt = _FORMATS.get(Path(path).suffix.lower())
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise OutputError(
-            f"cannot write {path}: unknown picture suffix; use one of {', '.join(sorted(_FORMATS))}"
-        )
+        known = ", ".join(sorted(OUTPUT_FORMATS))
+        raise OutputError(f"cannot write {path}: unknown picture suffix; use one of {known}")
     img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     params: dict[str, int] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     try:

@@ -33,7 +33,7 @@ from PIL import Image
 
 from mien.detect.detector import DetectionPlan, FaceDetector
 from mien.media.image import DecodedImage, ImageLimits, load_image
-from mien.media.write import OutputError, atomic_output
+from mien.media.write import OUTPUT_FORMATS, OutputError, atomic_output
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import REDACT_THRESHOLD, RedactOptions
@@ -54,16 +54,6 @@ __all__ = [
     "redaction_plan",
 ]
 
-#: Output suffix -> Pillow format; the output is written in the format of its suffix.
-OUTPUT_FORMATS: dict[str, str] = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".png": "PNG",
-    ".webp": "WEBP",
-    ".bmp": "BMP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-}
 _EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})
 _ICC_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})
 
