@@ -17,10 +17,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from mien.errors import MienError
+from mien.service import streams
 from mien.service.analysis import (
     AnalysisParams,
     AnalyzerCache,
@@ -73,7 +75,9 @@ class Worker:
         try:
             outcome = self._run_items(job, lost)
             if outcome == "done":
-                self.store.finish_job(claim.job_id, self.name, "succeeded")
+                error = self._stream_error(claim.job_id) if job["kind"] == "stream" else None
+                status = "failed" if error else "succeeded"
+                self.store.finish_job(claim.job_id, self.name, status, error)
                 if int(job["retention_s"]) == 0:
                     delete_job_media(self.config.media_dir, claim.job_id)
                     self.store.mark_purged(claim.job_id)
@@ -115,7 +119,11 @@ class Worker:
             idx = int(item["idx"])
             self.store.reset_item(job_id, idx)
             error: tuple[str, str] | None = None
-            if item["media_file"] is None:
+            if job["kind"] == "stream":
+                error = self._stream(job, idx, params, lost)
+                if self.stop.is_set():
+                    return "stopped"  # shutdown: the job is taken up again by the next worker
+            elif item["media_file"] is None:
                 error = ("MediaPurged", f"{item['name']}: the upload was deleted before analysis")
             else:
                 path = folder / str(item["media_file"])
@@ -140,6 +148,48 @@ class Worker:
             ):
                 return "lost"
         return "done"
+
+    def _stream(
+        self, job: dict[str, Any], idx: int, params: AnalysisParams, lost: threading.Event
+    ) -> tuple[str, str] | None:
+        """A stream job's one item: the live session, its events stored as results."""
+        job_id = str(job["id"])
+        path = job_dir(self.config.media_dir, job_id) / streams.URL_FILE
+        try:
+            url = path.read_text(encoding="utf-8")
+        except OSError:
+            return ("MediaPurged", "the stream address was deleted before the job started")
+        checked = [time.monotonic(), False]
+
+        def should_stop() -> bool:
+            if lost.is_set() or self.stop.is_set():
+                return True
+            if time.monotonic() - float(checked[0]) >= 0.5:  # cancelled (DELETE)?
+                checked[0] = time.monotonic()
+                checked[1] = not self.store.is_running_for(job_id, self.name)
+            return bool(checked[1])
+
+        try:
+            return streams.run_stream(
+                self.store,
+                job_id,
+                idx,
+                url,
+                params,
+                dict(json.loads(job["params"]).get("stream") or {}),
+                self.config.num_threads,
+                self.cache.ruleset(params.profile),
+                should_stop,
+            )
+        finally:
+            if int(job["retention_s"]) == 0:
+                path.unlink(missing_ok=True)
+
+    def _stream_error(self, job_id: str) -> tuple[str, str] | None:
+        for item in self.store.job_items(job_id):
+            if item["error_code"]:
+                return (str(item["error_code"]), str(item["error_message"] or ""))
+        return None
 
     @staticmethod
     def _analyze(analyzer: Any, path: Path, name: str) -> ImageResult:

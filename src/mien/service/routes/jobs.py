@@ -1,4 +1,5 @@
-"""Jobs for videos and image batches: create (202 + Location), status, results, cancel+purge."""
+"""Jobs for videos, image batches and live streams: create (202 + Location), status, results,
+cancel+purge, and the live events of a stream job (Server-Sent Events)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
+from mien.live.source import display_url
 from mien.media.image import _other_media_kind
+from mien.service import streams
 from mien.service.analysis import parse_params
 from mien.service.auth import require_key
 from mien.service.config import parse_duration
@@ -127,8 +130,15 @@ def job_view(job: dict[str, Any], results: int = 0) -> Job:
             expires_at=_iso(job["expires_at"]),
             media_purged=bool(job["media_purged"]),
         ),
-        links={"self": f"/v1/jobs/{job['id']}", "results": f"/v1/jobs/{job['id']}/results"},
+        links=_links(str(job["id"]), str(job["kind"])),
     )
+
+
+def _links(job_id: str, kind: str) -> dict[str, str]:
+    links = {"self": f"/v1/jobs/{job_id}", "results": f"/v1/jobs/{job_id}/results"}
+    if kind == "stream":
+        links["events"] = f"/v1/jobs/{job_id}/events"
+    return links
 
 
 def _accepted(job: dict[str, Any]) -> JSONResponse:
@@ -159,8 +169,11 @@ def _create(
     retention: int,
     uploads: list[Upload],
     idem: str | None,
+    stream_url: str | None = None,
 ) -> dict[str, Any]:
     fingerprint = _fingerprint(kind, params, retention, uploads)
+    if stream_url is not None:  # the address itself (it may hold credentials) only hashed
+        fingerprint = hashlib.sha256((fingerprint + "\0" + stream_url).encode()).hexdigest()
     if idem:
         found = st.store.find_idempotent(key_id, idem)
         if found is not None:
@@ -179,7 +192,12 @@ def _create(
         )
     job_id = new_id()
     folder = job_dir(st.config.media_dir, job_id)
-    items = [(up.name, save(up, folder, i)) for i, up in enumerate(uploads)]
+    items: list[tuple[str, str | None]] = [
+        (up.name, save(up, folder, i)) for i, up in enumerate(uploads)
+    ]
+    if stream_url is not None:  # no upload: the address waits in the job's media folder
+        streams.write_url(folder, stream_url)
+        items = [(str(params["stream"]["url"]), None)]
     try:
         st.store.create_job(
             job_id=job_id,
@@ -206,13 +224,22 @@ def _create(
 @router.post(
     "/v1/jobs",
     status_code=202,
-    summary="Queue a video or a batch of images; 202 with Location of the job",
+    summary="Queue a video, a batch of images or a live stream; 202 with Location of the job",
     openapi_extra=upload_body(
         {
             "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
             "video": {"type": "string", "format": "binary"},
         },
-        ["features", "profile", "retention", "kind", "sample_fps"],
+        [
+            "features",
+            "profile",
+            "retention",
+            "kind",
+            "sample_fps",
+            "url",
+            "max_seconds",
+            "retries",
+        ],
     ),
     responses={
         202: {"model": Job, "description": "queued"},
@@ -228,11 +255,20 @@ async def create_job(
     retention: str | None = Query(
         None, description="keep the uploads this long after the job ends (0, 90s, 15m, 24h)"
     ),
-    kind: str | None = Query(None, pattern="^(images|video)$"),
+    kind: str | None = Query(None, pattern="^(images|video|stream)$"),
     sample_fps: float | None = Query(
         None, gt=0, le=240, description="video jobs: frames analysed per second (default: all)"
     ),
     name: str | None = Query(None, max_length=200, description="the label of a raw-body upload"),
+    url: str | None = Query(
+        None, max_length=2000, description="stream jobs: rtsp://, rtmp:// or http(s)://...m3u8"
+    ),
+    max_seconds: str | None = Query(
+        None, description="stream jobs: stop after this many seconds (default 3600)"
+    ),
+    retries: str | None = Query(
+        None, description="stream jobs: reconnect attempts before a lost source fails (5)"
+    ),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
 ) -> JSONResponse:
     st = state(request)
@@ -253,25 +289,63 @@ async def create_job(
                 raise Problem("InvalidParameter", "sample_fps must be a number") from None
             if not 0 < sample_fps <= 240:
                 raise Problem("InvalidParameter", "sample_fps must lie in (0, 240]")
+        url = form_text(form, "url") or url
+        max_seconds = form_text(form, "max_seconds") or max_seconds
+        retries = form_text(form, "retries") or retries
+    elif kind == "stream" or url is not None or _is_urlencoded(request):
+        uploads = []
+        if _is_urlencoded(request):
+            form = await read_form(request, max_files=0)
+            f_features, f_profile = form_text(form, "features"), form_text(form, "profile")
+            if f_features or f_profile:
+                params = await in_thread(parse_params, f_features or features, f_profile or profile)
+            retention = form_text(form, "retention") or retention
+            kind = form_text(form, "kind") or kind
+            url = form_text(form, "url") or url
+            max_seconds = form_text(form, "max_seconds") or max_seconds
+            retries = form_text(form, "retries") or retries
     else:
         uploads = [await read_raw(request, name)]
+    if kind == "stream" or (kind is None and url is not None):
+        if uploads:
+            raise Problem("BadRequest", "a stream job takes a url, not an upload")
+        keep = _retention(st, retention)
+        stream = {
+            "url": "",
+            "max_seconds": streams.parse_int(
+                max_seconds,
+                "max_seconds",
+                streams.DEFAULT_MAX_SECONDS,
+                1,
+                streams.MAX_SECONDS_LIMIT,
+            ),
+            "retries": streams.parse_int(
+                retries, "retries", streams.DEFAULT_RETRIES, 0, streams.MAX_RETRIES
+            ),
+        }
+        checked = streams.check_stream_url(url)
+        stream["url"] = display_url(checked)  # never the credentials
+        job = await in_thread(
+            _create,
+            st,
+            key_id,
+            "stream",
+            {**params.to_json(), "stream": stream},
+            keep,
+            [],
+            idempotency_key,
+            checked,
+        )
+        return _accepted(job)
     require_content(uploads)
     if len(uploads) > st.config.max_items_per_job:
         raise Problem("BadRequest", f"at most {st.config.max_items_per_job} files per job")
-    try:
-        keep = st.config.retention_s if retention is None else parse_duration(retention)
-    except ValueError as exc:
-        raise Problem("InvalidParameter", str(exc)) from None
-    if keep > st.config.retention_s:
-        raise Problem(
-            "InvalidParameter",
-            f"retention may be at most the server's {st.config.retention_s} s",
-        )
+    keep = _retention(st, retention)
     videos = [_is_video(up) for up in uploads]
     if kind is None:
         kind = "video" if len(uploads) == 1 and videos[0] else "images"
     if kind not in ("images", "video"):
-        raise Problem("InvalidParameter", "kind must be 'images' or 'video'")
+        raise Problem("InvalidParameter", "kind must be 'images', 'video' or 'stream'")
     if kind == "video":
         if len(uploads) != 1:
             raise Problem("BadRequest", "a video job takes exactly one video file")
@@ -289,6 +363,24 @@ async def create_job(
         _create, st, key_id, kind, params.to_json(), keep, uploads, idempotency_key
     )
     return _accepted(job)
+
+
+def _is_urlencoded(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "").lower()
+    return ctype.startswith("application/x-www-form-urlencoded")
+
+
+def _retention(st: AppState, retention: str | None) -> int:
+    try:
+        keep = st.config.retention_s if retention is None else parse_duration(retention)
+    except ValueError as exc:
+        raise Problem("InvalidParameter", str(exc)) from None
+    if keep > st.config.retention_s:
+        raise Problem(
+            "InvalidParameter",
+            f"retention may be at most the server's {st.config.retention_s} s",
+        )
+    return keep
 
 
 def _own_job(st: AppState, job_id: str, key_id: str) -> dict[str, Any]:
@@ -370,3 +462,38 @@ def delete_job(job_id: str, request: Request, key_id: str = Depends(require_key)
     job = st.store.get_job(job_id)
     assert job is not None
     return job_view(job, st.store.result_count(job_id))
+
+
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    summary="Events of a job as Server-Sent Events: the stored ones, then new ones until it ends",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`text/event-stream`: `id` (the result id), `event` (its kind), "
+            "`data` (the result JSON); ends when the job is final and every event was sent",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **responses(400, 401, 404),
+    },
+)
+def job_events(
+    job_id: str,
+    request: Request,
+    key_id: str = Depends(require_key),
+    after: int | None = Query(None, ge=0, description="send the events after this result id"),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=40),
+) -> StreamingResponse:
+    st = state(request)
+    _own_job(st, job_id, key_id)
+    start = after or 0
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            start = max(start, int(last_event_id.strip()))
+        except ValueError:
+            raise Problem("InvalidCursor", "Last-Event-ID is not an event id of this job") from None
+    return StreamingResponse(
+        streams.sse_events(st.store, job_id, start, request.is_disconnected),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
