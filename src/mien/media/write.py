@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -36,6 +36,35 @@ OUTPUT_FORMATS: dict[str, str] = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
+
+
+def check_output_file(
+    output: str | os.PathLike[str],
+    suffixes: Collection[str],
+    kind: str,
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
+    """``output`` as a Path when a ``kind`` file ("picture", "video") can be written there:
+    a known suffix, an existing writable folder, not a folder itself and not ``source``;
+    otherwise :class:`OutputError`. Checked before any work is done."""
+    path = Path(output)
+    if path.suffix.lower() not in suffixes:
+        raise OutputError(
+            f"cannot write {path}: unknown {kind} suffix {path.suffix!r}; use one of "
+            f"{', '.join(sorted(suffixes))}"
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write {path}: folder {folder} is not writable")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if source is not None:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(source, path):
+                raise OutputError(f"cannot write {path}: it is the input {kind}")
+    return path
 
 
 @contextlib.contextmanager

@@ -24,7 +24,6 @@ import io
 import os
 from dataclasses import replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from PIL import Image
 
 from mien.detect.detector import DetectionPlan, FaceDetector
 from mien.media.image import DecodedImage, ImageLimits, load_image
-from mien.media.write import OUTPUT_FORMATS, OutputError, atomic_output
+from mien.media.write import OUTPUT_FORMATS, OutputError, atomic_output, check_output_file
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import REDACT_THRESHOLD, RedactOptions
@@ -152,29 +151,13 @@ def redact_array(
     return out, report
 
 
-def check_output_path(output: str | os.PathLike[str]) -> str:
-    """The Pillow format for ``output``'s suffix; :class:`OutputError` when it has none or its
-    folder does not exist (checked before any work is done)."""
-    path = Path(output)
-    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise OutputError(
-            f"cannot write {path}: unknown picture suffix {path.suffix!r}; use one of "
-            f"{', '.join(sorted(OUTPUT_FORMATS))}"
-        )
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
-    return fmt
-
-
-def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+def check_output_path(
+    output: str | os.PathLike[str], source: str | os.PathLike[str] | None = None
+) -> str:
+    """The Pillow format for ``output``'s suffix; :class:`OutputError` when it has none, its
+    folder does not exist or cannot be written, or it is ``source`` (checked before any work)."""
+    path = check_output_file(output, OUTPUT_FORMATS, "picture", source)
+    return OUTPUT_FORMATS[path.suffix.lower()]
 
 
 def _metadata(source: Any) -> tuple[bytes | None, bytes | None]:
@@ -240,9 +223,7 @@ def redact_image(
     missing folder, the input itself, disk errors); in every failure case nothing is left at
     ``output`` (an existing file there is left as it was).
     """
-    fmt = check_output_path(output)
-    if isinstance(source, (str, os.PathLike)) and _same_file(source, output):
-        raise OutputError(f"cannot write {output}: it is the input picture")
+    fmt = check_output_path(output, source if isinstance(source, (str, os.PathLike)) else None)
     opts = options if options is not None else RedactOptions()
     an_opts = redaction_analyzer_options(analyzer_options)
     decoded: DecodedImage = (

@@ -34,7 +34,6 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,7 @@ import numpy.typing as npt
 
 from mien.media.discover import VIDEO_SUFFIXES
 from mien.media.video import VideoFrame, VideoLimits, VideoReader, VideoWriter
-from mien.media.write import OutputError
+from mien.media.write import OutputError, check_output_file
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import RedactOptions
@@ -93,28 +92,6 @@ class VideoRedactOptions:
 class _Pending:
     frame: VideoFrame
     regions: dict[int, CoveredRegion]
-
-
-def _check_output(source: str, output: str | os.PathLike[str]) -> Path:
-    path = Path(output)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise OutputError(
-            f"cannot write {path}: unknown video suffix {path.suffix!r}; use one of "
-            f"{', '.join(sorted(VIDEO_SUFFIXES))}"
-        )
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"cannot write {path}: folder {folder} is not writable")
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
-    try:
-        if os.path.samefile(source, path):
-            raise OutputError(f"cannot write {path}: it is the input video")
-    except OSError:
-        pass
-    return path
 
 
 def _box(b: npt.ArrayLike) -> tuple[float, float, float, float]:
@@ -263,7 +240,7 @@ def redact_video(
     from mien.video.analyzer import VideoAnalyzer, VideoOptions
 
     name = os.fspath(source)
-    out_path = _check_output(name, output)
+    out_path = check_output_file(output, VIDEO_SUFFIXES, "video", name)
     opts = options if options is not None else RedactOptions()
     vopts = video if video is not None else VideoRedactOptions()
     an_opts = redaction_analyzer_options(analyzer_options)
