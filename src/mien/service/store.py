@@ -424,37 +424,33 @@ class Store:
         nxt = int(page[-1]["id"]) if len(rows) > limit else None
         return page, nxt
 
+    @staticmethod
+    def _reviewable(key_id: str) -> Any:
+        """Results of the jobs of API key ``key_id`` (a key sees its own jobs only), with their
+        item's name and media file and the job's media state."""
+        return (
+            select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
+            .join(jobs, jobs.c.id == results.c.job_id)
+            .join(
+                job_items,
+                and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
+            )
+            .where(jobs.c.key_id == key_id)
+        )
+
     def flagged(
         self, *, key_id: str, limit: int = 200, undecided_only: bool = False
     ) -> list[dict[str, Any]]:
-        """Flagged results of the jobs of API key ``key_id`` (a key sees its own jobs only)."""
-        q = (
-            select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
-            .join(jobs, jobs.c.id == results.c.job_id)
-            .join(
-                job_items,
-                and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
-            )
-            .where(results.c.flagged.is_(True), jobs.c.key_id == key_id)
-            .order_by(results.c.id)
-            .limit(limit)
-        )
+        """Flagged results of the jobs of API key ``key_id``."""
+        q = self._reviewable(key_id).where(results.c.flagged.is_(True))
         if undecided_only:
             q = q.where(results.c.decision.is_(None))
         with self.engine.connect() as c:
-            return [dict(r) for r in c.execute(q).mappings().all()]
+            return [dict(r) for r in c.execute(q.order_by(results.c.id).limit(limit)).mappings()]
 
     def result_with_media(self, result_id: int, *, key_id: str) -> dict[str, Any] | None:
         """One result with its job's media state, when it belongs to a job of ``key_id``."""
-        q = (
-            select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
-            .join(jobs, jobs.c.id == results.c.job_id)
-            .join(
-                job_items,
-                and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
-            )
-            .where(results.c.id == result_id, jobs.c.key_id == key_id)
-        )
+        q = self._reviewable(key_id).where(results.c.id == result_id)
         with self.engine.connect() as c:
             row = c.execute(q).mappings().first()
         return dict(row) if row else None
@@ -479,16 +475,7 @@ class Store:
 
     def decisions(self, *, key_id: str) -> Iterator[dict[str, Any]]:
         """Flagged results of the jobs of ``key_id`` with their decisions (for the export)."""
-        q = (
-            select(results, job_items.c.name)
-            .join(jobs, jobs.c.id == results.c.job_id)
-            .join(
-                job_items,
-                and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
-            )
-            .where(results.c.flagged.is_(True), jobs.c.key_id == key_id)
-            .order_by(results.c.id)
-        )
+        q = self._reviewable(key_id).where(results.c.flagged.is_(True)).order_by(results.c.id)
         with self.engine.connect() as c:
             for r in c.execute(q).mappings():
                 yield dict(r)
