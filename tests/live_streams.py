@@ -95,6 +95,22 @@ def write_hls(
     return n
 
 
+def start_growing_hls(clip: Path, folder: Path, max_frames: int) -> threading.Thread:
+    """Write ``clip`` as a live HLS playlist, at the clip's pace, in a thread; returns the
+    (started) thread once ``folder/index.m3u8`` exists (or after 30 s)."""
+    writer = threading.Thread(
+        target=write_hls,
+        args=(clip, folder),
+        kwargs={"max_frames": max_frames, "realtime": True, "audio": False},
+        daemon=True,
+    )
+    writer.start()
+    deadline = time.monotonic() + 30
+    while not (folder / "index.m3u8").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return writer
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass

@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,6 +37,7 @@ from tests.live_streams import (
     has_ffmpeg,
     publish_rtmp,
     receive_rtmp,
+    start_growing_hls,
     write_hls,
 )
 
@@ -81,6 +81,17 @@ def hls_single(tmp_path: Path) -> Any:
     server = HLSServer(folder)
     yield server, n
     server.close()
+
+
+def realtime_events(folder: Path) -> list[dict[str, Any]]:
+    """Serve the HLS playlist in ``folder`` over HTTP and collect a real-time session's events."""
+    server = HLSServer(folder)
+    try:
+        return collect(
+            LiveSession(server.url(), analyzer_options=DETECT, options=LiveOptions(realtime=True))
+        )
+    finally:
+        server.close()
 
 
 # -- addresses -------------------------------------------------------------------------------
@@ -136,16 +147,7 @@ def test_hls_analyze_frames_tracks_summary(hls_single: Any) -> None:
 
 def test_hls_live_playlist_that_grows(tmp_path: Path) -> None:
     folder = tmp_path / "live"
-    writer = threading.Thread(
-        target=write_hls,
-        args=(clip("WolfgangLanger_Pexels.mp4"), folder),
-        kwargs={"max_frames": 120, "realtime": True, "audio": False},
-        daemon=True,
-    )
-    writer.start()
-    deadline = time.monotonic() + 30
-    while not (folder / "index.m3u8").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    writer = start_growing_hls(clip("WolfgangLanger_Pexels.mp4"), folder, max_frames=120)
     server = HLSServer(folder)
     try:
         session = LiveSession(server.url(), analyzer_options=DETECT)
@@ -163,13 +165,7 @@ def test_hls_live_playlist_that_grows(tmp_path: Path) -> None:
 def test_stream_without_faces(tmp_path: Path) -> None:
     folder = tmp_path / "noface"
     write_hls(clip("no_face.mp4"), folder)
-    server = HLSServer(folder)
-    try:
-        events = collect(
-            LiveSession(server.url(), analyzer_options=DETECT, options=LiveOptions(realtime=True))
-        )
-    finally:
-        server.close()
+    events = realtime_events(folder)
     summary = check_envelope(events)
     frames = by_type(events, "frame")
     assert frames and summary["reason"] == "end"
@@ -186,13 +182,7 @@ def test_corrupt_segment_is_skipped(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     segments[1].write_bytes(rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes())
     (folder / "index.m3u8").write_text(playlist)
-    server = HLSServer(folder)
-    try:
-        events = collect(
-            LiveSession(server.url(), analyzer_options=DETECT, options=LiveOptions(realtime=True))
-        )
-    finally:
-        server.close()
+    events = realtime_events(folder)
     summary = check_envelope(events)
     frames = by_type(events, "frame")
     assert frames

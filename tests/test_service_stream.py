@@ -4,7 +4,6 @@ its events are stored as results and sent as Server-Sent Events (SQLite store)."
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from .conftest import shared
-from .live_streams import HLSServer, free_port, write_hls
+from .live_streams import HLSServer, free_port, start_growing_hls, write_hls
 from .service_fixtures import Service, start_service
 
 
@@ -131,16 +130,8 @@ def test_unreachable_stream_fails_the_job(svc: Service) -> None:
 
 def test_delete_cancels_a_running_stream_job(svc: Service, tmp_path: Path) -> None:
     folder = tmp_path / "live"
-    writer = threading.Thread(  # a live playlist, written at the clip's pace (about 12 s)
-        target=write_hls,
-        args=(shared("pyfeat_media", "single_face.mp4"), folder),
-        kwargs={"max_frames": 300, "realtime": True, "audio": False},
-        daemon=True,
-    )
-    writer.start()
-    deadline = time.monotonic() + 30
-    while not (folder / "index.m3u8").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # a live playlist, written at the clip's pace (about 12 s)
+    writer = start_growing_hls(shared("pyfeat_media", "single_face.mp4"), folder, max_frames=300)
     server = HLSServer(folder)
     try:
         r = post_stream(svc, server.url(), features="detection", retention="0")
