@@ -19,7 +19,7 @@ from mien.analyzers.head_pose import head_pose_from_mesh
 from mien.analyzers.quality import face_quality
 from mien.detect.centerface import RawDetections
 from mien.detect.detector import DetectionPlan, FaceDetector
-from mien.errors import MediaError, MienError
+from mien.errors import MienError
 from mien.landmarks import topology as tp
 from mien.landmarks.mesh import FaceMesher
 from mien.media.image import DecodedImage, ImageLimits, load_image
@@ -79,7 +79,8 @@ class FaceAnalyzer:
         """Analyse one image (a path, encoded bytes, an RGB array or a PIL image).
 
         With ``on_error="raise"`` (the default) a file that cannot be read raises a
-        :class:`mien.errors.MediaError`; with ``"record"`` the result carries the error instead.
+        :class:`mien.errors.MediaError`; with ``"record"`` the result carries the error instead
+        (that one, or any other :class:`mien.errors.MienError` raised for this input).
         """
         source = name if name is not None else _source_name(image)
         try:
@@ -88,7 +89,8 @@ class FaceAnalyzer:
                 if isinstance(image, DecodedImage)
                 else load_image(image, name=name, limits=self._limits)
             )
-        except MediaError as exc:
+            faces = self.analyze_array(decoded.rgb)
+        except MienError as exc:
             if on_error == "raise":
                 raise
             return ImageResult(
@@ -99,7 +101,6 @@ class FaceAnalyzer:
                 models=self.models,
                 error=ErrorInfo(exc.code, exc.message),
             )
-        faces = self.analyze_array(decoded.rgb)
         h, w = decoded.rgb.shape[:2]
         return ImageResult(
             source=decoded.source if name is None else name,
@@ -112,17 +113,7 @@ class FaceAnalyzer:
     def analyze_many(self, images: Iterable[ImageSource]) -> Iterator[ImageResult]:
         """Analyse images one by one; an unreadable one yields a result with an ``error``."""
         for image in images:
-            try:
-                yield self.analyze(image, on_error="record")
-            except MienError as exc:  # anything else mien raised on purpose for this input
-                yield ImageResult(
-                    source=_source_name(image),
-                    width=0,
-                    height=0,
-                    faces=None,
-                    models=self.models,
-                    error=ErrorInfo(exc.code, exc.message),
-                )
+            yield self.analyze(image, on_error="record")
 
     def analyze_array(self, rgb: npt.NDArray[np.uint8]) -> Faces:
         """Analyse an (H, W, 3) uint8 RGB array already oriented upright."""

@@ -33,7 +33,6 @@ from mien.service.analysis import (
 from mien.service.config import ServiceConfig
 from mien.service.media import delete_job_media, job_dir
 from mien.service.store import Claim, Store
-from mien.types import ErrorInfo, ImageResult
 
 log = logging.getLogger("mien.service.worker")
 
@@ -130,7 +129,7 @@ class Worker:
                 if job["kind"] == "video":
                     error = self._video(job_id, idx, path, item["name"], params, lost)
                 else:
-                    result = self._analyze(analyzer, path, str(item["name"]))
+                    result = analyzer.analyze(path, name=str(item["name"]), on_error="record")
                     flags = evaluate(ruleset, result)
                     row = {
                         "seq": 0,
@@ -190,22 +189,6 @@ class Worker:
             if item["error_code"]:
                 return (str(item["error_code"]), str(item["error_message"] or ""))
         return None
-
-    @staticmethod
-    def _analyze(analyzer: Any, path: Path, name: str) -> ImageResult:
-        """One image; any error mien raises on purpose is recorded and the batch goes on."""
-        try:
-            result: ImageResult = analyzer.analyze(path, name=name, on_error="record")
-        except MienError as exc:
-            return ImageResult(
-                source=name,
-                width=0,
-                height=0,
-                faces=None,
-                models=analyzer.models,
-                error=ErrorInfo(exc.code, exc.message),
-            )
-        return result
 
     def _video(
         self,
