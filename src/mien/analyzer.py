@@ -49,13 +49,7 @@ class FaceAnalyzer:
         self._detector = FaceDetector(num_threads=options.num_threads)
         self._mesher = FaceMesher() if options.needs_mesh else None
         self._attributes = attributes.create(options.attributes)
-        self._plan = DetectionPlan(
-            threshold=options.threshold,
-            min_face=options.min_face,
-            upscale=options.upscale,
-            tiling=options.tiling,
-            rotation_search=options.rotation_search,
-        )
+        self._plan = DetectionPlan.for_options(options)
         self._limits = ImageLimits(max_pixels=options.max_pixels)
         models = [self._detector.model.card.info]
         if self._mesher is not None:

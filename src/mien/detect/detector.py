@@ -20,7 +20,8 @@ Detections of all passes are merged with non-maximum suppression.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -28,6 +29,9 @@ import numpy.typing as npt
 
 from mien.detect.centerface import CenterFace, RawDetections, concat
 from mien.detect.nms import containment, nms
+
+if TYPE_CHECKING:
+    from mien.options import AnalyzerOptions
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,19 @@ class DetectionPlan:
     tile_overlap: int = 192
     rotation_search: bool = False
     nms_iou: float = 0.4
+
+    @classmethod
+    def for_options(cls, options: AnalyzerOptions, **changes: Any) -> DetectionPlan:
+        """The plan of an analyzer's options (threshold, min_face, upscale, tiling, rotation
+        search), with ``changes`` on top."""
+        plan = cls(
+            threshold=options.threshold,
+            min_face=options.min_face,
+            upscale=options.upscale,
+            tiling=options.tiling,
+            rotation_search=options.rotation_search,
+        )
+        return replace(plan, **changes) if changes else plan
 
 
 def _resize(rgb: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:

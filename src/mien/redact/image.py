@@ -78,14 +78,7 @@ def redaction_analyzer_options(options: AnalyzerOptions | None = None) -> Analyz
 def redaction_plan(options: AnalyzerOptions, *, upscale_flip: bool = UPSCALE_FLIP) -> DetectionPlan:
     """The detector passes redaction runs for ``options`` (the analyzer's, plus the flip
     setting of the upscaled pass, see :data:`UPSCALE_FLIP`)."""
-    return DetectionPlan(
-        threshold=options.threshold,
-        min_face=options.min_face,
-        upscale=options.upscale,
-        upscale_flip=upscale_flip,
-        tiling=options.tiling,
-        rotation_search=options.rotation_search,
-    )
+    return DetectionPlan.for_options(options, upscale_flip=upscale_flip)
 
 
 @lru_cache(maxsize=4)

@@ -96,22 +96,15 @@ class VideoAnalyzer:
         self.options = self.analyzer.options
         self.video = video or VideoOptions()
         o = self.options
-        self._single = DetectionPlan(
-            threshold=o.threshold,
+        self._single = DetectionPlan.for_options(
+            o,
             min_face=0.0,  # applied in full-frame pixels, after mapping back
             global_max_side=1 << 30,
             upscale=1.0,
             upscale_flip=False,
             tiling=False,
-            rotation_search=o.rotation_search,
         )
-        self._image_plan = DetectionPlan(
-            threshold=o.threshold,
-            min_face=o.min_face,
-            upscale=o.upscale,
-            tiling=o.tiling,
-            rotation_search=o.rotation_search,
-        )
+        self._image_plan = DetectionPlan.for_options(o)
         self._detection_only = set(o.features) <= {"detection"}
         self.models = self.analyzer.models
         self.reset()
