@@ -146,28 +146,27 @@ def fit_head(
         lr.fit(zt, y_train)
         coef = lr.coef_.astype(np.float32)
         intercept = lr.intercept_.astype(np.float32)
-    head = Head(tuple(classes), mean, scale, coef, intercept, hidden_w, hidden_b)
+    head = calibrate(
+        Head(tuple(classes), mean, scale, coef, intercept, hidden_w, hidden_b), x_val, y_val
+    )
+    return Fitted(head, classification_report(head.proba(x_val), y_val))
+
+
+def calibrate(head: Head, x_val: npt.NDArray[np.float32], y_val: npt.NDArray[np.int64]) -> Head:
+    """``head`` calibrated on validation data: an isotonic table of p(positive) for two
+    classes, a temperature for more."""
+    import dataclasses
+
     raw = head.raw_scores(x_val).astype(np.float64)
-    if len(classes) == 2:
+    if len(head.classes) == 2:
         from sklearn.isotonic import IsotonicRegression
 
         p = 1.0 / (1.0 + np.exp(-np.clip(raw[:, 0], -50, 50)))
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y_val)
         xs = np.asarray(iso.X_thresholds_, np.float32)
         ys = np.asarray(iso.y_thresholds_, np.float32)
-        head = Head(head.classes, mean, scale, coef, intercept, hidden_w, hidden_b, xs, ys)
-    else:
-        head = Head(
-            head.classes,
-            mean,
-            scale,
-            coef,
-            intercept,
-            hidden_w,
-            hidden_b,
-            temperature=_fit_temperature(raw, y_val),
-        )
-    return Fitted(head, classification_report(head.proba(x_val), y_val))
+        return dataclasses.replace(head, calib_x=xs, calib_y=ys)
+    return dataclasses.replace(head, temperature=_fit_temperature(raw, y_val))
 
 
 def _fit_temperature(logits: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:

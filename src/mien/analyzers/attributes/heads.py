@@ -2,9 +2,11 @@
 
 A head is a standardisation, an optional hidden layer (ReLU) and a linear layer with softmax
 (or a sigmoid for two classes), followed by a calibration fitted on held-out data: an isotonic
-table for two classes, a temperature for more. It runs on NumPy alone. Heads are stored as
-``.npz`` files (no pickle) in ``mien/models/data``, each with a model card, and are verified
-by sha256 on load like every other model. ``train/`` rebuilds them.
+table for two classes, a temperature for more. It runs on NumPy alone. A head may also carry a
+small convolutional network (:class:`ConvNet`, ONNX, run by onnxruntime) whose outputs on an
+aligned grey crop become part of the head's features. Heads are stored as ``.npz`` files (no
+pickle; the network as the ONNX bytes in one array) in ``mien/models/data``, each with a model
+card, and are verified by sha256 on load like every other model. ``train/`` rebuilds them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,44 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from mien.errors import ModelIntegrityError
 from mien.models.registry import ModelCard, load_card, verified_model_bytes
 from mien.types import ModelInfo
 
 F32 = npt.NDArray[np.float32]
+
+
+class ConvNet:
+    """A small convolutional network over square grey crops, run by onnxruntime on one thread.
+
+    Input: uint8 crops ``(N, S, S)``, scaled to [0, 1] here; output: ``(N, K)`` float32 (the
+    network's logits). Safe to call from several threads (onnxruntime sessions are).
+    """
+
+    def __init__(self, onnx_bytes: bytes) -> None:
+        import onnxruntime as ort
+
+        self.onnx_bytes = bytes(onnx_bytes)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                self.onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelIntegrityError(
+                f"an attribute head's network cannot be loaded: {exc}"
+            ) from exc
+        inp = self._session.get_inputs()[0]
+        self._input = inp.name
+        self.size = int(inp.shape[-1])
+
+    def __call__(self, crops: npt.NDArray[np.uint8]) -> F32:
+        x = np.asarray(crops, np.float32).reshape(-1, 1, self.size, self.size) / 255.0
+        out = self._session.run(None, {self._input: x})[0]
+        return np.asarray(out, np.float32).reshape(len(x), -1)
 
 
 @dataclass(frozen=True)
@@ -37,6 +73,7 @@ class Head:
     calib_x: F32 | None = None  # isotonic table (two classes): raw p(positive) -> calibrated
     calib_y: F32 | None = None
     temperature: float = 1.0
+    net: ConvNet | None = None  # its outputs on the crop come first in the head's features
     info: ModelInfo | None = None
 
     def raw_scores(self, x: npt.ArrayLike) -> F32:
@@ -77,6 +114,8 @@ class Head:
             value = getattr(self, key)
             if value is not None:
                 arrays[key] = np.asarray(value, np.float32)
+        if self.net is not None:
+            arrays["net_onnx"] = np.frombuffer(self.net.onnx_bytes, np.uint8)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         Path(path).write_bytes(buf.getvalue())
@@ -99,6 +138,7 @@ class Head:
                 calib_x=opt("calib_x"),
                 calib_y=opt("calib_y"),
                 temperature=float(z["temperature"][0]),
+                net=ConvNet(z["net_onnx"].tobytes()) if "net_onnx" in z.files else None,
                 info=info,
             )
 
