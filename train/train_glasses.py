@@ -11,14 +11,23 @@ Training data (every face goes through mien's own pipeline, :func:`train.common.
 * ``facemask_kaggle_voc`` (CC0): faces >= 40 px of its photos, labelled for eyeglasses and
   sunglasses by eye (``train/labels/facemask_headwear_eyewear.csv``); split by photo exactly
   like the mask head (train/train_mask.py), so the test photos stay unseen.
-* Synthetic eyewear: dark lenses (sunglasses) and empty frames (clear glasses) drawn on the
-  training faces that wear none (:func:`draw_eyewear`) - real sunglasses in the data are almost
-  all one model (CMU), and the head must see the variety of real ones.
+* Synthetic eyewear drawn on the training faces that wear none (:func:`draw_varied_eyewear`:
+  clear frames, light tints, dark, graded and mirrored lenses, several frame and lens shapes) -
+  real sunglasses in the data are almost all one model (CMU), and the heads must see the
+  variety of real ones. (:func:`draw_eyewear`, the simpler drawing of the first heads, is kept
+  for train/train_mask.py.)
 
-Each part is split train / validation / test (60/20/20 by subject or photo, fixed seed): the
-heads are fitted on train (with augmentation: jittered alignment, blur, resolution, contrast,
-colour, mirroring), calibrated (isotonic) on validation, and measured on test and on the
-evaluation-only sets by bench/attributes_cover.py.
+Each part is split train / validation / test (60/20/20 by subject or photo, fixed seed). On the
+train part (each face as it is and in :data:`COPIES` copies with jittered alignment, blur,
+resolution, contrast, colour and mirroring, plus the synthetic eyewear) one small network
+(train/cnn.py, 2 outputs: glasses worn, dark lenses; multi-label, one thread, PyTorch) is
+trained on the grey 48x48 eye crops. Then the ``eyeglasses`` head is a logistic regression over
+its 2 logits and :func:`mien.analyzers.attributes.glasses.lens_measurements` (fitted on the
+train part), and the ``sunglasses`` head reads the dark-lens logit alone; both are calibrated
+(isotonic) on the validation part, real faces as they are. Those choices were made on the
+validation part (docs/attributes.md); the heads are measured on test and on the
+evaluation-only sets by bench/attributes_cover.py. Each head file carries the network (ONNX).
+Needs the training extras (``pip install -e '.[train]'``: scikit-learn, PyTorch).
 
 Usage::
 
@@ -32,7 +41,7 @@ import argparse
 import csv
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -44,18 +53,20 @@ if __package__ in (None, ""):
 
 from mien.analyzers.attributes import glasses as G
 from mien.analyzers.attributes.base import FaceContext
-from mien.analyzers.attributes.heads import Head
+from mien.analyzers.attributes.heads import ConvNet, Head, to_gray
 from train.common import (
     REPO,
     SEED,
     CachedPipeline,
+    Fitted,
     classification_report,
     face_in_crop,
     fit_head,
     group_split,
     require_data,
+    write_head,
 )
-from train.train_mask import DEFAULT_CACHE, facemask_faces, jittered, split, write_head
+from train.train_mask import DEFAULT_CACHE, facemask_faces, jittered, split
 
 LABELS = REPO / "train" / "labels"
 FRACTIONS = (0.6, 0.2, 0.2)
@@ -216,7 +227,7 @@ def eyewear_faces(cache_dir: Path | None = DEFAULT_CACHE) -> list[EyeFace]:
 
 def photometric(rgb: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
     """Resolution loss, blur, gamma, contrast, colour cast, noise, mirroring."""
-    x = rgb.astype(np.float32)
+    x: npt.NDArray[np.integer | np.floating] = rgb.astype(np.float32)
     size = x.shape[0]
     r = rng.random()
     if r < 0.35:
@@ -233,7 +244,7 @@ def photometric(rgb: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDA
         x = x + rng.normal(0.0, rng.uniform(1.0, 6.0), x.shape).astype(np.float32)
     if rng.random() < 0.5:
         x = x[:, ::-1]
-    return np.clip(x, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(x, 0, 255), np.uint8)
 
 
 _TINTS = (
@@ -312,11 +323,11 @@ def draw_eyewear(
     out = big * (1.0 - a) + colour * a
     if rng.random() < 0.4:  # a reflection streak
         streak = np.zeros(big.shape[:2], np.float32)
-        x0 = centres[int(rng.integers(0, 2))] + rng.uniform(-0.5, 0.5) * hw
+        xs = centres[int(rng.integers(0, 2))] + rng.uniform(-0.5, 0.5) * hw
         cv2.line(
             streak,
-            (round(x0 - 0.3 * hw), round(cy + 0.5 * hh)),
-            (round(x0 + 0.3 * hw), round(cy - 0.5 * hh)),
+            (round(xs - 0.3 * hw), round(cy + 0.5 * hh)),
+            (round(xs + 0.3 * hw), round(cy - 0.5 * hh)),
             1.0,
             max(1, round(rng.uniform(0.03, 0.1) * u)),
         )
@@ -341,67 +352,418 @@ def draw_eyewear(
     return np.asarray(small, np.uint8)
 
 
+#: Lens tints (RGB factors) of the synthetic glasses.
+_VARIED_TINTS = (*_TINTS, (1.3, 1.1, 0.6), (0.7, 0.8, 1.3))
+#: Kinds of synthetic eyewear of :func:`draw_varied_eyewear`.
+KINDS = ("clear", "tint", "dark", "mirror")
+
+
+def _lens_shape(
+    hw_size: tuple[int, int],
+    shape: int,
+    centre: tuple[float, float],
+    half: tuple[float, float],
+    side: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float32]:
+    """The filled area (0/1) of one lens: ``shape`` 0 ellipse, 1 rounded rectangle, 2 round,
+    3 aviator (drooping toward the nose), 4 cat-eye / browline (outer top corner raised);
+    ``side`` -1 for the lens on the picture's left, +1 on its right."""
+    cx, cy = centre
+    hw, hh = half
+    m = np.zeros(hw_size, np.float32)
+    if shape == 0:
+        cv2.ellipse(m, (round(cx), round(cy)), (round(hw), round(hh)), 0.0, 0.0, 360.0, 1.0, -1)
+    elif shape == 1:
+        rad = int(min(hw, hh) * rng.uniform(0.2, 0.6))
+        x0, y0, x1, y1 = round(cx - hw), round(cy - hh), round(cx + hw), round(cy + hh)
+        cv2.rectangle(m, (x0 + rad, y0), (x1 - rad, y1), 1.0, -1)
+        cv2.rectangle(m, (x0, y0 + rad), (x1, y1 - rad), 1.0, -1)
+        for px, py in (
+            (x0 + rad, y0 + rad),
+            (x1 - rad, y0 + rad),
+            (x0 + rad, y1 - rad),
+            (x1 - rad, y1 - rad),
+        ):
+            cv2.circle(m, (px, py), rad, 1.0, -1)
+    elif shape == 2:
+        cv2.circle(m, (round(cx), round(cy)), round(min(hw, hh * 1.1)), 1.0, -1)
+    elif shape == 3:
+        t = np.linspace(0.0, 2.0 * np.pi, 60)
+        xs, ys = np.cos(t), np.sin(t)
+        ys = np.where(ys > 0, ys * (1.0 + 0.35 * (-side * xs)), ys * 0.8)
+        pts = np.stack([cx + hw * xs, cy + hh * ys], 1).round().astype(np.int32)
+        cv2.fillPoly(m, [pts], 1.0)
+    else:
+        up = rng.uniform(0.1, 0.4) * hh
+        outer, inner = cx + side * hw, cx - side * hw
+        pts = (
+            np.array(
+                [
+                    (inner, cy - hh),
+                    (outer + side * 0.1 * hw, cy - hh - up),
+                    (outer - side * 0.1 * hw, cy + 0.6 * hh),
+                    (cx, cy + hh),
+                    (inner + side * 0.15 * hw, cy + 0.7 * hh),
+                ]
+            )
+            .round()
+            .astype(np.int32)
+        )
+        cv2.fillPoly(m, [pts], 1.0)
+        m = (cv2.GaussianBlur(m, (0, 0), max(1.0, 0.08 * hw)) > 0.5).astype(np.float32)
+    return m
+
+
+def draw_varied_eyewear(
+    rgb: npt.NDArray[np.uint8],
+    rng: np.random.Generator,
+    kind: str,
+    scene: npt.NDArray[np.uint8] | None = None,
+    eyes: tuple[float, float, float] = (12.0, 36.0, 24.0),
+) -> tuple[npt.NDArray[np.uint8], int | None]:
+    """Draw synthetic glasses of one of :data:`KINDS` on a 48x48 eye crop; returns the crop and
+    its ``sunglasses`` label (None for ``tint``: light lenses the eyes show through, left out of
+    the sunglasses training). Every kind is ``eyeglasses``.
+
+    * ``clear``: a frame with a faint, slightly tinted lens;
+    * ``tint``: lenses passing 55-85% of the light, tinted;
+    * ``dark``: lenses 5-60% as bright as the skin, tinted, a third of them graded (dark at the
+      top, lighter below), 75-100% opaque;
+    * ``mirror``: an opaque smooth colour field, or a blurred piece of ``scene`` (a photo) as a
+      reflection.
+
+    Lens shapes: ellipse, rounded rectangle, round, aviator, cat-eye; some oversized, a few
+    one-piece shields; frames thin to thick, black, metal or coloured, some rimless or half-rim;
+    reflection streaks and glare. Drawn at 4x and shrunk, so the edges are smooth.
+    ``eyes``: x of the two eyes and their y in the crop."""
+    k = 4
+    size = rgb.shape[0]
+    big = cv2.resize(rgb, (size * k, size * k), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    h, w = big.shape[:2]
+    u = (eyes[1] - eyes[0]) * k
+    ey = eyes[2] * k + rng.normal(0.0, 0.02) * u
+    shape = int(rng.integers(0, 5))
+    dark = kind in ("dark", "mirror")
+    shield = dark and rng.random() < 0.08
+    oversized = rng.random() < (0.35 if dark else 0.15)
+    hw = rng.uniform(0.22, 0.40 if oversized else 0.30) * u
+    hh = (
+        hw * rng.uniform(0.85, 1.0)
+        if shape == 2
+        else rng.uniform(0.14, 0.32 if oversized else 0.24) * u
+    )
+    cy = ey + rng.uniform(-0.03, 0.08) * u
+    x_mid = (eyes[0] + eyes[1]) / 2 * k
+    lens = np.zeros((h, w), np.float32)
+    centres: list[float] = []
+    if shield:
+        half = rng.uniform(0.85, 1.05) * u
+        pts = np.array(
+            [
+                (x_mid - half, cy - hh * 0.9),
+                (x_mid + half, cy - hh * 0.9),
+                (x_mid + half * 0.95, cy + hh),
+                (x_mid + 0.12 * u, cy + hh * 0.9),
+                (x_mid, cy + 0.3 * hh),
+                (x_mid - 0.12 * u, cy + hh * 0.9),
+                (x_mid - half * 0.95, cy + hh),
+            ]
+        )
+        cv2.fillPoly(lens, [pts.round().astype(np.int32)], 1.0)
+        centres = [eyes[0] * k, eyes[1] * k]
+    else:
+        for side, ex in ((-1, eyes[0] * k), (1, eyes[1] * k)):
+            cx = ex + rng.normal(0.0, 0.02) * u + side * rng.uniform(0.0, 0.04) * u
+            centres.append(cx)
+            lens = np.maximum(lens, _lens_shape((h, w), shape, (cx, cy), (hw, hh), side, rng))
+    skin = float(
+        np.median(
+            big[int(ey + 0.6 * u) : int(ey + 0.8 * u), int(x_mid - 0.7 * u) : int(x_mid + 0.7 * u)]
+        )
+    )
+    skin = max(skin, 30.0)
+    ys = np.broadcast_to((np.arange(h, dtype=np.float32)[:, None] - cy) / hh, (h, w))
+    sunglasses: int | None
+    if kind == "mirror":
+        if scene is not None and rng.random() < 0.6:
+            src = scene.astype(np.float32)
+            sh, sw = src.shape[:2]
+            ch, cw = int(rng.uniform(0.2, 0.6) * sh), int(rng.uniform(0.2, 0.6) * sw)
+            y0, x0 = int(rng.integers(0, max(1, sh - ch))), int(rng.integers(0, max(1, sw - cw)))
+            colour = cv2.resize(
+                src[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_AREA
+            )
+            colour = cv2.GaussianBlur(colour, (0, 0), rng.uniform(1.0, 6.0)) * rng.uniform(0.5, 1.2)
+        else:
+            field = rng.uniform(30, 240, (3, 3, 3)).astype(np.float32)
+            colour = cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)
+        alpha, sunglasses = rng.uniform(0.85, 1.0), 1
+    elif kind == "dark":
+        level = skin * float(np.exp(rng.uniform(np.log(0.05), np.log(0.6))))
+        tint = np.array(_VARIED_TINTS[int(rng.integers(0, len(_VARIED_TINTS)))], np.float32)
+        if rng.random() < 0.35:  # graded: dark at the top, lighter below
+            grade = 1.0 + rng.uniform(0.3, 1.2) * np.clip((ys + 1) / 2, 0, 1.2)
+        else:
+            grade = 1.0 + rng.uniform(-0.1, 0.3) * np.clip(ys, -1.0, 1.0)
+        colour = np.broadcast_to(level * tint[None, None, :] * grade[..., None], big.shape)
+        alpha, sunglasses = rng.uniform(0.75, 1.0), 1
+    elif kind == "tint":
+        trans = rng.uniform(0.55, 0.85)
+        tint = np.array(_VARIED_TINTS[int(rng.integers(0, len(_VARIED_TINTS)))], np.float32)
+        colour = big * trans * tint[None, None, :]
+        alpha, sunglasses = 1.0, None
+    else:
+        tint = np.array(_VARIED_TINTS[int(rng.integers(0, len(_VARIED_TINTS)))], np.float32)
+        colour = big * tint[None, None, :] * rng.uniform(0.85, 1.08)
+        alpha, sunglasses = rng.uniform(0.0, 0.3), 0
+    a = lens[..., None] * alpha
+    out = big * (1.0 - a) + colour * a
+    if rng.random() < 0.45:  # reflection streaks, sometimes a soft glare
+        streak = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(1, 3))):
+            xs = centres[int(rng.integers(0, 2))] + rng.uniform(-0.5, 0.5) * hw
+            cv2.line(
+                streak,
+                (round(xs - 0.3 * hw), round(cy + 0.5 * hh)),
+                (round(xs + 0.3 * hw), round(cy - 0.5 * hh)),
+                1.0,
+                max(1, round(rng.uniform(0.03, 0.12) * u)),
+            )
+        if rng.random() < 0.3:
+            streak = cv2.GaussianBlur(streak, (0, 0), rng.uniform(2, 8))
+            streak = streak / max(1e-3, float(streak.max()))
+        streak *= lens * rng.uniform(0.2, 0.7)
+        out = out * (1.0 - streak[..., None]) + 255.0 * streak[..., None]
+    rimless = rng.random() < (0.25 if dark else 0.12)
+    half_rim = (not rimless) and rng.random() < 0.15
+    if not rimless or shield:
+        t = max(1, round(rng.uniform(0.02, 0.11) * u))
+        inside = (lens > 0.5).astype(np.uint8)
+        frame = cv2.dilate(inside, np.ones((2 * t + 1, 2 * t + 1), np.uint8)) - inside
+        if half_rim:
+            frame[int(cy) :, :] = 0
+    else:
+        frame = np.zeros((h, w), np.uint8)
+        t = max(1, round(rng.uniform(0.02, 0.05) * u))
+    if not shield:  # bridge
+        yb = round(cy - rng.uniform(0.1, 0.7) * hh)
+        cv2.line(frame, (round(centres[0] + hw), yb), (round(centres[1] - hw), yb), 1, t)
+    yb = round(cy - rng.uniform(0.3, 0.8) * hh)  # arms
+    cv2.line(frame, (0, yb), (round(centres[0] - hw), yb), 1, t)
+    cv2.line(frame, (round(centres[1] + hw), yb), (w, yb), 1, t)
+    r = rng.random()
+    if r < 0.55:
+        fcol = np.full(3, rng.uniform(0, 60), np.float32)
+    elif r < 0.75:  # metal
+        fcol = np.full(3, rng.uniform(150, 230), np.float32) * np.array(
+            _TINTS[int(rng.integers(0, 2))], np.float32
+        )
+    else:
+        fcol = rng.uniform(0, 255, 3).astype(np.float32)
+    m = frame.astype(np.float32)[..., None]
+    out = out * (1.0 - m) + fcol[None, None, :] * m
+    small = cv2.resize(np.clip(out, 0, 255), (size, size), interpolation=cv2.INTER_AREA)
+    return np.asarray(small, np.uint8), sunglasses
+
+
 # -- training --------------------------------------------------------------------------------
 
+#: Augmented copies of each real training face (jittered alignment + :func:`photometric`).
+COPIES = 3
+#: Epochs of the network.
+EPOCHS = 20
+#: Threads used to train the network (the rebuild is byte for byte with the same count).
+THREADS = 1
 
-def training_rows(
+
+@dataclass
+class Rows:
+    """Eye crops (RGB 48x48) with both labels (-1: unknown), their source and kind."""
+
+    rgb: npt.NDArray[np.uint8]
+    labels: npt.NDArray[np.int64]  # (N, 2): eyeglasses, sunglasses
+    source: list[str]
+    kind: list[str]
+
+
+def _label(v: int | None) -> int:
+    return -1 if v is None else int(v)
+
+
+def judgeable(f: EyeFace) -> bool:
+    return (
+        f.ctx is not None
+        and G.unjudgeable(f.ctx, 0) is None
+        and (f.eyeglasses is not None or f.sunglasses is not None)
+    )
+
+
+def scene_photos(faces: list[EyeFace]) -> list[npt.NDArray[np.uint8]]:
+    """The training photos of the face-mask set (street and indoor scenes): reflections on
+    synthetic mirrored lenses."""
+    seen: set[str] = set()
+    out = []
+    for f in faces:
+        if (
+            f.part == "train"
+            and f.source == "facemask_kaggle_voc"
+            and f.ctx is not None
+            and f.group not in seen
+        ):
+            seen.add(f.group)
+            out.append(f.ctx.rgb)
+    return out
+
+
+def crops_of(
     faces: list[EyeFace],
-    attr: str,
     part: str,
     rng: np.random.Generator,
-    copies: int,
-    synthetic: bool,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Features and labels of one part; ``copies`` augmented copies per face (0: the face as
-    it is), and, with ``synthetic``, one face drawn with dark and one with clear glasses for
-    each face labelled without eyewear."""
-    x: list[npt.NDArray[np.float32]] = []
-    y: list[int] = []
+    copies: int = 0,
+    synthetic: bool = False,
+    scenes: list[npt.NDArray[np.uint8]] | None = None,
+) -> Rows:
+    """The eye crops of one part: each judgeable face as it is, then ``copies`` augmented
+    copies; with ``synthetic``, three faces drawn with glasses for each face labelled without
+    eyewear (dark, clear, and one of mirror / tint / dark / clear / mirror), jittered and
+    photometrically changed."""
+    rgb: list[npt.NDArray[np.uint8]] = []
+    labels: list[tuple[int, int]] = []
+    source: list[str] = []
+    kind: list[str] = []
     for f in faces:
-        if f.part != part or f.ctx is None or G.unjudgeable(f.ctx, 0) is not None:
+        if f.part != part or not judgeable(f):
             continue
-        label = getattr(f, attr)
-        if label is None:
-            continue
+        assert f.ctx is not None
         crops = [G.eye_crop(f.ctx, 0)]
         crops += [photometric(G.eye_crop(jittered(f.ctx, rng), 0), rng) for _ in range(copies)]
         for c in crops:
-            x.append(FEATURES[attr](c))
-            y.append(int(label))
+            rgb.append(c)
+            labels.append((_label(f.eyeglasses), _label(f.sunglasses)))
+            source.append(f.source)
+            kind.append("real")
         if synthetic and f.eyeglasses == 0 and f.sunglasses in (0, None):
-            for dark in (True, False):
-                c = draw_eyewear(G.eye_crop(jittered(f.ctx, rng), 0), rng, dark)
-                if copies:
-                    c = photometric(c, rng)
-                x.append(FEATURES[attr](c))
-                y.append(1 if attr == "eyeglasses" else int(dark))
-    return np.stack(x).astype(np.float32), np.asarray(y, np.int64)
+            assert scenes
+            extra = str(rng.choice(["mirror", "tint", "dark", "clear", "mirror"]))
+            for kd in ("dark", "clear", extra):
+                c0 = G.eye_crop(jittered(f.ctx, rng), 0)
+                c, sg = draw_varied_eyewear(c0, rng, kd, scenes[int(rng.integers(0, len(scenes)))])
+                rgb.append(photometric(c, rng))
+                labels.append((1, _label(sg)))
+                source.append(f.source)
+                kind.append(f"synthetic {kd}")
+    return Rows(np.stack(rgb), np.asarray(labels, np.int64), source, kind)
 
 
-FEATURES: dict[str, Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]]] = {
-    "eyeglasses": G.eyeglasses_features,
-    "sunglasses": G.sunglasses_features,
-}
-#: Head shape per attribute: (hidden units, inverse regularisation C).
-SETTINGS: dict[str, tuple[int, float]] = {"eyeglasses": (32, 0.1), "sunglasses": (0, 1.0)}
-#: Augmented copies of each training face.
-COPIES = 3
+def train_network(rows: Rows) -> bytes:
+    """The 2-output network (eyeglasses, sunglasses logits) of train/cnn.py on the grey crops,
+    multi-label, each output's classes weighted to equal total weight; returns ONNX bytes."""
+    from train import cnn
+
+    y = rows.labels
+    w = np.ones(y.shape, np.float32)
+    for k in range(2):
+        pos, neg = int((y[:, k] == 1).sum()), int((y[:, k] == 0).sum())
+        w[y[:, k] == 1, k] = (pos + neg) / (2 * pos)
+        w[y[:, k] == 0, k] = (pos + neg) / (2 * neg)
+    cnn.THREADS = THREADS
+    gray = np.stack([to_gray(c) for c in rows.rgb])
+    net = cnn.train_net(
+        gray, y, weights=w, outputs=2, multilabel=True, epochs=EPOCHS, seed=SEED, log=True
+    )
+    return cnn.export_onnx(net, G.EYE_CROP[0])
 
 
-def train(faces: list[EyeFace], attr: str) -> tuple[Head, dict[str, float]]:
-    """Fit on the train part (augmented, with synthetic eyewear), calibrate on the validation
-    part as it is (real faces only)."""
+def features(rgb: npt.NDArray[np.uint8], attr: str, net: ConvNet) -> npt.NDArray[np.float32]:
+    return (
+        G.eyeglasses_features(rgb, net) if attr == "eyeglasses" else G.sunglasses_features(rgb, net)
+    )
+
+
+def feature_rows(rows: Rows, attr: str, net: ConvNet) -> npt.NDArray[np.float32]:
+    return np.stack([features(c, attr, net) for c in rows.rgb]).astype(np.float32)
+
+
+#: Per attribute: (hidden units, inverse regularisation C) of a head fitted over the features,
+#: or None for the network's own logit of that attribute, calibrated alone (chosen on the
+#: validation part: docs/attributes.md).
+SETTINGS: dict[str, tuple[int, float] | None] = {"eyeglasses": (0, 1.0), "sunglasses": None}
+
+
+def logit_head(
+    k: int, n_features: int, x_val: npt.NDArray[np.float32], y_val: npt.NDArray[np.int64]
+) -> Fitted:
+    """A head that reads feature ``k`` (a logit of the network) as it is, with an isotonic
+    calibration fitted on the validation part."""
+    from sklearn.isotonic import IsotonicRegression
+
+    coef = np.zeros((1, n_features), np.float32)
+    coef[0, k] = 1.0
+    head = Head(
+        ("no", "yes"),
+        np.zeros(n_features, np.float32),
+        np.ones(n_features, np.float32),
+        coef,
+        np.zeros(1, np.float32),
+    )
+    p = 1.0 / (1.0 + np.exp(-np.clip(head.raw_scores(x_val)[:, 0].astype(np.float64), -50, 50)))
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y_val)
+    head = replace(
+        head,
+        calib_x=np.asarray(iso.X_thresholds_, np.float32),
+        calib_y=np.asarray(iso.y_thresholds_, np.float32),
+    )
+    return Fitted(head, classification_report(head.proba(x_val), y_val))
+
+
+def train(faces: list[EyeFace]) -> tuple[dict[str, Head], dict[str, dict[str, float]]]:
+    """The network on the train part (augmented, with synthetic eyewear), then per attribute a
+    logistic head over its features fitted on the train part and calibrated (isotonic) on the
+    validation part as it is (real faces only)."""
+    import time
+
     rng = np.random.default_rng(SEED)
-    hidden, c = SETTINGS[attr]
-    xt, yt = training_rows(faces, attr, "train", rng, COPIES, synthetic=True)
-    xv, yv = training_rows(faces, attr, "validation", rng, 0, synthetic=False)
-    fitted = fit_head(xt, yt, xv, yv, ("no", "yes"), hidden=hidden, c=c)
-    print(f"{attr}: {len(yt)} training rows ({int(yt.sum())} positive), {len(yv)} validation")
-    return fitted.head, fitted.report
+    scenes = scene_photos(faces)
+    tr = crops_of(faces, "train", rng, COPIES, synthetic=True, scenes=scenes)
+    va = crops_of(faces, "validation", rng)
+    n_eg, n_sg = int((tr.labels[:, 0] == 1).sum()), int((tr.labels[:, 1] == 1).sum())
+    print(
+        f"network: {len(tr.labels)} training crops ({n_eg} with glasses, {n_sg} with "
+        f"sunglasses), {len(va.labels)} validation",
+        flush=True,
+    )
+    t0 = time.time()
+    net = ConvNet(train_network(tr))
+    print(f"network trained in {time.time() - t0:.0f} s", flush=True)
+    heads: dict[str, Head] = {}
+    reports: dict[str, dict[str, float]] = {}
+    for k, attr in enumerate(("eyeglasses", "sunglasses")):
+        setting = SETTINGS[attr]
+        mt, mv = tr.labels[:, k] >= 0, va.labels[:, k] >= 0
+        xt, xv = feature_rows(tr, attr, net), feature_rows(va, attr, net)
+        if setting is None:
+            fitted = logit_head(k, xv.shape[1], xv[mv], va.labels[mv, k])
+        else:
+            hidden, c = setting
+            fitted = fit_head(
+                xt[mt],
+                tr.labels[mt, k],
+                xv[mv],
+                va.labels[mv, k],
+                ("no", "yes"),
+                hidden=hidden,
+                c=c,
+            )
+        heads[attr] = replace(fitted.head, net=net)
+        reports[attr] = fitted.report
+        print(f"{attr}: {int(mt.sum())} training rows, {int(mv.sum())} validation")
+    return heads, reports
 
 
 def evaluate(head: Head, faces: list[EyeFace], attr: str) -> dict[str, dict[str, float]]:
     """Per source, on the test part and the evaluation-only sets (as they are, no synthetic)."""
+    assert head.net is not None
     out: dict[str, dict[str, float]] = {}
     for source in sorted({f.source for f in faces}):
         rows = [
@@ -415,7 +777,9 @@ def evaluate(head: Head, faces: list[EyeFace], attr: str) -> dict[str, dict[str,
         ]
         if not rows:
             continue
-        x = np.stack([FEATURES[attr](G.eye_crop(f.ctx, 0)) for f in rows if f.ctx is not None])
+        x = np.stack(
+            [features(G.eye_crop(f.ctx, 0), attr, head.net) for f in rows if f.ctx is not None]
+        )
         y = np.asarray([getattr(f, attr) for f in rows], np.int64)
         p = head.proba(x)
         if len(set(y.tolist())) > 1:
@@ -433,9 +797,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-cache", action="store_true", help="rerun the pipeline on every picture")
     args = ap.parse_args(argv)
     faces = eyewear_faces(None if args.no_cache else DEFAULT_CACHE)
-    for attr in ("eyeglasses", "sunglasses"):
-        head, report = train(faces, attr)
-        print("  validation:", {k: round(v, 3) for k, v in report.items()})
+    heads, reports = train(faces)
+    for attr, head in heads.items():
+        print(f"{attr} validation:", {k: round(v, 3) for k, v in reports[attr].items()})
         for source, rep in evaluate(head, faces, attr).items():
             print(f"  {source}:", {k: round(v, 3) for k, v in rep.items()})
         if not args.check:

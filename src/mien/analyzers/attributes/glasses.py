@@ -5,15 +5,19 @@ Both look at the same eye-region crop: the face aligned so the eyes sit level at
 a 48x48 crop (:data:`EYE_CROP`: eyes 24 px apart at mid-height, the brows to the top of the
 nose in view).
 
-* ``eyeglasses``: HOG of the grey crop (6 px cells: frames, rims, the bridge over the nose) and
-  the eight :func:`lens_measurements`, through a one-hidden-layer head (:class:`Head`,
-  isotonic-calibrated). True for any glasses worn on the face - clear, tinted or dark - so a
-  face with sunglasses has ``eyeglasses`` too. Glasses pushed up onto the head are not worn.
-* ``sunglasses``: a logistic head on the eight named :func:`lens_measurements` alone (how dark
-  and how flat the lens areas are against the skin of the upper face, and whether the whites
-  and the iris of the eyes show), isotonic-calibrated.
+Each head carries the same small convolutional network (train/cnn.py: four 3x3 convolution
+blocks, about 80 k weights, ONNX run by onnxruntime on one thread, see
+:class:`mien.analyzers.attributes.heads.ConvNet`) over the grey crop, with two outputs: a logit
+for glasses worn and one for dark lenses (:func:`eyewear_logits`).
 
-Both heads are trained by ``train/train_glasses.py``; figures in docs/attributes.md.
+* ``eyeglasses``: a logistic head over the network's two logits and the eight transparent
+  :func:`lens_measurements`, isotonic-calibrated. True for any glasses worn on the face - clear,
+  tinted or dark - so a face with sunglasses has ``eyeglasses`` too. Glasses pushed up onto the
+  head are not worn.
+* ``sunglasses``: the network's dark-lens logit, isotonic-calibrated.
+
+Both are trained by ``train/train_glasses.py`` (real faces and synthetic glasses drawn on faces
+that wear none); figures in docs/attributes.md.
 
 A face is not judged (value ``None`` with a reason) when its eyes are closer than
 :data:`MIN_EYE_DISTANCE` px (``"face too small (...)"``), or when the head is turned further
@@ -29,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.analyzers.attributes.base import FaceContext, HeadAttribute, size_or_pose_reason
-from mien.analyzers.attributes.heads import hog, to_gray
+from mien.analyzers.attributes.heads import ConvNet, to_gray
 
 F32 = npt.NDArray[np.float32]
 
@@ -125,15 +129,22 @@ def lens_measurements(rgb: npt.NDArray[np.uint8]) -> F32:
     )
 
 
-def eyeglasses_features(rgb: npt.NDArray[np.uint8]) -> F32:
-    """Features of the eyeglasses head: HOG of the grey 48x48 eye crop (6 px cells, 1764
-    values: frames, rims, the bridge over the nose), then :func:`lens_measurements`."""
-    return np.concatenate([hog(to_gray(rgb), 6), lens_measurements(rgb)]).astype(np.float32)
+def eyewear_logits(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
+    """The network's two logits on the grey 48x48 eye crop: (glasses worn, dark lenses)."""
+    out: F32 = net(to_gray(rgb)[None])[0]
+    return out
 
 
-def sunglasses_features(rgb: npt.NDArray[np.uint8]) -> F32:
-    """Features of the sunglasses head: the eight :func:`lens_measurements` alone."""
-    return lens_measurements(rgb)
+def eyeglasses_features(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
+    """Features of the eyeglasses head: :func:`eyewear_logits` (2 values), then the eight
+    :func:`lens_measurements`."""
+    return np.concatenate([eyewear_logits(rgb, net), lens_measurements(rgb)]).astype(np.float32)
+
+
+def sunglasses_features(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
+    """Features of the sunglasses head: :func:`eyewear_logits` (its head reads the second, the
+    dark-lens logit)."""
+    return eyewear_logits(rgb, net)
 
 
 def unjudgeable(ctx: FaceContext, i: int) -> str | None:
@@ -142,17 +153,23 @@ def unjudgeable(ctx: FaceContext, i: int) -> str | None:
 
 
 class _Eyewear(HeadAttribute):
-    """Eyewear heads: features of the aligned eye-region crop."""
+    """Eyewear heads: features of the aligned eye-region crop, the head's own network first."""
 
     @staticmethod
-    def extract(rgb: npt.NDArray[np.uint8]) -> F32:
+    def extract(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
         raise NotImplementedError
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.head.net is None:
+            raise ValueError(f"the {self.name} head has no network (net_onnx)")
+        self.net: ConvNet = self.head.net
 
     def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
         return unjudgeable(ctx, i)
 
     def features(self, ctx: FaceContext, i: int) -> F32:
-        return self.extract(eye_crop(ctx, i))
+        return self.extract(eye_crop(ctx, i), self.net)
 
 
 class Eyeglasses(_Eyewear):
