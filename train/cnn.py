@@ -1,7 +1,8 @@
 """Small convolutional networks for attribute heads: build, train (PyTorch, CPU), export to ONNX.
 
-Training needs PyTorch (``pip install -e '.[train]'``, which pins the CPU build); running mien
-does not: the exported network runs in onnxruntime through
+Training needs PyTorch (``pip install -e '.[train]'`` pins torch 2.13.0; the CPU build is
+enough, e.g. from PyTorch's CPU package index); running mien does not: the exported network
+runs in onnxruntime through
 :class:`mien.analyzers.attributes.heads.ConvNet`.
 
 The network is deliberately tiny (four 3x3 convolution blocks, about 80 k weights, well under a

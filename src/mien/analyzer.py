@@ -148,18 +148,20 @@ class FaceAnalyzer:
         head_pose = np.full((n, 3), np.nan, np.float32)
         for i in np.nonzero(has_mesh)[0]:
             head_pose[i] = head_pose_from_mesh(mesh[i])
-        attrs: dict[str, AttributeColumn] = {}
-        if self._attributes:
-            ctx = FaceContext(
-                rgb=rgb, boxes=det.boxes, landmarks=landmarks, mesh=mesh, head_pose=head_pose
-            )
-            attrs = {a.name: a(ctx) for a in self._attributes}
         want_lm = "landmarks" in feats
         quality = (
             face_quality(rgb, det.boxes, landmarks if want_lm or self._mesher else None)
             if "quality" in feats
             else None
         )
+        attrs: dict[str, AttributeColumn] = {}
+        if self._attributes:
+            ctx = FaceContext(
+                rgb=rgb, boxes=det.boxes, landmarks=landmarks, mesh=mesh, head_pose=head_pose
+            )
+            if quality is not None:  # the blur gate reads the same sharpness: computed once
+                ctx.known_sharpness(quality["sharpness"])
+            attrs = {a.name: a(ctx) for a in self._attributes}
         return Faces(
             boxes=det.boxes,
             scores=np.clip(det.scores, 0.0, 1.0),

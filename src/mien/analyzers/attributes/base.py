@@ -58,6 +58,11 @@ class FaceContext:
         b = self.boxes[i]
         return float(max(b[2] - b[0], b[3] - b[1]))
 
+    def known_sharpness(self, values: npt.ArrayLike) -> None:
+        """Give the faces' ``quality.sharpness`` already computed (one per face, in order), so
+        :meth:`sharpness` does not compute it again."""
+        self._sharpness.update(enumerate(float(v) for v in np.asarray(values).reshape(-1)))
+
     def sharpness(self, i: int) -> float:
         """``quality.sharpness`` of face ``i`` (cached; see mien.analyzers.quality)."""
         if i not in self._sharpness:

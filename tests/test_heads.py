@@ -1,0 +1,73 @@
+"""Learned attribute heads: a head that carries a network survives save/load unchanged, a broken
+network is refused clearly, and the blur gate reuses the quality column's sharpness."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import mien
+from mien.analyzers.attributes import base, smile
+from mien.analyzers.attributes.heads import ConvNet, Head
+from mien.errors import ModelIntegrityError
+
+from .conftest import SAMPLE
+
+
+def _sample_context() -> base.FaceContext:
+    from PIL import Image
+
+    analyzer = mien.FaceAnalyzer(features="landmarks,head_pose,mesh")
+    with Image.open(SAMPLE) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    faces = analyzer.analyze_array(rgb)
+    assert len(faces) == 1 and faces.landmarks is not None and faces.mesh is not None
+    assert faces.head_pose is not None
+    return base.FaceContext(rgb, faces.boxes, faces.landmarks, faces.mesh, faces.head_pose)
+
+
+def test_smile_head_with_network_round_trips(tmp_path) -> None:
+    head = Head.load(smile.CARD)
+    assert isinstance(head.net, ConvNet) and head.net.size == smile.CROP_SIZE
+    crop = smile.smile_crop(_sample_context(), 0)
+    x = smile.smile_features(head, crop[None])
+    assert x.shape == (1, 1) and np.isfinite(x).all()
+    # the network sees the crop and its mirror image: their mean is the feature
+    both = head.net(smile.with_mirror(crop))
+    assert x[0, 0] == pytest.approx(float(both.mean()), abs=1e-5)
+    path = tmp_path / "head.npz"
+    head.save(path)
+    again = Head.from_bytes(path.read_bytes())
+    assert again.net is not None and again.net.onnx_bytes == head.net.onnx_bytes
+    np.testing.assert_array_equal(again.proba(x), head.proba(x))
+    p = head.proba(x)[0, 1]
+    assert p > 0.8  # the sample astronaut smiles broadly
+    assert smile.smile_features(head, np.zeros((0, 48, 48), np.uint8)).shape == (0, 1)
+
+
+def test_broken_network_is_refused_clearly() -> None:
+    with pytest.raises(ModelIntegrityError, match="network cannot be loaded"):
+        ConvNet(b"not an onnx file")
+    head = Head.load(smile.CARD)
+    assert head.net is not None
+    broken = bytearray(head.net.onnx_bytes)
+    del broken[len(broken) // 2 :]
+    with pytest.raises(ModelIntegrityError):
+        dataclasses.replace(head, net=ConvNet(bytes(broken)))
+
+
+def test_blur_gate_reuses_the_quality_sharpness(monkeypatch) -> None:
+    analyzer = mien.FaceAnalyzer(features="quality,smile")
+
+    def not_again(*args: object) -> float:
+        raise AssertionError("sharpness computed a second time")
+
+    monkeypatch.setattr(base, "face_sharpness", not_again)
+    faces = analyzer.analyze(SAMPLE).faces
+    assert faces is not None and len(faces) == 1 and faces.quality is not None
+    assert faces.attributes["smile"].values[0] is True
+    # without the quality column the gate computes it itself
+    with pytest.raises(AssertionError, match="second time"):
+        mien.FaceAnalyzer(features="smile").analyze(SAMPLE)
