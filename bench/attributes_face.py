@@ -234,11 +234,8 @@ def bench_eyes(
                 continue
             judged += 1
             states = [v for v in value.values() if v is not None]
-            p_open = analyzer.head.proba(
-                np.stack(
-                    [_eye_feat(ctx, side) for side in ("left", "right") if value[side] is not None]
-                )
-            )[:, 1]
+            sides = [side for side in ("left", "right") if value[side] is not None]
+            p_open = _eyes_p_open(analyzer, ctx, sides)
             eye_p.extend(float(v) for v in p_open)
             eye_y.extend([truth_open] * len(p_open))
             closed = [not s for s in states]
@@ -275,10 +272,14 @@ def bench_eyes(
     return out
 
 
-def _eye_feat(ctx: FaceContext, side: str) -> npt.NDArray[np.float32]:
+def _eyes_p_open(
+    analyzer: EyesOpenAnalyzer, ctx: FaceContext, sides: list[str]
+) -> npt.NDArray[np.float32]:
+    """Calibrated p(open) of the named eyes of the face of ``ctx``."""
     from mien.analyzers.attributes import eyes
 
-    return eyes.eye_features(ctx, 0, eyes.LEFT if side == "left" else eyes.RIGHT)
+    inputs = [eyes.eye_inputs(ctx, 0, eyes.LEFT if s == "left" else eyes.RIGHT) for s in sides]
+    return eyes.open_probability(analyzer.head, [p for p, _ in inputs], [g for _, g in inputs])
 
 
 # ---------------------------------------------------------------------------- mouth
