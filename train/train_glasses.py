@@ -256,6 +256,30 @@ _TINTS = (
 )
 
 
+def rounded_rect(
+    mask: npt.NDArray[np.float32], cx: float, cy: float, hw: float, hh: float, rad: int
+) -> None:
+    """Fill (with 1) a rectangle centred at (cx, cy), half-sizes (hw, hh), corners of radius rad."""
+    x0, y0, x1, y1 = round(cx - hw), round(cy - hh), round(cx + hw), round(cy + hh)
+    cv2.rectangle(mask, (x0 + rad, y0), (x1 - rad, y1), 1.0, -1)
+    cv2.rectangle(mask, (x0, y0 + rad), (x1, y1 - rad), 1.0, -1)
+    for px, py in (
+        (x0 + rad, y0 + rad),
+        (x1 - rad, y0 + rad),
+        (x0 + rad, y1 - rad),
+        (x1 - rad, y1 - rad),
+    ):
+        cv2.circle(mask, (px, py), rad, 1.0, -1)
+
+
+def streak_line(
+    streak: npt.NDArray[np.float32], xs: float, cy: float, hw: float, hh: float, thickness: int
+) -> None:
+    """A reflection streak across a lens: a slanted line through (xs, cy)."""
+    p0 = (round(xs - 0.3 * hw), round(cy + 0.5 * hh))
+    cv2.line(streak, p0, (round(xs + 0.3 * hw), round(cy - 0.5 * hh)), 1.0, thickness)
+
+
 def draw_eyewear(
     rgb: npt.NDArray[np.uint8],
     rng: np.random.Generator,
@@ -284,17 +308,7 @@ def draw_eyewear(
         centres.append(cx)
         c = (round(cx), round(cy))
         if shape == 1:
-            rad = int(min(hw, hh) * 0.5)
-            x0, y0, x1, y1 = round(cx - hw), round(cy - hh), round(cx + hw), round(cy + hh)
-            cv2.rectangle(lens, (x0 + rad, y0), (x1 - rad, y1), 1.0, -1)
-            cv2.rectangle(lens, (x0, y0 + rad), (x1, y1 - rad), 1.0, -1)
-            for px, py in (
-                (x0 + rad, y0 + rad),
-                (x1 - rad, y0 + rad),
-                (x0 + rad, y1 - rad),
-                (x1 - rad, y1 - rad),
-            ):
-                cv2.circle(lens, (px, py), rad, 1.0, -1)
+            rounded_rect(lens, cx, cy, hw, hh, int(min(hw, hh) * 0.5))
         else:
             cv2.ellipse(lens, c, (round(hw), round(hh)), 0.0, 0.0, 360.0, 1.0, -1)
     x_mid = (eyes[0] + eyes[1]) / 2 * k
@@ -324,13 +338,7 @@ def draw_eyewear(
     if rng.random() < 0.4:  # a reflection streak
         streak = np.zeros(big.shape[:2], np.float32)
         xs = centres[int(rng.integers(0, 2))] + rng.uniform(-0.5, 0.5) * hw
-        cv2.line(
-            streak,
-            (round(xs - 0.3 * hw), round(cy + 0.5 * hh)),
-            (round(xs + 0.3 * hw), round(cy - 0.5 * hh)),
-            1.0,
-            max(1, round(rng.uniform(0.03, 0.1) * u)),
-        )
+        streak_line(streak, xs, cy, hw, hh, max(1, round(rng.uniform(0.03, 0.1) * u)))
         streak *= lens * rng.uniform(0.2, 0.6)
         out = out * (1.0 - streak[..., None]) + 255.0 * streak[..., None]
     if not dark or rng.random() < 0.75:  # frame, bridge and arms
@@ -375,17 +383,7 @@ def _lens_shape(
     if shape == 0:
         cv2.ellipse(m, (round(cx), round(cy)), (round(hw), round(hh)), 0.0, 0.0, 360.0, 1.0, -1)
     elif shape == 1:
-        rad = int(min(hw, hh) * rng.uniform(0.2, 0.6))
-        x0, y0, x1, y1 = round(cx - hw), round(cy - hh), round(cx + hw), round(cy + hh)
-        cv2.rectangle(m, (x0 + rad, y0), (x1 - rad, y1), 1.0, -1)
-        cv2.rectangle(m, (x0, y0 + rad), (x1, y1 - rad), 1.0, -1)
-        for px, py in (
-            (x0 + rad, y0 + rad),
-            (x1 - rad, y0 + rad),
-            (x0 + rad, y1 - rad),
-            (x1 - rad, y1 - rad),
-        ):
-            cv2.circle(m, (px, py), rad, 1.0, -1)
+        rounded_rect(m, cx, cy, hw, hh, int(min(hw, hh) * rng.uniform(0.2, 0.6)))
     elif shape == 2:
         cv2.circle(m, (round(cx), round(cy)), round(min(hw, hh * 1.1)), 1.0, -1)
     elif shape == 3:
@@ -523,13 +521,7 @@ def draw_varied_eyewear(
         streak = np.zeros((h, w), np.float32)
         for _ in range(int(rng.integers(1, 3))):
             xs = centres[int(rng.integers(0, 2))] + rng.uniform(-0.5, 0.5) * hw
-            cv2.line(
-                streak,
-                (round(xs - 0.3 * hw), round(cy + 0.5 * hh)),
-                (round(xs + 0.3 * hw), round(cy - 0.5 * hh)),
-                1.0,
-                max(1, round(rng.uniform(0.03, 0.12) * u)),
-            )
+            streak_line(streak, xs, cy, hw, hh, max(1, round(rng.uniform(0.03, 0.12) * u)))
         if rng.random() < 0.3:
             streak = cv2.GaussianBlur(streak, (0, 0), rng.uniform(2, 8))
             streak = streak / max(1e-3, float(streak.max()))
