@@ -83,11 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
+    import hashlib
     import pickle
 
     import mien
+    from mien.models.registry import list_cards
 
-    cache = REPO / "bench" / ".cache" / f"rules_calibration_{args.limit}.pkl"
+    # the cache is only reused with the same model files (a retrained head changes the results)
+    models = hashlib.sha256("".join(c.sha256 for c in list_cards()).encode()).hexdigest()[:12]
+    cache = REPO / "bench" / ".cache" / f"rules_calibration_{args.limit}_{models}.pkl"
     results: dict[str, list[tuple[Path, Any]]] = {}
     if cache.exists() and not args.no_cache:
         results = pickle.loads(cache.read_bytes())
