@@ -173,16 +173,24 @@ def eye_rows(src: Source) -> tuple[Eyes, npt.NDArray[np.intp]]:
     geometry: list[npt.NDArray[np.float32]] = []
     owner: list[int] = []
     for k in np.nonzero(src.faces.found)[0]:
-        ctx = src.faces.context(int(k))
-        if unknown_reason(ctx, 0, eyes.MIN_EYE_PX, eyes.MAX_YAW) is not None:
-            continue
-        for eye in (eyes.RIGHT, eyes.LEFT):
-            if eyes.eye_unknown(ctx, 0, eye) is None:
-                patch, geo = eyes.eye_inputs(ctx, 0, eye)
-                patches.append(patch)
-                geometry.append(geo)
-                owner.append(int(k))
+        for patch, geo in judgeable_eyes(src.faces.context(int(k))):
+            patches.append(patch)
+            geometry.append(geo)
+            owner.append(int(k))
     return _stack(patches, geometry), np.asarray(owner, np.intp)
+
+
+def judgeable_eyes(
+    ctx: FaceContext,
+) -> list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]]:
+    """(patch, shape values) of each eye of face 0 the analyzer would judge, right eye first."""
+    if unknown_reason(ctx, 0, eyes.MIN_EYE_PX, eyes.MAX_YAW) is not None:
+        return []
+    return [
+        eyes.eye_inputs(ctx, 0, eye)
+        for eye in (eyes.RIGHT, eyes.LEFT)
+        if eyes.eye_unknown(ctx, 0, eye) is None
+    ]
 
 
 def augmented_rows(
@@ -245,13 +253,9 @@ def facemask_eyes() -> list[Eyes]:
             ctx = faces[k].ctx
             if ctx is None or faces[k].width < FACEMASK_MIN_FACE_PX or not ctx.has_mesh(0):
                 continue
-            if unknown_reason(ctx, 0, eyes.MIN_EYE_PX, eyes.MAX_YAW) is not None:
-                continue
-            for eye in (eyes.RIGHT, eyes.LEFT):
-                if eyes.eye_unknown(ctx, 0, eye) is None:
-                    patch, geo = eyes.eye_inputs(ctx, 0, eye)
-                    patches.append(patch)
-                    geometry.append(geo)
+            for patch, geo in judgeable_eyes(ctx):
+                patches.append(patch)
+                geometry.append(geo)
         out.append(_stack(patches, geometry))
     return out
 

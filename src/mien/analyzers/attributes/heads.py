@@ -149,19 +149,5 @@ class Head:
         return cls.from_bytes(verified_model_bytes(card), card.info)
 
 
-_HOG_CACHE: dict[int, cv2.HOGDescriptor] = {}
-
-
-def hog(gray: npt.NDArray[np.uint8], cell: int = 8) -> F32:
-    """HOG descriptor of a square grey crop (blocks of 2x2 cells, 9 orientation bins)."""
-    size = gray.shape[0]
-    key = size * 1000 + cell
-    desc = _HOG_CACHE.get(key)
-    if desc is None:
-        desc = cv2.HOGDescriptor((size, size), (2 * cell, 2 * cell), (cell, cell), (cell, cell), 9)
-        _HOG_CACHE[key] = desc
-    return np.asarray(desc.compute(np.ascontiguousarray(gray)), np.float32).reshape(-1)
-
-
 def to_gray(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
