@@ -71,3 +71,25 @@ def test_blur_gate_reuses_the_quality_sharpness(monkeypatch) -> None:
     # without the quality column the gate computes it itself
     with pytest.raises(AssertionError, match="second time"):
         mien.FaceAnalyzer(features="smile").analyze(SAMPLE)
+
+
+def test_eyewear_heads_share_one_network_run_per_face(monkeypatch) -> None:
+    from mien.analyzers.attributes.glasses import Eyeglasses, Sunglasses
+
+    glasses, sun = Eyeglasses(), Sunglasses()
+    assert glasses.net.digest == sun.net.digest  # the same network in both files
+    calls: list[int] = []
+    real = ConvNet.__call__
+
+    def counted(self: ConvNet, crops: np.ndarray) -> np.ndarray:
+        calls.append(len(crops))
+        return real(self, crops)
+
+    monkeypatch.setattr(ConvNet, "__call__", counted)
+    ctx = _sample_context()
+    g, s = glasses(ctx), sun(ctx)
+    assert calls == [1]  # one face, one run, shared by both heads
+    assert g.values[0] is False and s.values[0] is False  # the astronaut wears no glasses
+    # the shared outputs are the network's own on the grey eye crop
+    fresh = _sample_context()
+    assert np.allclose(glasses.features(fresh, 0)[:2], sun.features(fresh, 0))

@@ -668,9 +668,8 @@ def train_network(rows: Rows) -> bytes:
 
 
 def features(rgb: npt.NDArray[np.uint8], attr: str, net: ConvNet) -> npt.NDArray[np.float32]:
-    return (
-        G.eyeglasses_features(rgb, net) if attr == "eyeglasses" else G.sunglasses_features(rgb, net)
-    )
+    extract = G.eyeglasses_features if attr == "eyeglasses" else G.sunglasses_features
+    return extract(rgb, G.eyewear_logits(rgb, net))
 
 
 def feature_rows(rows: Rows, attr: str, net: ConvNet) -> npt.NDArray[np.float32]:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.analyzers.align import aligned_crop
-from mien.analyzers.attributes.heads import Head
+from mien.analyzers.attributes.heads import ConvNet, Head
 from mien.analyzers.quality import face_sharpness
 from mien.types import AttributeColumn, ModelInfo
 
@@ -47,6 +47,9 @@ class FaceContext:
         default_factory=dict, repr=False
     )
     _sharpness: dict[int, float] = field(default_factory=dict, repr=False)
+    _net_outputs: dict[tuple[int, str], npt.NDArray[np.float32]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -68,6 +71,18 @@ class FaceContext:
         if i not in self._sharpness:
             self._sharpness[i] = face_sharpness(self.rgb, self.boxes[i])
         return self._sharpness[i]
+
+    def network_outputs(
+        self, i: int, net: ConvNet, crop: npt.NDArray[np.uint8]
+    ) -> npt.NDArray[np.float32]:
+        """``net``'s outputs on face ``i``'s grey ``crop`` (cached per network: heads that carry
+        the same network, like eyeglasses and sunglasses, run it once per face)."""
+        key = (i, net.digest)
+        out = self._net_outputs.get(key)
+        if out is None:
+            out = net(crop[None])[0]
+            self._net_outputs[key] = out
+        return out
 
     def inter_eye(self, i: int) -> float:
         return float(np.hypot(*(self.landmarks[i, 1] - self.landmarks[i, 0])))

@@ -8,7 +8,8 @@ nose in view).
 Each head carries the same small convolutional network (train/cnn.py: four 3x3 convolution
 blocks, about 80 k weights, ONNX run by onnxruntime on one thread, see
 :class:`mien.analyzers.attributes.heads.ConvNet`) over the grey crop, with two outputs: a logit
-for glasses worn and one for dark lenses (:func:`eyewear_logits`).
+for glasses worn and one for dark lenses (:func:`eyewear_logits`). When both attributes are
+asked, the network runs once per face (:meth:`FaceContext.network_outputs`).
 
 * ``eyeglasses``: a logistic head over the network's two logits and the eight transparent
   :func:`lens_measurements`, isotonic-calibrated. True for any glasses worn on the face - clear,
@@ -135,16 +136,16 @@ def eyewear_logits(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
     return out
 
 
-def eyeglasses_features(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
-    """Features of the eyeglasses head: :func:`eyewear_logits` (2 values), then the eight
-    :func:`lens_measurements`."""
-    return np.concatenate([eyewear_logits(rgb, net), lens_measurements(rgb)]).astype(np.float32)
+def eyeglasses_features(rgb: npt.NDArray[np.uint8], logits: F32) -> F32:
+    """Features of the eyeglasses head: the network's two logits on the crop
+    (:func:`eyewear_logits`), then the eight :func:`lens_measurements` of the crop ``rgb``."""
+    return np.concatenate([logits, lens_measurements(rgb)]).astype(np.float32)
 
 
-def sunglasses_features(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
-    """Features of the sunglasses head: :func:`eyewear_logits` (its head reads the second, the
-    dark-lens logit)."""
-    return eyewear_logits(rgb, net)
+def sunglasses_features(rgb: npt.NDArray[np.uint8], logits: F32) -> F32:
+    """Features of the sunglasses head: the network's two logits (:func:`eyewear_logits`; its
+    head reads the second, the dark-lens logit)."""
+    return np.asarray(logits, np.float32)
 
 
 def unjudgeable(ctx: FaceContext, i: int) -> str | None:
@@ -156,7 +157,7 @@ class _Eyewear(HeadAttribute):
     """Eyewear heads: features of the aligned eye-region crop, the head's own network first."""
 
     @staticmethod
-    def extract(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
+    def extract(rgb: npt.NDArray[np.uint8], logits: F32) -> F32:
         raise NotImplementedError
 
     def __init__(self) -> None:
@@ -169,7 +170,9 @@ class _Eyewear(HeadAttribute):
         return unjudgeable(ctx, i)
 
     def features(self, ctx: FaceContext, i: int) -> F32:
-        return self.extract(eye_crop(ctx, i), self.net)
+        rgb = eye_crop(ctx, i)
+        # both eyewear heads carry the same network: the context runs it once per face
+        return self.extract(rgb, ctx.network_outputs(i, self.net, to_gray(rgb)))
 
 
 class Eyeglasses(_Eyewear):

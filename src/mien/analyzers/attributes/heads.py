@@ -11,6 +11,7 @@ card, and are verified by sha256 on load like every other model. ``train/`` rebu
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ class ConvNet:
         import onnxruntime as ort
 
         self.onnx_bytes = bytes(onnx_bytes)
+        #: identifies the network (two heads may carry the same one: its outputs are shared)
+        self.digest = hashlib.sha256(self.onnx_bytes).hexdigest()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = 1
