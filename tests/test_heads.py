@@ -93,3 +93,22 @@ def test_eyewear_heads_share_one_network_run_per_face(monkeypatch) -> None:
     # the shared outputs are the network's own on the grey eye crop
     fresh = _sample_context()
     assert np.allclose(glasses.features(fresh, 0)[:2], sun.features(fresh, 0))
+
+
+def test_head_without_its_network_is_refused_at_load(tmp_path) -> None:
+    head = Head.load(smile.CARD, network=True)
+    assert head.network() is head.net
+    bare = dataclasses.replace(head, net=None)
+    with pytest.raises(ModelIntegrityError, match="mien-attr-smile has no network"):
+        bare.network()
+    with pytest.raises(ModelIntegrityError, match="no network"):
+        smile.smile_features(bare, np.zeros((1, 48, 48), np.uint8))
+    # saving replaces the file whole and leaves no temporary file behind
+    path = tmp_path / "head.npz"
+    path.write_bytes(b"old")
+    bare.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.npz"]
+    again = Head.from_bytes(path.read_bytes())
+    assert again.net is None
+    with pytest.raises(ModelIntegrityError, match="no network"):
+        again.network()

@@ -6,9 +6,10 @@ runs in onnxruntime through
 :class:`mien.analyzers.attributes.heads.ConvNet`.
 
 The network is deliberately tiny (four 3x3 convolution blocks, about 80 k weights, well under a
-millisecond per crop on one core): the crops are small grey aligned faces or eyes, the training
-sets a few thousand pictures. Training is seeded and runs on a fixed number of threads, so a
-rerun on the same machine rebuilds the same weights.
+millisecond per crop on one core): the crops are small aligned faces or eyes, grey or RGB, the
+training sets a few thousand pictures. Several networks trained with different seeds can be
+averaged into one (:func:`ensemble`) to even out training noise. Training is seeded and runs
+on a fixed number of threads, so a rerun on the same machine rebuilds the same weights.
 """
 
 from __future__ import annotations
@@ -43,13 +44,18 @@ class Augment:
     degrade: float = 0.3
 
 
-def make_net(outputs: int = 1, channels: tuple[int, ...] = (16, 32, 64, 96), dropout: float = 0.2):  # type: ignore[no-untyped-def]
+def make_net(  # type: ignore[no-untyped-def]
+    outputs: int = 1,
+    channels: tuple[int, ...] = (16, 32, 64, 96),
+    dropout: float = 0.2,
+    in_channels: int = 1,
+):
     """Conv 3x3 + batch norm + ReLU + 2x2 max pool per block, global average pool, dropout,
-    linear layer to ``outputs`` logits."""
+    linear layer to ``outputs`` logits. ``in_channels``: 1 for grey crops, 3 for RGB."""
     import torch.nn as nn
 
     layers: list[nn.Module] = []
-    c_in = 1
+    c_in = in_channels
     for c in channels:
         layers += [
             nn.Conv2d(c_in, c, 3, padding=1, bias=False),
@@ -63,7 +69,7 @@ def make_net(outputs: int = 1, channels: tuple[int, ...] = (16, 32, 64, 96), dro
 
 
 def _augment(x, aug: Augment, gen):  # type: ignore[no-untyped-def]
-    """Apply ``aug`` to a float batch ``(N, 1, S, S)`` in [0, 1]."""
+    """Apply ``aug`` to a float batch ``(N, C, S, S)`` in [0, 1]."""
     import torch
     import torch.nn.functional as F
 
@@ -109,8 +115,9 @@ def train_net(  # type: ignore[no-untyped-def]
     log: bool = True,
     multilabel: bool = False,
 ):
-    """Train :func:`make_net` on grey crops ``(N, S, S)`` with labels ``y`` (0/1 for one output,
-    class indices for more) and optional per-crop ``weights``; AdamW with a one-cycle schedule.
+    """Train :func:`make_net` on grey crops ``(N, S, S)`` (or RGB crops ``(N, S, S, 3)``) with
+    labels ``y`` (0/1 for one output, class indices for more) and optional per-crop ``weights``;
+    AdamW with a one-cycle schedule.
 
     ``multilabel``: ``outputs`` independent yes/no outputs, ``y`` of shape ``(N, outputs)`` with
     0 / 1, or -1 where a label is unknown (left out of the loss), binary cross-entropy per
@@ -125,8 +132,9 @@ def train_net(  # type: ignore[no-untyped-def]
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(seed)
-    net = make_net(outputs, channels)
-    x_all = torch.from_numpy(np.asarray(crops, np.float32)[:, None] / 255.0)
+    x_np = _as_nchw(crops)
+    net = make_net(outputs, channels, in_channels=x_np.shape[1])
+    x_all = torch.from_numpy(x_np)
     y_all = torch.from_numpy(np.asarray(y))
     w_all = torch.from_numpy(
         np.ones(len(y), np.float32) if weights is None else np.asarray(weights, np.float32)
@@ -173,15 +181,42 @@ def train_net(  # type: ignore[no-untyped-def]
     return net.eval()
 
 
-def export_onnx(net, size: int) -> bytes:  # type: ignore[no-untyped-def]
-    """The network as ONNX bytes (opset 17, input ``crop`` of shape (N, 1, size, size) in
-    [0, 1], output ``logits``; the batch size is dynamic)."""
+def _as_nchw(crops: npt.NDArray[np.uint8]) -> F32:
+    """uint8 crops ``(N, S, S)`` or ``(N, S, S, C)`` as float32 ``(N, C, S, S)`` in [0, 1]."""
+    x = np.asarray(crops, np.float32) / 255.0
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    raise ValueError(f"crops must be (N, S, S) or (N, S, S, C), not {x.shape}")
+
+
+def ensemble(nets):  # type: ignore[no-untyped-def]
+    """One network whose logits are the mean of ``nets``' logits (all on the same input); it
+    exports as a single ONNX graph, so a head still carries one network."""
+    import torch
+    import torch.nn as nn
+
+    class MeanOf(nn.Module):
+        def __init__(self, members) -> None:  # type: ignore[no-untyped-def]
+            super().__init__()
+            self.members = nn.ModuleList(members)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+    return MeanOf(list(nets)).eval()
+
+
+def export_onnx(net, size: int, in_channels: int = 1) -> bytes:  # type: ignore[no-untyped-def]
+    """The network as ONNX bytes (opset 17, input ``crop`` of shape (N, in_channels, size,
+    size) in [0, 1], output ``logits``; the batch size is dynamic)."""
     import torch
 
     buf = io.BytesIO()
     torch.onnx.export(
         net,
-        (torch.zeros(1, 1, size, size),),
+        (torch.zeros(1, in_channels, size, size),),
         buf,
         input_names=["crop"],
         output_names=["logits"],
@@ -193,7 +228,8 @@ def export_onnx(net, size: int) -> bytes:  # type: ignore[no-untyped-def]
 
 
 def logits(net_bytes: bytes, crops: npt.NDArray[np.uint8], batch: int = 1024) -> F32:
-    """The exported network's outputs on ``crops`` (N, S, S), through mien's own runtime."""
+    """The exported network's outputs on ``crops`` (N, S, S) or (N, S, S, C), through mien's
+    own runtime."""
     from mien.analyzers.attributes.heads import ConvNet
 
     conv = ConvNet(net_bytes)

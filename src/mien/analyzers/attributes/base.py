@@ -75,7 +75,7 @@ class FaceContext:
     def network_outputs(
         self, i: int, net: ConvNet, crop: npt.NDArray[np.uint8]
     ) -> npt.NDArray[np.float32]:
-        """``net``'s outputs on face ``i``'s grey ``crop`` (cached per network: heads that carry
+        """``net``'s outputs on face ``i``'s ``crop`` (cached per network: heads that carry
         the same network, like eyeglasses and sunglasses, run it once per face)."""
         key = (i, net.digest)
         out = self._net_outputs.get(key)
@@ -156,9 +156,11 @@ class HeadAttribute:
 
     name: str = ""
     card: str = ""
+    #: the head must carry a network (checked once, at load)
+    network: bool = False
 
     def __init__(self) -> None:
-        self.head = Head.load(self.card)
+        self.head = Head.load(self.card, network=self.network)
         assert self.head.info is not None
         self.models: tuple[ModelInfo, ...] = (self.head.info,)
 

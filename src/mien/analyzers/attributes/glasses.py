@@ -160,11 +160,11 @@ class _Eyewear(HeadAttribute):
     def extract(rgb: npt.NDArray[np.uint8], logits: F32) -> F32:
         raise NotImplementedError
 
+    network = True
+
     def __init__(self) -> None:
         super().__init__()
-        if self.head.net is None:
-            raise ValueError(f"the {self.name} head has no network (net_onnx)")
-        self.net: ConvNet = self.head.net
+        self.net: ConvNet = self.head.network()
 
     def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
         return unjudgeable(ctx, i)

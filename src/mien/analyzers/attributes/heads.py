@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +29,11 @@ F32 = npt.NDArray[np.float32]
 
 
 class ConvNet:
-    """A small convolutional network over square grey crops, run by onnxruntime on one thread.
+    """A small convolutional network over square crops, run by onnxruntime on one thread.
 
-    Input: uint8 crops ``(N, S, S)``, scaled to [0, 1] here; output: ``(N, K)`` float32 (the
-    network's logits). Safe to call from several threads (onnxruntime sessions are).
+    Input: uint8 crops, ``(N, S, S)`` grey or ``(N, S, S, C)`` with the network's ``channels``
+    (RGB order), scaled to [0, 1] here; output: ``(N, K)`` float32 (the network's logits).
+    Safe to call from several threads (onnxruntime sessions are).
     """
 
     def __init__(self, onnx_bytes: bytes) -> None:
@@ -55,9 +57,14 @@ class ConvNet:
         inp = self._session.get_inputs()[0]
         self._input = inp.name
         self.size = int(inp.shape[-1])
+        self.channels = int(inp.shape[1])
 
     def __call__(self, crops: npt.NDArray[np.uint8]) -> F32:
-        x = np.asarray(crops, np.float32).reshape(-1, 1, self.size, self.size) / 255.0
+        x = np.asarray(crops, np.float32) / 255.0
+        if self.channels == 1:
+            x = x.reshape(-1, 1, self.size, self.size)
+        else:
+            x = x.reshape(-1, self.size, self.size, self.channels).transpose(0, 3, 1, 2)
         out = self._session.run(None, {self._input: x})[0]
         return np.asarray(out, np.float32).reshape(len(x), -1)
 
@@ -78,6 +85,13 @@ class Head:
     temperature: float = 1.0
     net: ConvNet | None = None  # its outputs on the crop come first in the head's features
     info: ModelInfo | None = None
+
+    def network(self) -> ConvNet:
+        """The head's network; a head that should carry one and does not is refused."""
+        if self.net is None:
+            name = self.info.name if self.info is not None else "an attribute head"
+            raise ModelIntegrityError(f"{name} has no network (net_onnx): the file is out of date")
+        return self.net
 
     def raw_scores(self, x: npt.ArrayLike) -> F32:
         """Logits before calibration, (N, K) (or (N, 1) for two classes)."""
@@ -121,7 +135,10 @@ class Head:
             arrays["net_onnx"] = np.frombuffer(self.net.onnx_bytes, np.uint8)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        Path(path).write_bytes(buf.getvalue())
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)  # a reader never sees half a file
 
     @classmethod
     def from_bytes(cls, blob: bytes, info: ModelInfo | None = None) -> Head:
@@ -146,10 +163,14 @@ class Head:
             )
 
     @classmethod
-    def load(cls, card_key: str) -> Head:
-        """Load the head of model card ``card_key`` after verifying its sha256."""
+    def load(cls, card_key: str, *, network: bool = False) -> Head:
+        """Load the head of model card ``card_key`` after verifying its sha256; ``network``:
+        the head must carry a network (:meth:`network`), checked here rather than per face."""
         card: ModelCard = load_card(card_key)
-        return cls.from_bytes(verified_model_bytes(card), card.info)
+        head = cls.from_bytes(verified_model_bytes(card), card.info)
+        if network:
+            head.network()
+        return head
 
 
 def to_gray(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -66,10 +66,9 @@ def with_mirror(crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 def smile_features(head: Head, crops: npt.NDArray[np.uint8]) -> F32:
     """The head's input for crops ``(N, S, S)``: the mean of the network's logits on each crop
     and on its mirror image, ``(N, 1)``."""
-    assert head.net is not None, "the smile head has no network"
     if not len(crops):
         return np.zeros((0, 1), np.float32)
-    z = head.net(np.concatenate([with_mirror(c) for c in crops]))
+    z = head.network()(np.concatenate([with_mirror(c) for c in crops]))
     return np.asarray(z.reshape(len(crops), 2).mean(axis=1, keepdims=True), np.float32)
 
 
@@ -79,7 +78,7 @@ class SmileAnalyzer:
     name = "smile"
 
     def __init__(self) -> None:
-        self.head = Head.load(CARD)
+        self.head = Head.load(CARD, network=True)
         self.models: tuple[ModelInfo, ...] = (self.head.info,) if self.head.info else ()
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[bool, float] | tuple[None, str]:
