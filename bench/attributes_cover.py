@@ -61,7 +61,7 @@ from train.train_mask import DEFAULT_CACHE, facemask_faces, split  # noqa: E402
 
 from mien.analyzers.attributes import create  # noqa: E402
 from mien.analyzers.attributes.base import FaceContext  # noqa: E402
-from mien.analyzers.attributes.mask import CLASSES, mask_crop, mask_features  # noqa: E402
+from mien.analyzers.attributes.mask import CLASSES  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "attributes_cover.json"
 
@@ -211,7 +211,7 @@ def mask_rows(cache: Path | None, analyzer: Any) -> list[dict[str, Any]]:
             row["balanced_accuracy_covered_vs_none"] = float(
                 balanced_accuracy_score(y > 0, pred > 0)
             )
-            x = np.stack([mask_features(mask_crop(found[i].ctx, 0)) for i in judged])  # type: ignore[arg-type]
+            x = np.stack([analyzer.features(found[i].ctx, 0) for i in judged])
             proba = analyzer.head.proba(x)
             if len(set(y.tolist())) == 3:  # macro one-vs-rest needs every class
                 row["roc_auc"] = float(

@@ -95,7 +95,7 @@ def test_mask_on_held_out_photos(cover_analyzer) -> None:
     none = [v for t, v in got if t == "none"]
     covered = [v for t, v in got if t == "worn"]
     assert len(none) >= 8 and len(covered) >= 40, (len(none), len(covered))
-    # Bench (all test photos, faces >= 20 px): recall 0.93 (none), about 0.94 (covered).
+    # Bench (all test photos, faces >= 20 px): recall 0.90 (none), about 0.95 (covered).
     assert np.mean([v == "none" for v in none]) >= 0.75
     assert np.mean([v == "worn" for v in covered]) >= 0.85
 

@@ -112,3 +112,22 @@ def test_head_without_its_network_is_refused_at_load(tmp_path) -> None:
     assert again.net is None
     with pytest.raises(ModelIntegrityError, match="no network"):
         again.network()
+
+
+def test_mask_head_carries_a_colour_network() -> None:
+    from mien.analyzers.attributes import mask
+
+    analyzer = mask.MaskAnalyzer()
+    net = analyzer.head.network()
+    assert (net.channels, net.size) == (3, mask.NET_CROP_SIZE)
+    ctx = _sample_context()
+    crop = mask.net_crop(ctx, 0)
+    assert crop.shape == (mask.NET_CROP_SIZE, mask.NET_CROP_SIZE, 3)
+    x = analyzer.features(ctx, 0)
+    assert x.shape == (3 + len(mask.mask_features(mask.mask_crop(ctx, 0))),)
+    np.testing.assert_allclose(x[:3], net(crop[None])[0], rtol=1e-6)
+    # the colours matter: the same crop in grey gives other logits
+    grey = np.repeat(crop.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    assert not np.allclose(net(grey[None])[0], x[:3], atol=1e-3)
+    column = analyzer(ctx)
+    assert column.values[0] == "none"  # the astronaut wears no mask
