@@ -131,3 +131,20 @@ def test_mask_head_carries_a_colour_network() -> None:
     assert not np.allclose(net(grey[None])[0], x[:3], atol=1e-3)
     column = analyzer(ctx)
     assert column.values[0] == "none"  # the astronaut wears no mask
+
+
+@pytest.mark.parametrize("name", ["smile", "eyes_open", "mask", "eyeglasses", "sunglasses"])
+def test_every_network_head_is_checked_at_load(monkeypatch, name: str) -> None:
+    from mien.analyzers.attributes import create
+    from mien.analyzers.attributes import heads as H
+
+    (analyzer,) = create([name])
+    assert analyzer.head.network() is not None  # type: ignore[attr-defined]
+    real = H.Head.from_bytes
+
+    def without_network(blob: bytes, info=None):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(real(blob, info), net=None)
+
+    monkeypatch.setattr(H.Head, "from_bytes", staticmethod(without_network))
+    with pytest.raises(ModelIntegrityError, match="has no network"):
+        create([name])

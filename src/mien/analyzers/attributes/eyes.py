@@ -145,9 +145,7 @@ def open_probability(
 ) -> F32:
     """Calibrated p(open) of each eye: the head's network on the patches, its logit followed by
     the shape values as the head's features."""
-    if head.net is None:
-        raise ValueError("the eyes head has no network (attr_eyes.npz is out of date)")
-    logit = head.net(np.stack(patches))
+    logit = head.network()(np.stack(patches))
     feats = np.concatenate([logit, np.stack(geometry)], axis=1)
     p: F32 = head.proba(feats)[:, 1]
     return p
@@ -176,7 +174,7 @@ class EyesOpenAnalyzer:
     name = "eyes_open"
 
     def __init__(self) -> None:
-        self.head = Head.load(CARD)
+        self.head = Head.load(CARD, network=True)
         self.models: tuple[ModelInfo, ...] = (self.head.info,) if self.head.info else ()
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[dict[str, Any], float] | tuple[None, str]:
