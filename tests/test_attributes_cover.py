@@ -330,3 +330,35 @@ def test_eyes_open_is_unknown_behind_sunglasses() -> None:
         assert "sunglasses" not in reason, (r["file"], reason)
         bare += res.faces.attributes["eyes_open"].values[i] is not None
     assert bare >= 15
+
+
+def test_mouth_attributes_are_unknown_behind_a_mask() -> None:
+    """smile and mouth_open read the mouth: where the mask head calls a mask worn they are
+    unknown with that reason; labelled bare faces are still judged."""
+    analyzer = mien.FaceAnalyzer(features="mask,smile,mouth_open", threshold=0.3, num_threads=2)
+    photos = _facemask_test_photos()
+    hidden = 0
+    bare: list[bool] = []
+    for image in sorted(photos)[:40]:
+        rows = photos[image]
+        f = analyzer.analyze(shared("facemask_kaggle_voc", "images", image)).faces
+        assert f is not None
+        if not len(f):
+            continue
+        truth = np.array([[float(x[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for x in rows])
+        iou = iou_matrix(truth.astype(np.float32), f.boxes)
+        for j in range(len(f)):
+            if f.attributes["mask"].values[j] == "worn":
+                # unknown: behind the mask, or for a reason checked first (too small...)
+                reasons = {f.attributes[n].reasons[j] for n in ("smile", "mouth_open")}
+                assert f.attributes["smile"].values[j] is None
+                assert f.attributes["mouth_open"].values[j] is None
+                assert len(reasons) == 1 and None not in reasons
+                hidden += next(iter(reasons)).startswith("mouth hidden by a mask (mask ")
+        for t, row in enumerate(rows):
+            j = int(np.argmax(iou[t]))
+            wide = truth[t, 2] - truth[t, 0] >= 40
+            if row["label"] == "without_mask" and wide and iou[t, j] >= 0.4:
+                bare.append(f.attributes["smile"].values[j] is not None)
+    assert hidden >= 40
+    assert len(bare) >= 5 and np.mean(bare) >= 0.6, bare

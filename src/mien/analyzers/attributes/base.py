@@ -50,6 +50,9 @@ class FaceContext:
     _net_outputs: dict[tuple[int, str], npt.NDArray[np.float32]] = field(
         default_factory=dict, repr=False
     )
+    _verdicts: dict[tuple[str, int], tuple[Any, float] | None] = field(
+        default_factory=dict, repr=False
+    )
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -190,3 +193,32 @@ class HeadAttribute:
             return (None, reasons[i]) if i in reasons else self.verdict(rows[i])
 
         return column(n, judge)
+
+    def judged(self, ctx: FaceContext, i: int) -> tuple[Any, float] | None:
+        """This attribute's value and confidence for face ``i`` alone, or None when it cannot be
+        judged; kept in ``ctx`` for the other analyzers that depend on it (:class:`HiddenBy`)."""
+        key = (self.name, i)
+        if key not in ctx._verdicts:
+            ctx._verdicts[key] = (
+                None
+                if self.unjudgeable(ctx, i) is not None
+                else self.verdict(self.head.proba(self.features(ctx, i)[None])[0])
+            )
+        return ctx._verdicts[key]
+
+
+class HiddenBy:
+    """A cover that hides what another attribute looks at: when ``cover`` judges a face to have
+    the value ``value`` (sunglasses: ``True``; mask: ``"worn"``), the dependent attribute is
+    unknown with the reason ``"<what> (<cover> confidence 0.97)"``. Faces the cover cannot
+    judge are judged as usual."""
+
+    def __init__(self, cover: HeadAttribute, value: Any, what: str) -> None:
+        self.cover, self.value, self.what = cover, value, what
+        self.models: tuple[ModelInfo, ...] = cover.models
+
+    def reason(self, ctx: FaceContext, i: int) -> str | None:
+        got = self.cover.judged(ctx, i)
+        if got is None or got[0] != self.value:
+            return None
+        return f"{self.what} ({self.cover.name} confidence {got[1]:.2f})"

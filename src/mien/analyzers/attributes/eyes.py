@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mien.analyzers.attributes.base import FaceContext, column
+from mien.analyzers.attributes.base import FaceContext, HiddenBy, column
 from mien.analyzers.attributes.glasses import Sunglasses
 from mien.analyzers.attributes.heads import Head
 from mien.analyzers.attributes.mouth import aligned_gray, unknown_reason
@@ -181,26 +181,19 @@ class EyesOpenAnalyzer:
     def __init__(self) -> None:
         self.head = Head.load(CARD, network=True)
         #: the sunglasses head decides whether the eyes are hidden (its model is listed too)
-        self.sunglasses = Sunglasses()
-        self.models: tuple[ModelInfo, ...] = tuple(
-            info for info in (self.head.info, *self.sunglasses.models) if info is not None
+        self.hidden = HiddenBy(Sunglasses(), True, "eyes hidden by sunglasses")
+        self.models: tuple[ModelInfo, ...] = (
+            *((self.head.info,) if self.head.info else ()),
+            *self.hidden.models,
         )
-
-    def sunglasses_probability(self, ctx: FaceContext, i: int) -> float | None:
-        """Calibrated p(sunglasses) of face ``i``, or None when the sunglasses head cannot judge
-        it (the eyewear network runs once per face even when ``sunglasses`` is asked too)."""
-        if self.sunglasses.unjudgeable(ctx, i) is not None:
-            return None
-        x = self.sunglasses.features(ctx, i)[None]
-        return float(self.sunglasses.head.proba(x)[0, 1])
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[dict[str, Any], float] | tuple[None, str]:
         reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
         if reason is not None:
             return None, reason
-        p_sun = self.sunglasses_probability(ctx, i)
-        if p_sun is not None and p_sun >= 0.5:
-            return None, f"eyes hidden by sunglasses (sunglasses confidence {p_sun:.2f})"
+        reason = self.hidden.reason(ctx, i)
+        if reason is not None:
+            return None, reason
         value: dict[str, bool | None] = {"left": None, "right": None}
         confidences: list[float] = []
         reasons: list[str] = []

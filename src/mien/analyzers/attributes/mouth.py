@@ -19,7 +19,9 @@ Method
 Unknown (value ``None`` with a reason)
     * no face mesh (faces under 16 px): ``"no face mesh"``;
     * the eyes closer than :data:`MIN_EYE_PX` pixels: ``"face too small (...)"``;
-    * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``.
+    * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
+    * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"``
+      (:func:`mouth_hidden`; the mesh's lip points under a mask are guesses).
 
 No labelled mouth-open data set exists in ``../shared/data``; accuracy and calibration are
 measured against the HELEN human-landmark ratio (evaluation only, never used to fix anything
@@ -36,7 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.analyzers.align import alignment_matrix
-from mien.analyzers.attributes.base import FaceContext, column, size_or_pose_reason
+from mien.analyzers.attributes.base import FaceContext, HiddenBy, column, size_or_pose_reason
+from mien.analyzers.attributes.mask import MaskAnalyzer
 from mien.types import AttributeColumn, ModelInfo
 
 F32 = npt.NDArray[np.float32]
@@ -71,6 +74,12 @@ def open_probability(ratio: float) -> float:
     """Probability that the lips are apart, given the measured ratio (see module doc)."""
     z = (ratio - OPEN_RATIO) / RATIO_SCALE
     return float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
+
+
+def mouth_hidden() -> HiddenBy:
+    """The mouth is hidden when the ``mask`` head calls a mask worn (over nose and mouth); a
+    mask "worn incorrectly" may leave the mouth in view, so the mouth is judged then."""
+    return HiddenBy(MaskAnalyzer(), "worn", "mouth hidden by a mask")
 
 
 def unknown_reason(ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float) -> str | None:
@@ -129,10 +138,14 @@ class MouthOpenAnalyzer:
     """``mouth_open``: ``True`` when the lips are apart (see the module doc)."""
 
     name = "mouth_open"
-    models: tuple[ModelInfo, ...] = ()
+
+    def __init__(self) -> None:
+        self.hidden = mouth_hidden()
+        #: no model of its own; the mask head decides whether the mouth is hidden
+        self.models: tuple[ModelInfo, ...] = self.hidden.models
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[bool, float] | tuple[None, str]:
-        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
+        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW) or self.hidden.reason(ctx, i)
         if reason is not None:
             return None, reason
         p = open_probability(inner_lip_ratio(ctx.mesh[i]))

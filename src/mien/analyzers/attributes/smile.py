@@ -21,7 +21,9 @@ Method
 Unknown (value ``None`` with a reason)
     * no face mesh (faces under 16 px): ``"no face mesh"``;
     * the eyes closer than :data:`MIN_EYE_PX` pixels: ``"face too small (...)"``;
-    * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``.
+    * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
+    * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"``
+      (:func:`~mien.analyzers.attributes.mouth.mouth_hidden`).
 
 Accuracy: measured across data sets (trained on SMILEsmileD, measured on GENKI-4K) by
 ``bench/attributes_face.py``; see docs/attributes.md (and docs/benchmarks.md).
@@ -34,7 +36,7 @@ import numpy.typing as npt
 
 from mien.analyzers.attributes.base import FaceContext, column
 from mien.analyzers.attributes.heads import Head
-from mien.analyzers.attributes.mouth import aligned_gray, unknown_reason
+from mien.analyzers.attributes.mouth import aligned_gray, mouth_hidden, unknown_reason
 from mien.types import AttributeColumn, ModelInfo
 
 F32 = npt.NDArray[np.float32]
@@ -79,10 +81,14 @@ class SmileAnalyzer:
 
     def __init__(self) -> None:
         self.head = Head.load(CARD, network=True)
-        self.models: tuple[ModelInfo, ...] = (self.head.info,) if self.head.info else ()
+        self.hidden = mouth_hidden()
+        self.models: tuple[ModelInfo, ...] = (
+            *((self.head.info,) if self.head.info else ()),
+            *self.hidden.models,
+        )
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[bool, float] | tuple[None, str]:
-        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
+        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW) or self.hidden.reason(ctx, i)
         if reason is not None:
             return None, reason
         p = float(self.head.proba(smile_features(self.head, smile_crop(ctx, i)[None]))[0, 1])
