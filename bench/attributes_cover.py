@@ -53,12 +53,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from train.common import expected_calibration_error  # noqa: E402
 from train.train_glasses import eyewear_faces  # noqa: E402
 from train.train_headwear import headwear_faces  # noqa: E402
 from train.train_mask import DEFAULT_CACHE, facemask_faces, split  # noqa: E402
 
+from metrics import bootstrap_interval, wilson_interval  # noqa: E402
 from mien.analyzers.attributes import create  # noqa: E402
 from mien.analyzers.attributes.base import FaceContext  # noqa: E402
 from mien.analyzers.attributes.mask import CLASSES  # noqa: E402
@@ -118,8 +120,11 @@ def binary_row(
         "coverage": len(values) / max(1, n_labelled),
         "note": note,
     }
+    if (y == 1).any():
+        row["recall_ci"] = wilson_interval(int(pred[y == 1].sum()), int((y == 1).sum()))
     if len(set(y.tolist())) == 2:
         row["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+        row["balanced_accuracy_ci"] = bootstrap_interval(y, pred)
         row["roc_auc"] = float(roc_auc_score(y, p_yes))
     return row
 
@@ -211,6 +216,8 @@ def mask_rows(cache: Path | None, analyzer: Any) -> list[dict[str, Any]]:
             row["balanced_accuracy_covered_vs_none"] = float(
                 balanced_accuracy_score(y > 0, pred > 0)
             )
+            row["balanced_accuracy_ci"] = bootstrap_interval(y, pred)
+            row["balanced_accuracy_covered_vs_none_ci"] = bootstrap_interval(y > 0, pred > 0)
             x = np.stack([analyzer.features(found[i].ctx, 0) for i in judged])
             proba = analyzer.head.proba(x)
             if len(set(y.tolist())) == 3:  # macro one-vs-rest needs every class
@@ -227,23 +234,33 @@ def _f(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def _ci(r: dict[str, Any], key: str) -> str:
+    """``r[key]`` with its 95% interval (``key + "_ci"``) when there is one."""
+    ci = r.get(key + "_ci")
+    if ci is None or any(math.isnan(v) for v in ci):
+        return _f(r[key])
+    return f"{_f(r[key])} ({ci[0]:.2f}-{ci[1]:.2f})"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
+    """The tables; values in brackets are 95% intervals: balanced accuracies by bootstrap over
+    the faces (within each class), recalls by Wilson's score interval."""
     out = []
     mask = [r for r in rows if r["attribute"] == "mask"]
     out += [
         "### mask (facemask_kaggle_voc, test photos)",
         "",
-        "| faces | n | none/worn/incorrect | acc | bal. acc (3 classes) "
-        "| bal. acc (covered vs none) | recall none/worn/incorrect | ROC AUC | ECE | ms/face "
-        "| unknown | coverage |",
+        "| faces | n | none/worn/incorrect | acc | bal. acc (3 classes; 95% interval) "
+        "| bal. acc (covered vs none; 95% interval) | recall none/worn/incorrect | ROC AUC | ECE "
+        "| ms/face | unknown | coverage |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in mask:
         rec = "/".join(_f(v, 2) for v in r["recall_per_class"])
         out.append(
             f"| {r['set'].split(', ')[1]} | {r['n']} | {'/'.join(map(str, r['per_class']))} "
-            f"| {_f(r['accuracy'])} | {_f(r['balanced_accuracy'])} "
-            f"| {_f(r['balanced_accuracy_covered_vs_none'])} | {rec} | {_f(r['roc_auc'])} "
+            f"| {_f(r['accuracy'])} | {_ci(r, 'balanced_accuracy')} "
+            f"| {_ci(r, 'balanced_accuracy_covered_vs_none')} | {rec} | {_f(r['roc_auc'])} "
             f"| {_f(r['ece'])} | {_f(r['ms_per_face'], 2)} | {_f(r['unknown'])} "
             f"| {_f(r['coverage'])} |"
         )
@@ -253,14 +270,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             "",
             f"### {attr}",
             "",
-            "| set | n | positives | acc | bal. acc | recall | ROC AUC | ECE | ms/face | unknown "
+            "| set | n | positives | acc | bal. acc (95% interval) | recall (95% interval) "
+            "| ROC AUC | ECE | ms/face | unknown "
             "| coverage | note |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sel:
             out.append(
                 f"| {r['set']} | {r['n']} | {r['positives']} | {_f(r['accuracy'])} "
-                f"| {_f(r['balanced_accuracy'])} | {_f(r['recall'])} | {_f(r['roc_auc'])} "
+                f"| {_ci(r, 'balanced_accuracy')} | {_ci(r, 'recall')} | {_f(r['roc_auc'])} "
                 f"| {_f(r['ece'])} | {_f(r['ms_per_face'], 2)} | {_f(r['unknown'])} "
                 f"| {_f(r['coverage'])} | {r['note']} |"
             )
@@ -270,7 +288,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and math.isnan(v):
         return None
-    if isinstance(v, list):
+    if isinstance(v, list | tuple):
         return [_clean(x) for x in v]
     if isinstance(v, dict):
         return {k: _clean(x) for k, x in v.items()}

@@ -57,6 +57,7 @@ from mien.analyzers.attributes.smile import SmileAnalyzer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from train.common import (  # noqa: E402
     SHARED_DATA,
@@ -66,6 +67,8 @@ from train.common import (  # noqa: E402
     load_rgb,
     pipeline,
 )
+
+from metrics import bootstrap_interval, wilson_interval  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "attributes_face.json"
 HELEN_OPEN_EAR = 0.2
@@ -96,6 +99,9 @@ def binary_metrics(
     rep["positives"] = float(y.sum())
     if len(y):
         pred = p_pos > 0.5
+        if len(set(y.tolist())) == 2:
+            lo, hi = bootstrap_interval(y, pred.astype(np.int64))
+            rep["balanced_accuracy_lo"], rep["balanced_accuracy_hi"] = lo, hi
         rep["recall_positive"] = float(pred[y == 1].mean()) if (y == 1).any() else float("nan")
         rep["recall_negative"] = float((~pred)[y == 0].mean()) if (y == 0).any() else float("nan")
     return rep
@@ -248,6 +254,8 @@ def bench_eyes(
             "n_faces": float(n),
             "judged": float(judged),
             "called_closed": called_closed / max(judged, 1),
+            "called_closed_lo": wilson_interval(called_closed, judged)[0],
+            "called_closed_hi": wilson_interval(called_closed, judged)[1],
             "no_face": noface / max(n, 1),
             "unknown": unknown / max(n - noface, 1),
         }, reasons
@@ -299,16 +307,25 @@ def _pct(v: float) -> str:
     return f"{v:.1%}" if np.isfinite(v) else "–"
 
 
+def _ci(r: dict[str, float], key: str) -> str:
+    """``r[key]`` with its 95% interval (``key_lo``-``key_hi``) when there is one: balanced
+    accuracies by bootstrap over the faces (within each class), rates by Wilson's interval."""
+    if f"{key}_lo" not in r:
+        return f"{r[key]:.3f}"
+    return f"{r[key]:.3f} ({r[key + '_lo']:.2f}-{r[key + '_hi']:.2f})"
+
+
 def _row(name: str, r: dict[str, float], ms: float) -> str:
     return (
-        f"| {name} | {int(r['n'])} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | "
+        f"| {name} | {int(r['n'])} | {r['accuracy']:.3f} | {_ci(r, 'balanced_accuracy')} | "
         f"{r['roc_auc']:.3f} | {r['ece']:.3f} | {ms:.2f} | {_pct(r['unknown'])} | "
         f"{_pct(r['no_face'])} |"
     )
 
 
 HEADER = (
-    "| attribute, data | n judged | accuracy | bal. acc. | ROC AUC | ECE | ms/face | unknown "
+    "| attribute, data | n judged | accuracy | bal. acc. (95% interval) | ROC AUC | ECE | ms/face "
+    "| unknown "
     "| no face |\n|---|---|---|---|---|---|---|---|---|"
 )
 
@@ -338,17 +355,18 @@ def main() -> None:
     print(_row(f"mouth_open, HELEN (human ratio > {OPEN_RATIO})", m, m["ms_per_face"]))
     c, h = eyes["cew_heldout_closed"], eyes["helen_open"]
     print(
-        "\n| eyes_open, per face | faces | judged | called closed | unknown | no face |\n"
+        "\n| eyes_open, per face | faces | judged | called closed (95% interval) | unknown "
+        "| no face |\n"
         "|---|---|---|---|---|---|"
     )
     print(
         f"| CEW held-out, both eyes closed (target >= 0.95) | {int(c['n_faces'])} | "
-        f"{int(c['judged'])} | {c['called_closed']:.3f} | {c['unknown']:.1%} | "
+        f"{int(c['judged'])} | {_ci(c, 'called_closed')} | {c['unknown']:.1%} | "
         f"{c['no_face']:.1%} |"
     )
     print(
         f"| HELEN, open (human EAR >= {HELEN_OPEN_EAR} both eyes; target <= 0.05) | "
-        f"{int(h['n_faces'])} | {int(h['judged'])} | {h['called_closed']:.3f} | "
+        f"{int(h['n_faces'])} | {int(h['judged'])} | {_ci(h, 'called_closed')} | "
         f"{h['unknown']:.1%} | {h['no_face']:.1%} |"
     )
     print(

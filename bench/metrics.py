@@ -32,6 +32,7 @@ precision = TP / (TP + FP).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -282,3 +283,43 @@ def downsample_curve(curve: PRCurve, max_points: int = 200) -> dict[str, list[fl
         "recall": [round(float(v), 6) for v in curve.recall[idx]],
         "precision": [round(float(v), 6) for v in curve.precision[idx]],
     }
+
+
+# -- uncertainty of a rate or a balanced accuracy -------------------------------------------
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``k / n`` (``(nan, nan)`` when ``n == 0``)."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y`` (labels and predictions as integers)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    classes = np.unique(y)
+    if not len(classes):
+        return math.nan
+    return float(np.mean([np.mean(pred[y == c] == c) for c in classes]))
+
+
+def bootstrap_interval(
+    y: np.ndarray, pred: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of :func:`balanced_accuracy`, resampling the faces
+    within each true class (so every resample keeps the class counts)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    if len(y) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    groups = [pred[y == c] == c for c in np.unique(y)]
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        stats[b] = np.mean([g[rng.integers(0, len(g), len(g))].mean() for g in groups])
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)

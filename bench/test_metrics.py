@@ -125,3 +125,25 @@ def test_recall_by_width_and_threshold_point() -> None:
     assert every == {"<10": 0, "10-20": 1, "20-40": 1, ">=40": 1}
     nothing = recall_by_width([m], threshold=float("nan"))
     assert all(b.recalled == 0 for b in nothing)
+
+
+def test_wilson_interval_hand_values() -> None:
+    from metrics import wilson_interval
+
+    # 3 of 15 (headwear recall): the exact-ish Wilson bounds 0.070 and 0.452
+    lo, hi = wilson_interval(3, 15)
+    assert lo == pytest.approx(0.0705, abs=5e-4) and hi == pytest.approx(0.4519, abs=5e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_balanced_accuracy_and_its_bootstrap_interval() -> None:
+    from metrics import balanced_accuracy, bootstrap_interval
+
+    y = np.array([0] * 10 + [1] * 30)
+    pred = np.array([0] * 8 + [1] * 2 + [1] * 27 + [0] * 3)  # recalls 0.8 and 0.9
+    assert balanced_accuracy(y, pred) == pytest.approx(0.85)
+    lo, hi = bootstrap_interval(y, pred, n_boot=500, seed=1)
+    assert lo < 0.85 < hi and lo > 0.6 and hi < 1.0
+    assert bootstrap_interval(y, pred, n_boot=500, seed=1) == (lo, hi)  # seeded
+    assert bootstrap_interval(y, y) == (1.0, 1.0)
