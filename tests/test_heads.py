@@ -148,3 +148,17 @@ def test_every_network_head_is_checked_at_load(monkeypatch, name: str) -> None:
     monkeypatch.setattr(H.Head, "from_bytes", staticmethod(without_network))
     with pytest.raises(ModelIntegrityError, match="has no network"):
         create([name])
+
+
+def test_context_without_caches_recomputes_everything() -> None:
+    from mien.analyzers.attributes import mask
+
+    ctx = _sample_context()
+    analyzer = mask.MaskAnalyzer()
+    first = analyzer.judged(ctx, 0)
+    assert first is not None and first[0] == "none"
+    assert ctx._verdicts and ctx._net_outputs and ctx._crops
+    fresh = ctx.without_caches()
+    assert not (fresh._verdicts or fresh._net_outputs or fresh._crops or fresh._sharpness)
+    assert fresh.rgb is ctx.rgb and len(fresh) == len(ctx)
+    assert analyzer.judged(fresh, 0) == first

@@ -57,6 +57,11 @@ class FaceContext:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def without_caches(self) -> FaceContext:
+        """The same picture and faces with nothing computed for them yet (crops, sharpness,
+        network outputs, verdicts): to time an attribute with all its own work."""
+        return FaceContext(self.rgb, self.boxes, self.landmarks, self.mesh, self.head_pose)
+
     def has_mesh(self, i: int) -> bool:
         return bool(np.isfinite(self.mesh[i]).all())
 

@@ -43,7 +43,7 @@ Unknown (per eye, or the whole value when both eyes are unknown)
 
 Accuracy, measured by ``bench/attributes_face.py``: 0.943 of 244 judged held-out CEW faces
 (both eyes closed) called closed, 0.083 of 205 open-eyed HELEN faces called closed (targets
-0.95 and 0.05: both missed), per eye ROC AUC 0.989 and ECE 0.022, 0.84 ms per face; on open
+0.95 and 0.05: both missed), per eye ROC AUC 0.989 and ECE 0.022, 1.4 ms per face; on open
 eyes of the CC0 face-mask test photos (faces >= 40 px, eyes assumed open) 0.039 called closed.
 Details and caveats in docs/attributes.md (and docs/benchmarks.md).
 """
