@@ -126,6 +126,10 @@ def test_mask_head_carries_a_colour_network() -> None:
     x = analyzer.features(ctx, 0)
     assert x.shape == (3 + len(mask.mask_features(mask.mask_crop(ctx, 0))),)
     np.testing.assert_allclose(x[:3], net(crop[None])[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="crops of shape"):
+        net(crop[..., 0][None])  # a grey crop into the colour network
+    with pytest.raises(ValueError, match="crops of shape"):
+        Head.load(smile.CARD).network()(crop[None])  # a colour crop into a grey network
     # the colours matter: the same crop in grey gives other logits
     grey = np.repeat(crop.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
     assert not np.allclose(net(grey[None])[0], x[:3], atol=1e-3)

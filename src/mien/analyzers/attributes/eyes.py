@@ -188,10 +188,7 @@ class EyesOpenAnalyzer:
         )
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[dict[str, Any], float] | tuple[None, str]:
-        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
-        if reason is not None:
-            return None, reason
-        reason = self.hidden.reason(ctx, i)
+        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW) or self.hidden.reason(ctx, i)
         if reason is not None:
             return None, reason
         value: dict[str, bool | None] = {"left": None, "right": None}

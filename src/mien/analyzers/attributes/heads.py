@@ -61,10 +61,11 @@ class ConvNet:
 
     def __call__(self, crops: npt.NDArray[np.uint8]) -> F32:
         x = np.asarray(crops, np.float32) / 255.0
-        if self.channels == 1:
-            x = x.reshape(-1, 1, self.size, self.size)
-        else:
-            x = x.reshape(-1, self.size, self.size, self.channels).transpose(0, 3, 1, 2)
+        s, c = self.size, self.channels
+        shape = (s, s) if c == 1 else (s, s, c)
+        if x.ndim not in (len(shape), len(shape) + 1) or x.shape[x.ndim - len(shape) :] != shape:
+            raise ValueError(f"this network takes crops of shape (N, {', '.join(map(str, shape))})")
+        x = x.reshape(-1, 1, s, s) if c == 1 else x.reshape(-1, s, s, c).transpose(0, 3, 1, 2)
         out = self._session.run(None, {self._input: x})[0]
         return np.asarray(out, np.float32).reshape(len(x), -1)
 
