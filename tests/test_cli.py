@@ -123,6 +123,33 @@ def test_annotate_writes_a_picture_without_metadata(tmp_path) -> None:
     assert a.tobytes() != b.tobytes()
 
 
+def test_annotate_labels_wrap_inside_a_narrow_picture() -> None:
+    import numpy as np
+
+    from mien.render.annotate import annotate, label_lines
+    from mien.types import AttributeColumn, Faces
+
+    words = ["0.93", "y+5 p+2 r+2", "sharp 0.47", "eyeglasses", "mask:worn", "headwear"]
+    lines = label_lines(words, 120, 0.4)
+    assert len(lines) > 1 and " ".join(lines) == " ".join(words)  # wrapped, nothing lost
+    assert label_lines(words, 10_000, 0.4) == [" ".join(words)]
+    # a face at the right edge of a narrow picture: the label stays inside it, wrapped
+    rgb = np.full((200, 160, 3), 128, np.uint8)
+    faces = Faces(
+        boxes=np.array([[100, 120, 155, 190]], np.float32),
+        scores=np.array([0.93], np.float32),
+        attributes={
+            name: AttributeColumn(values=(True,), confidence=np.array([0.9]), reasons=(None,))
+            for name in ("eyeglasses", "sunglasses", "smile", "headwear")
+        },
+    )
+    out = annotate(rgb, faces)
+    black = np.all(out == 0, axis=2)
+    rows = np.nonzero(black.any(axis=1))[0]
+    assert rows.size and black[:, :5].any()  # shifted left rather than cut off at the right
+    assert rows.min() < 120 - 2 * 12  # more than one line above the box
+
+
 def test_annotate_bad_input(tmp_path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")

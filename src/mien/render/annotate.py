@@ -23,21 +23,47 @@ _NOSE = (255, 255, 255)
 _AXES = ((230, 40, 40), (40, 200, 40), (40, 90, 255))
 
 
-def _label(img: npt.NDArray[np.uint8], text: str, x: int, y: int, scale: float) -> None:
+def _text_width(text: str, scale: float, thick: int) -> int:
+    return int(cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0])
+
+
+def label_lines(words: list[str], width: int, scale: float) -> list[str]:
+    """``words`` wrapped into lines no wider than ``width`` pixels (a word wider than that
+    alone keeps its own line)."""
     thick = max(1, round(scale * 2))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    y = max(th + base, y)
-    cv2.rectangle(img, (x, y - th - base), (x + tw, y + base // 2), (0, 0, 0), -1)
-    cv2.putText(
-        img,
-        text,
-        (x, y - base // 2),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        scale,
-        (255, 255, 255),
-        thick,
-        cv2.LINE_AA,
-    )
+    lines: list[str] = []
+    for word in words:
+        if lines and _text_width(f"{lines[-1]} {word}", scale, thick) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _label(img: npt.NDArray[np.uint8], words: list[str], x: int, y: int, scale: float) -> None:
+    """The words on black, wrapped to the picture's width, the last line ending at ``y`` (or
+    at the top of the picture), shifted left where they would run off the right edge."""
+    thick = max(1, round(scale * 2))
+    width = img.shape[1]
+    lines = label_lines(words, width - 2, scale)
+    (_, th), base = cv2.getTextSize("Ay", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    step = th + base
+    y = max(step * len(lines), y)
+    for k, text in enumerate(lines):
+        tw = _text_width(text, scale, thick)
+        lx = max(0, min(x, width - tw - 1))
+        ly = y - (len(lines) - 1 - k) * step
+        cv2.rectangle(img, (lx, ly - th - base), (lx + tw, ly + base // 2), (0, 0, 0), -1)
+        cv2.putText(
+            img,
+            text,
+            (lx, ly - base // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thick,
+            cv2.LINE_AA,
+        )
 
 
 def annotate(rgb: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
@@ -69,7 +95,7 @@ def annotate(rgb: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
             if math.isfinite(s):
                 parts.append(f"sharp {s:.2f}")
         parts.extend(_attribute_words(faces, i))
-        _label(out, " ".join(parts), x1, y1 - line, font)
+        _label(out, parts, x1, y1 - line, font)
     return out
 
 
