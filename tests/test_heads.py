@@ -159,10 +159,32 @@ def test_context_without_caches_recomputes_everything() -> None:
 
     ctx = _sample_context()
     analyzer = mask.MaskAnalyzer()
-    first = analyzer.judged(ctx, 0)
-    assert first is not None and first[0] == "none"
+    first = analyzer.judge(ctx, 0)
+    assert first[0] == "none"
     assert ctx._verdicts and ctx._net_outputs and ctx._crops
     fresh = ctx.without_caches()
     assert not (fresh._verdicts or fresh._net_outputs or fresh._crops or fresh._sharpness)
     assert fresh.rgb is ctx.rgb and len(fresh) == len(ctx)
-    assert analyzer.judged(fresh, 0) == first
+    assert analyzer.judge(fresh, 0) == first
+
+
+def test_a_cover_is_judged_once_per_face(monkeypatch) -> None:
+    """mask asked with smile and mouth_open (which read the mask head to know whether the
+    mouth is hidden): the mask features of each face are computed once, and the mask column
+    and the covers agree."""
+    from mien.analyzers.attributes import mask
+
+    calls = 0
+    real = mask.mask_features
+
+    def counted(rgb):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return real(rgb)
+
+    monkeypatch.setattr(mask, "mask_features", counted)
+    faces = mien.FaceAnalyzer(features="mask,smile,mouth_open").analyze(SAMPLE).faces
+    assert faces is not None and len(faces) == 1
+    assert calls == 1
+    assert faces.attributes["mask"].values[0] == "none"
+    assert faces.attributes["smile"].values[0] is True

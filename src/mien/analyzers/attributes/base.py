@@ -50,7 +50,7 @@ class FaceContext:
     _net_outputs: dict[tuple[int, str], npt.NDArray[np.float32]] = field(
         default_factory=dict, repr=False
     )
-    _verdicts: dict[tuple[str, int], tuple[Any, float] | None] = field(
+    _verdicts: dict[tuple[str, int], tuple[Any, float] | tuple[None, str]] = field(
         default_factory=dict, repr=False
     )
 
@@ -185,31 +185,22 @@ class HeadAttribute:
         k = int(np.argmax(proba))
         return self.head.classes[k], float(proba[k])
 
-    def __call__(self, ctx: FaceContext) -> AttributeColumn:
-        n = len(ctx)
-        reasons = {i: r for i in range(n) if (r := self.unjudgeable(ctx, i)) is not None}
-        keys = [i for i in range(n) if i not in reasons]
-        rows: dict[int, npt.NDArray[np.float32]] = {}
-        if keys:
-            proba = self.head.proba(np.stack([self.features(ctx, i) for i in keys]))
-            rows = dict(zip(keys, proba, strict=True))
-
-        def judge(i: int) -> tuple[Any, float] | tuple[None, str]:
-            return (None, reasons[i]) if i in reasons else self.verdict(rows[i])
-
-        return column(n, judge)
-
-    def judged(self, ctx: FaceContext, i: int) -> tuple[Any, float] | None:
-        """This attribute's value and confidence for face ``i`` alone, or None when it cannot be
-        judged; kept in ``ctx`` for the other analyzers that depend on it (:class:`HiddenBy`)."""
+    def judge(self, ctx: FaceContext, i: int) -> tuple[Any, float] | tuple[None, str]:
+        """Face ``i``'s value and confidence, or ``None`` and why it cannot be judged. Kept in
+        ``ctx``: the attribute's own column and the analyzers it hides parts for
+        (:class:`HiddenBy`) share one computation per face."""
         key = (self.name, i)
         if key not in ctx._verdicts:
+            reason = self.unjudgeable(ctx, i)
             ctx._verdicts[key] = (
-                None
-                if self.unjudgeable(ctx, i) is not None
+                (None, reason)
+                if reason is not None
                 else self.verdict(self.head.proba(self.features(ctx, i)[None])[0])
             )
         return ctx._verdicts[key]
+
+    def __call__(self, ctx: FaceContext) -> AttributeColumn:
+        return column(len(ctx), lambda i: self.judge(ctx, i))
 
 
 class HiddenBy:
@@ -223,7 +214,7 @@ class HiddenBy:
         self.models: tuple[ModelInfo, ...] = cover.models
 
     def reason(self, ctx: FaceContext, i: int) -> str | None:
-        got = self.cover.judged(ctx, i)
-        if got is None or got[0] != self.value:
+        got = self.cover.judge(ctx, i)
+        if got[0] is None or got[0] != self.value:
             return None
         return f"{self.what} ({self.cover.name} confidence {got[1]:.2f})"
