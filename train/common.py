@@ -152,6 +152,17 @@ def fit_head(
     return Fitted(head, classification_report(head.proba(x_val), y_val))
 
 
+def balanced(
+    rows: npt.NDArray[np.intp], y: npt.NDArray[np.int64], seed: int
+) -> npt.NDArray[np.intp]:
+    """``rows`` with the minority class repeated (deterministically) to match the majority."""
+    rng = np.random.default_rng(seed)
+    pos, neg = rows[y[rows] == 1], rows[y[rows] == 0]
+    small, big = (pos, neg) if len(pos) < len(neg) else (neg, pos)
+    extra = rng.choice(small, len(big) - len(small), replace=True)
+    return np.sort(np.concatenate([big, small, extra]))
+
+
 def calibrate(head: Head, x_val: npt.NDArray[np.float32], y_val: npt.NDArray[np.int64]) -> Head:
     """``head`` calibrated on validation data: an isotonic table of p(positive) for two
     classes, a temperature for more."""

@@ -56,6 +56,7 @@ from train import cnn
 from train.common import (
     SEED,
     CropFaces,
+    balanced,
     classification_report,
     crop_faces,
     fit_head,
@@ -65,7 +66,6 @@ from train.common import (
 )
 from train.train_mask import facemask_faces
 from train.train_mask import split as facemask_split
-from train.train_smile import balanced
 
 HIDDEN = 0
 C = 1.0

@@ -45,6 +45,7 @@ from mien.analyzers.attributes.heads import ConvNet, Head
 from train import cnn
 from train.common import (
     SEED,
+    balanced,
     calibrate,
     classification_report,
     crop_faces,
@@ -60,17 +61,6 @@ from train.common import (
 #: epochs of (24, 48, 96, 128) over 12 of (16, 32, 64, 96): ROC AUC 0.975 against 0.972).
 EPOCHS = 20
 CHANNELS = (24, 48, 96, 128)
-
-
-def balanced(
-    rows: npt.NDArray[np.intp], y: npt.NDArray[np.int64], seed: int
-) -> npt.NDArray[np.intp]:
-    """``rows`` with the minority class repeated (deterministically) to match the majority."""
-    rng = np.random.default_rng(seed)
-    pos, neg = rows[y[rows] == 1], rows[y[rows] == 0]
-    small, big = (pos, neg) if len(pos) < len(neg) else (neg, pos)
-    extra = rng.choice(small, len(big) - len(small), replace=True)
-    return np.sort(np.concatenate([big, small, extra]))
 
 
 def load() -> tuple[list[str], npt.NDArray[np.int64], list[Path]]:
