@@ -188,3 +188,83 @@ def test_a_cover_is_judged_once_per_face(monkeypatch) -> None:
     assert calls == 1
     assert faces.attributes["mask"].values[0] == "none"
     assert faces.attributes["smile"].values[0] is True
+
+
+def test_the_two_eyes_share_evidence() -> None:
+    from mien.analyzers.attributes import eyes
+
+    w = eyes.OTHER_EYE_WEIGHT
+    assert 0.0 < w < 0.5  # each eye still counts most on its own
+    np.testing.assert_allclose(
+        eyes.share_between_eyes([4.0, -2.0]), [(1 - w) * 4 - w * 2, (1 - w) * -2 + w * 4]
+    )
+    np.testing.assert_array_equal(eyes.share_between_eyes([3.0]), [3.0])  # one eye: as it is
+    # a clear wink stays a wink; a doubtful "closed" eye beside a plainly open one leans open
+    wink = eyes.share_between_eyes([6.0, -6.0])
+    assert wink[0] > 0 > wink[1]
+    assert eyes.share_between_eyes([-0.5, 6.0])[0] > 0
+    # on a real face: p(open) is the sigmoid of the shared calibrated logits
+    ctx = _sample_context()
+    head = eyes.load_head()
+    inputs = [eyes.eye_inputs(ctx, 0, eye) for eye in (eyes.LEFT, eyes.RIGHT)]
+    patches, geometry = [p for p, _ in inputs], [g for _, g in inputs]
+    p = eyes.open_probability(head, patches, geometry)
+    feats = np.concatenate([head.network()(np.stack(patches)), np.stack(geometry)], axis=1)
+    alone = head.raw_scores(feats)[:, 0]
+    expected = 1 / (1 + np.exp(-eyes.share_between_eyes(alone)))
+    np.testing.assert_allclose(p, expected, rtol=1e-5)
+    assert (p > 0.5).all()  # the astronaut's eyes are open
+    # one eye alone is not shared with anything
+    np.testing.assert_allclose(
+        eyes.open_probability(head, patches[:1], geometry[:1]),
+        1 / (1 + np.exp(-alone[:1])),
+        rtol=1e-5,
+    )
+    with pytest.raises(ValueError, match="eyes of one face"):
+        eyes.open_probability(head, patches * 2, geometry * 2)
+
+
+def test_an_eyes_head_with_an_isotonic_table_is_refused(monkeypatch) -> None:
+    """Sharing between the eyes works on calibrated logits: an eyes file whose calibration is an
+    isotonic table (version 2) cannot be used that way and is refused at load."""
+    from mien.analyzers.attributes import eyes
+    from mien.analyzers.attributes import heads as H
+
+    real = H.Head.from_bytes
+
+    def with_table(blob: bytes, info=None):  # type: ignore[no-untyped-def]
+        table = np.array([0.0, 1.0], np.float32)
+        return dataclasses.replace(real(blob, info), calib_x=table, calib_y=table)
+
+    monkeypatch.setattr(H.Head, "from_bytes", staticmethod(with_table))
+    with pytest.raises(ModelIntegrityError, match="out of date"):
+        eyes.EyesOpenAnalyzer()
+
+
+def test_platt_calibration_folds_into_the_head() -> None:
+    pytest.importorskip("sklearn", reason="needs scikit-learn (the train extra)")
+    from train.common import class_weights, platt
+
+    y = np.array([0, 0, 0, 1], np.int64)
+    np.testing.assert_allclose(class_weights(y), [2 / 3, 2 / 3, 2 / 3, 2.0])
+    assert class_weights(y).sum() == pytest.approx(len(y))
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.3).astype(np.int64)
+    x = (rng.normal(0, 1, 400) + 2.0 * y).astype(np.float32)[:, None]
+    plain = Head(
+        ("no", "yes"),
+        mean=np.zeros(1, np.float32),
+        scale=np.ones(1, np.float32),
+        coef=np.ones((1, 1), np.float32),
+        intercept=np.zeros(1, np.float32),
+    )
+    head = platt(plain, x[:, 0].astype(np.float64), y)
+    # equal class weights: for unit-variance classes 2 apart the fitted logistic is about
+    # 2 * (x - 1), i.e. p = 0.5 at the midpoint between the class means
+    a, b = float(head.coef[0, 0]), float(head.intercept[0])
+    assert 1.5 < a < 2.6 and -b / a == pytest.approx(1.0, abs=0.2)
+    p = head.proba(x)[:, 1]
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(a * x[:, 0] + b))), rtol=1e-5)
+    assert head.calib_x is None
+    with pytest.raises(ValueError, match="isotonic"):
+        platt(dataclasses.replace(head, calib_x=p[:2], calib_y=p[:2]), x[:, 0], y)

@@ -108,19 +108,16 @@ class Fitted:
     report: dict[str, float]
 
 
-def fit_head(
+def fit_linear(
     x_train: npt.NDArray[np.float32],
     y_train: npt.NDArray[np.int64],
-    x_val: npt.NDArray[np.float32],
-    y_val: npt.NDArray[np.int64],
     classes: Sequence[str],
     hidden: int = 0,
     c: float = 1.0,
     seed: int = SEED,
-) -> Fitted:
-    """Fit a head (logistic regression, or a one-hidden-layer MLP when ``hidden`` > 0) on the
-    training part and calibrate it on the validation part (isotonic for two classes, a
-    temperature for more). Returns the head and validation metrics after calibration."""
+) -> Head:
+    """An uncalibrated head fitted on the training part: a logistic regression, or a
+    one-hidden-layer MLP when ``hidden`` > 0, over standardised features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
@@ -146,9 +143,23 @@ def fit_head(
         lr.fit(zt, y_train)
         coef = lr.coef_.astype(np.float32)
         intercept = lr.intercept_.astype(np.float32)
-    head = calibrate(
-        Head(tuple(classes), mean, scale, coef, intercept, hidden_w, hidden_b), x_val, y_val
-    )
+    return Head(tuple(classes), mean, scale, coef, intercept, hidden_w, hidden_b)
+
+
+def fit_head(
+    x_train: npt.NDArray[np.float32],
+    y_train: npt.NDArray[np.int64],
+    x_val: npt.NDArray[np.float32],
+    y_val: npt.NDArray[np.int64],
+    classes: Sequence[str],
+    hidden: int = 0,
+    c: float = 1.0,
+    seed: int = SEED,
+) -> Fitted:
+    """Fit a head (:func:`fit_linear`) on the training part and calibrate it on the validation
+    part (isotonic for two classes, a temperature for more). Returns the head and validation
+    metrics after calibration."""
+    head = calibrate(fit_linear(x_train, y_train, classes, hidden, c, seed), x_val, y_val)
     return Fitted(head, classification_report(head.proba(x_val), y_val))
 
 
@@ -178,6 +189,37 @@ def calibrate(head: Head, x_val: npt.NDArray[np.float32], y_val: npt.NDArray[np.
         ys = np.asarray(iso.y_thresholds_, np.float32)
         return dataclasses.replace(head, calib_x=xs, calib_y=ys)
     return dataclasses.replace(head, temperature=_fit_temperature(raw, y_val))
+
+
+def class_weights(y: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Per-row weights that make each class of ``y`` count equally (total weight = rows)."""
+    counts = np.bincount(y, minlength=int(y.max()) + 1).astype(np.float64)
+    present = counts > 0
+    per_class = np.where(present, len(y) / (present.sum() * np.maximum(counts, 1.0)), 0.0)
+    out: npt.NDArray[np.float64] = per_class[y]
+    return out
+
+
+def platt(head: Head, scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> Head:
+    """``head`` (two classes, linear last layer, no isotonic table) with a Platt calibration
+    folded into its last layer: ``sigmoid(a * score + b)`` fitted on ``scores`` (the head's raw
+    scores on calibration data, possibly transformed by an affine map whose weights sum to 1,
+    such as an average with other scores) and labels ``y``, the two classes weighted equally
+    (exact weights, no resampling). The folded head's :meth:`Head.proba` is that calibration."""
+    import dataclasses
+
+    from sklearn.linear_model import LogisticRegression
+
+    if len(head.classes) != 2 or head.calib_x is not None:
+        raise ValueError("platt() takes a two-class head without an isotonic table")
+    lr = LogisticRegression(C=1e6, max_iter=1000)
+    lr.fit(np.asarray(scores, np.float64)[:, None], y, sample_weight=class_weights(y))
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    return dataclasses.replace(
+        head,
+        coef=(head.coef * a).astype(np.float32),
+        intercept=(head.intercept * a + b).astype(np.float32),
+    )
 
 
 def _fit_temperature(logits: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:

@@ -59,15 +59,15 @@ from train.common import (
     balanced,
     classification_report,
     crop_faces,
-    fit_head,
+    fit_linear,
     group_split,
+    platt,
     require_data,
     write_head,
 )
 from train.train_mask import facemask_faces
 from train.train_mask import split as facemask_split
 
-HIDDEN = 0
 C = 1.0
 #: The eye network: training epochs, channels per block and the random changes of each
 #: training patch (no mirroring: the left eye is already mirrored, and mirroring again would
@@ -237,18 +237,20 @@ def augmented_rows(
     return _stack(patches, geometry)
 
 
-def facemask_eyes() -> list[Eyes]:
+def facemask_eyes() -> list[tuple[Eyes, npt.NDArray[np.intp]]]:
     """Patches and shape values of the judgeable eyes of the face-mask photos' faces at least
     :data:`FACEMASK_MIN_FACE_PX` wide, per part of the mask head's split by photo
-    (``train.train_mask.split``: train, validation, test). The eyes are ASSUMED open: large
+    (``train.train_mask.split``: train, validation, test), with the face each eye belongs to.
+    The eyes are ASSUMED open: large
     colour web-photo eyes like CEW's, so that picture size and sharpness stop telling the
     classes apart. Only the train photos are trained on; the validation photos are reported
     (used to choose), the test photos never read here."""
     faces = facemask_faces()
-    out: list[Eyes] = []
+    out: list[tuple[Eyes, npt.NDArray[np.intp]]] = []
     for rows in facemask_split(faces)[:2]:
         patches: list[npt.NDArray[np.uint8]] = []
         geometry: list[npt.NDArray[np.float32]] = []
+        owner: list[int] = []
         for k in sorted(int(r) for r in rows):
             ctx = faces[k].ctx
             if ctx is None or faces[k].width < FACEMASK_MIN_FACE_PX or not ctx.has_mesh(0):
@@ -256,7 +258,8 @@ def facemask_eyes() -> list[Eyes]:
             for patch, geo in judgeable_eyes(ctx):
                 patches.append(patch)
                 geometry.append(geo)
-        out.append(_stack(patches, geometry))
+                owner.append(k)
+        out.append((_stack(patches, geometry), np.asarray(owner, np.intp)))
     return out
 
 
@@ -280,10 +283,38 @@ def features(net: ConvNet, data: Eyes) -> npt.NDArray[np.float32]:
     return np.concatenate([logit, geometry], axis=1).astype(np.float32)
 
 
+def shared_by_face(
+    scores: npt.NDArray[np.float64], face: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """``scores`` (one per eye) shared between the eyes of each face, as the analyzer does
+    (:func:`mien.analyzers.attributes.eyes.share_between_eyes`); ``face``: each eye's face."""
+    out = np.asarray(scores, np.float64).copy()
+    for f in np.unique(face):
+        rows = np.nonzero(face == f)[0]
+        out[rows] = eyes.share_between_eyes(out[rows])
+    return out
+
+
+def face_rates(
+    called_closed: npt.NDArray[np.bool_], y: npt.NDArray[np.int64], face: npt.NDArray[np.intp]
+) -> str:
+    """Per face, as the benchmark counts: closed faces called closed when every judged eye is,
+    open faces called closed when any is."""
+    out = []
+    for label, cls, rule in (
+        ("closed faces called closed", 0, np.all),
+        ("open faces called closed", 1, np.any),
+    ):
+        groups = np.unique(face[y == cls])
+        if len(groups):
+            share = np.mean([bool(rule(called_closed[face == f])) for f in groups])
+            out.append(f"{label} {share:.3f} of {len(groups)}")
+    return "; ".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="train and print; write nothing")
-    ap.add_argument("--hidden", type=int, default=HIDDEN)
     ap.add_argument("--c", type=float, default=C)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     args = ap.parse_args()
@@ -295,8 +326,10 @@ def main() -> None:
     patches: list[list[npt.NDArray[np.uint8]]] = [[], [], [], []]
     geometry: list[list[npt.NDArray[np.float32]]] = [[], [], [], []]
     ys: list[list[npt.NDArray[np.int64]]] = [[], [], [], []]
+    face_ids: list[list[npt.NDArray[np.intp]]] = [[], [], [], []]
     names: list[list[str]] = [[], [], [], []]
     rng = np.random.default_rng(SEED)
+    next_face = 0  # face ids, unique across sources (the eyes of one face share evidence)
     for src in [cew(), *open_sources()]:
         (x_patch, x_geo), owner = eye_rows(src)
         parts = group_split(src.groups, FRACTIONS, seed=SEED)
@@ -314,13 +347,17 @@ def main() -> None:
             patches[p].append(x_patch[m])
             geometry[p].append(x_geo[m])
             ys[p].append(np.full(int(m.sum()), src.open_, np.int64))
+            face_ids[p].append(owner[m] + next_face)
             names[p] += [src.name] * int(m.sum())
-        # part 3: the altered copies of the training faces
+        next_face += len(src.groups)
+        # part 3: the altered copies of the training faces (each eye reported on its own)
         patches[3].append(a_patch)
         geometry[3].append(a_geo)
         ys[3].append(np.full(len(a_geo), src.open_, np.int64))
+        face_ids[3].append(np.arange(len(a_geo), dtype=np.intp) + next_face)
+        next_face += len(a_geo)
         names[3] += [f"{src.name} (altered)"] * len(a_geo)
-    mask_train, mask_val = facemask_eyes()
+    (mask_train, train_owner), (mask_val, val_owner) = facemask_eyes()
     print(
         f"facemask: {len(mask_train[1])} training-photo eyes, {len(mask_val[1])} validation-photo "
         "eyes (faces >= 40 px, assumed open)"
@@ -328,11 +365,14 @@ def main() -> None:
     patches[0].append(mask_train[0])
     geometry[0].append(mask_train[1])
     ys[0].append(np.ones(len(mask_train[1]), np.int64))
+    face_ids[0].append(train_owner + next_face)
+    next_face += int(train_owner.max(initial=-1)) + 1
     names[0] += ["facemask"] * len(mask_train[1])
     data: list[Eyes] = [
         (np.concatenate(pv), np.concatenate(gv)) for pv, gv in zip(patches, geometry, strict=True)
     ]
     y_parts = [np.concatenate(v) for v in ys]
+    f_parts = [np.concatenate(v) for v in face_ids]
     print(f"eyes ready ({time.time() - t0:.0f} s); training the network on {len(y_parts[0])} eyes")
 
     # the network sees the face-mask training eyes FACEMASK_COPIES times (they are last in part 0)
@@ -344,46 +384,50 @@ def main() -> None:
     )
     print(f"network trained in {seconds:.0f} s ({cnn.THREADS} threads)")
     x_parts = [features(net, d) for d in data]
-    # the head: the training eyes as they are and altered, closed and open weighted equally
+    # the logistic regression: the training eyes as they are and altered, closed and open
+    # weighted equally
     x_train = np.concatenate([x_parts[0], x_parts[3]])
     y_train = np.concatenate([y_parts[0], y_parts[3]])
     tr = balanced(np.arange(len(y_train)), y_train, SEED)
-    ca = balanced(np.arange(len(y_parts[1])), y_parts[1], SEED + 1)
-    fitted = fit_head(
-        x_train[tr],
-        y_train[tr],
-        x_parts[1][ca],
-        y_parts[1][ca],
-        ("closed", "open"),
-        hidden=args.hidden,
-        c=args.c,
-        seed=SEED,
-    )
-    head = replace(fitted.head, net=net)
+    linear = fit_linear(x_train[tr], y_train[tr], ("closed", "open"), c=args.c, seed=SEED)
+    # the calibration (Platt, folded into the regression): on the calibration part's eyes with
+    # their scores shared within each face, as the analyzer shares them; closed and open eyes
+    # weighted equally (exact weights: no random repetition, which moved the 0.5 point of the
+    # isotonic table used before)
+    raw = linear.raw_scores(x_parts[1])[:, 0].astype(np.float64)
+    head = replace(platt(linear, shared_by_face(raw, f_parts[1]), y_parts[1]), net=net)
+    a = float(head.coef[0, 0] / linear.coef[0, 0])
+    b = float(head.intercept[0] - a * linear.intercept[0])
+    print(f"calibration on {len(y_parts[1])} eyes: logit = {a:.3f} x score {b:+.3f}")
     x_parts.append(features(net, mask_val))
     y_parts.append(np.ones(len(mask_val[1]), np.int64))
+    f_parts.append(val_owner + next_face)
     names.append(["facemask validation"] * len(mask_val[1]))
-    for label, x, y, src_names in zip(
+    for label, x, y, face, src_names in zip(
         ("training", "calibration", "held-out", "altered", "facemask val"),
         x_parts,
         y_parts,
+        f_parts,
         names,
         strict=True,
     ):
-        proba = head.proba(x)
-        called_closed = proba[:, 1] <= 0.5
+        z = shared_by_face(head.raw_scores(x)[:, 0].astype(np.float64), face)
+        p_open = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        proba = np.stack([1.0 - p_open, p_open], axis=1).astype(np.float32)
+        called_closed = p_open <= 0.5
         per = "  ".join(
             f"{n}: {called_closed[np.asarray(src_names) == n].mean():.3f}"
             for n in dict.fromkeys(src_names)
         )
+        faces_line = face_rates(called_closed, y, face)
         if len(np.unique(y)) < 2:  # the face-mask eyes: all assumed open
-            print(f"{label:12s} eyes={len(y):5d}  share called closed: {per}")
+            print(f"{label:12s} eyes={len(y):5d}  share called closed: {per}; {faces_line}")
             continue
         rep = classification_report(proba, y)
         print(
             f"{label:12s} eyes={len(y):5d}  acc {rep['accuracy']:.3f}  bal.acc "
             f"{rep['balanced_accuracy']:.3f}  AUC {rep['roc_auc']:.3f}  ECE {rep['ece']:.3f}  "
-            f"share called closed: {per}"
+            f"share called closed: {per}; {faces_line}"
         )
     print(f"total {time.time() - t0:.0f} s")
     if args.dry_run:

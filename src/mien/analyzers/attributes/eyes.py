@@ -18,15 +18,20 @@ Method
       width, the iris radius over the eye width and the iris centre's height above the line
       between the corners over the eye width.
 
-    The network's logit and the 10 shape values go through a logistic regression and an
-    isotonic calibration. The network is trained on closed eyes from CEW (a split by source
-    picture; the held-out part is never trained on) and open eyes from SMILEsmileD (LFW),
-    Olivetti, the CMU faces without sunglasses and the faces >= 40 px wide of the CC0
-    face-mask photos' training split (eyes ASSUMED open, not labelled: large colour web-photo
-    eyes like CEW's, so that size and sharpness stop telling the classes apart), with the two
-    classes weighted equally and random shifts, turns, scale, contrast and lost detail (60%
-    of the patches; no mirroring); the regression on the same eyes plus altered copies; the
-    calibration on a separate part, again with equal weights: the confidence assumes no prior
+    The network's logit and the 10 shape values go through a logistic regression with a Platt
+    calibration folded into it. When both eyes are judged they share evidence: each eye's
+    calibrated logit is 3/4 its own and 1/4 the other eye's (:data:`OTHER_EYE_WEIGHT`), since
+    both eyes blink together far more often than one winks; a clear wink is still reported, a
+    doubtful eye next to a plainly open one leans open.
+
+    The network is trained on closed eyes from CEW (a split by source picture; the held-out
+    part is never trained on) and open eyes from SMILEsmileD (LFW), Olivetti, the CMU faces
+    without sunglasses and the faces >= 40 px wide of the CC0 face-mask photos' training split
+    (eyes ASSUMED open, not labelled: large colour web-photo eyes like CEW's, so that size and
+    sharpness stop telling the classes apart), with the two classes weighted equally and random
+    shifts, turns, scale, contrast and lost detail (60% of the patches; no mirroring); the
+    regression on the same eyes plus altered copies; the calibration on a separate part (both
+    eyes of a face shared as above), again with equal weights: the confidence assumes no prior
     preference for open or closed. ``train/train_eyes.py`` rebuilds the file byte for byte.
 
 Unknown (per eye, or the whole value when both eyes are unknown)
@@ -61,6 +66,7 @@ from mien.analyzers.attributes.base import FaceContext, HiddenBy, column
 from mien.analyzers.attributes.glasses import Sunglasses
 from mien.analyzers.attributes.heads import Head
 from mien.analyzers.attributes.mouth import aligned_gray, unknown_reason
+from mien.errors import ModelIntegrityError
 from mien.types import AttributeColumn, ModelInfo
 
 F32 = npt.NDArray[np.float32]
@@ -110,6 +116,9 @@ MIN_EYE_WIDTH_PX = 5.0
 MAX_YAW = 70.0
 #: An eye on the side the head is turned away from by more than this (degrees) is not judged.
 MAX_AWAY_YAW = 40.0
+#: Evidence shared between the two eyes of a face (both eyes blink together far more often
+#: than one winks): each eye's calibrated logit counts this much of the other eye's.
+OTHER_EYE_WEIGHT = 0.25
 
 
 def eye_geometry(mesh: F32, eye: EyePoints) -> F32:
@@ -145,15 +154,45 @@ def eye_inputs(ctx: FaceContext, i: int, eye: EyePoints) -> tuple[npt.NDArray[np
     return eye_patch(ctx, i, eye), eye_geometry(ctx.mesh[i], eye)
 
 
+def share_between_eyes(logits: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The calibrated logits of the judged eyes of ONE face (one or two values) after sharing
+    evidence: with two eyes, each becomes ``(1 - OTHER_EYE_WEIGHT)`` x its own logit +
+    :data:`OTHER_EYE_WEIGHT` x the other eye's; a single eye is left as it is."""
+    z = np.asarray(logits, np.float64).reshape(-1)
+    if len(z) != 2:
+        return z
+    w = OTHER_EYE_WEIGHT
+    out: npt.NDArray[np.float64] = (1.0 - w) * z + w * z[::-1]
+    return out
+
+
 def open_probability(
     head: Head, patches: Sequence[npt.NDArray[np.uint8]], geometry: Sequence[F32]
 ) -> F32:
-    """Calibrated p(open) of each eye: the head's network on the patches, its logit followed by
-    the shape values as the head's features."""
+    """Calibrated p(open) of the judged eyes of ONE face (one or two): the head's network on
+    the patches, its logit followed by the shape values as the head's features; the head's
+    calibrated logits, shared between the two eyes (:func:`share_between_eyes`), through a
+    sigmoid."""
+    if len(patches) > 2:
+        raise ValueError("open_probability takes the eyes of one face (one or two)")
     logit = head.network()(np.stack(patches))
     feats = np.concatenate([logit, np.stack(geometry)], axis=1)
-    p: F32 = head.proba(feats)[:, 1]
+    z = share_between_eyes(head.raw_scores(feats)[:, 0])
+    p: F32 = (1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))).astype(np.float32)
     return p
+
+
+def load_head() -> Head:
+    """The eyes head, checked to be of the form :func:`open_probability` needs: a network and
+    its calibration folded into the last layer (no isotonic table, which sharing between the
+    eyes would bypass)."""
+    head = Head.load(CARD, network=True)
+    if head.calib_x is not None or len(head.classes) != 2 or head.hidden_w is not None:
+        raise ModelIntegrityError(
+            f"{CARD}: expected a logistic head with its calibration in the last layer; "
+            "the file is out of date (rebuild it with train/train_eyes.py)"
+        )
+    return head
 
 
 def eye_width(mesh: F32, eye: EyePoints) -> float:
@@ -179,7 +218,7 @@ class EyesOpenAnalyzer:
     name = "eyes_open"
 
     def __init__(self) -> None:
-        self.head = Head.load(CARD, network=True)
+        self.head = load_head()
         #: the sunglasses head decides whether the eyes are hidden (its model is listed too)
         self.hidden = HiddenBy(Sunglasses(), True, "eyes hidden by sunglasses")
         self.models: tuple[ModelInfo, ...] = (
