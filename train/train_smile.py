@@ -15,9 +15,11 @@ GENKI-4K is never read here: it is the cross-data-set evaluation (bench/attribut
 The network (``train.cnn``) learns from the aligned lower-face crops of the training part,
 randomly rotated, scaled, shifted, mirrored, blurred and changed in contrast every epoch, with
 smiles and non-smiles weighted equally. Its mean logit over each crop and its mirror image is
-then calibrated (isotonic) on the calibration part, the smiles repeated (deterministically) to
-match the non-smiles, so the calibrated confidence assumes no prior preference for either
-answer.
+then calibrated on the calibration part by Platt scaling (a logistic regression on that one
+value), smiles and non-smiles weighted equally (exact weights), so the calibrated confidence
+assumes no prior preference for either answer. (The isotonic table used before had an expected
+calibration error of 0.022 on the calibration part when fitted on one half and measured on the
+other, 0.018 with exact weights instead of repeated smiles; Platt scaling 0.006.)
 
 The script also prints the repeatability of the mouth's inner-lip ratio under small shifts,
 scalings and mirroring of 300 held-out faces: ``mouth.RATIO_SCALE`` is set from it.
@@ -45,14 +47,13 @@ from mien.analyzers.attributes.heads import ConvNet, Head
 from train import cnn
 from train.common import (
     SEED,
-    balanced,
-    calibrate,
     classification_report,
     crop_faces,
     face_in_crop,
     group_split,
     load_rgb,
     pipeline,
+    platt,
     require_data,
     write_head,
 )
@@ -158,8 +159,11 @@ def main() -> None:
         net=ConvNet(cnn.export_onnx(net, smile.CROP_SIZE)),
     )
     z = smile.smile_features(plain, x)
-    ca = balanced(calib, y, SEED + 1)
-    head = calibrate(plain, z[ca], y[ca])
+    # Platt scaling on the calibration part, smiles and non-smiles weighted equally (exact
+    # weights); folded into the head's last layer
+    head = platt(plain, z[calib, 0].astype(np.float64), y[calib])
+    a, b = float(head.coef[0, 0]), float(head.intercept[0])
+    print(f"calibration on {len(calib)} faces: logit = {a:.3f} x mean logit {b:+.3f}")
     for name, part in (("training", train), ("calibration", calib), ("held-out", held)):
         rep = classification_report(head.proba(z[part]), y[part])
         print(

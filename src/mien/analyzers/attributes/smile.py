@@ -8,7 +8,8 @@ Method
     the eyes 6 px above the crop's top edge), so it spans from below the nose to the chin and
     from cheek to cheek, goes through a small convolutional network (four 3x3 convolution
     blocks, about 80 k weights, ONNX run by onnxruntime on one thread) twice: as it is and
-    mirrored. The mean of the two logits is calibrated (isotonic) into p(smile). Network and
+    mirrored. The mean of the two logits is calibrated (Platt scaling: a logistic function of
+    it, folded into the head) into p(smile). Network and
     calibration are one learned head (:class:`mien.analyzers.attributes.heads.Head` with a
     :class:`~mien.analyzers.attributes.heads.ConvNet`, file ``attr_smile.npz``, model card
     ``attr_smile.toml``).
