@@ -18,7 +18,10 @@ attribute it measures:
   train/train_eyes.py) and the false-"closed" rate on the HELEN faces whose human-landmark eye
   aspect ratio is >= 0.2 for both eyes (open; HELEN is research use, evaluation only). A face
   counts as "called closed" (CEW) only when every judged eye is called closed, and as falsely
-  called closed (HELEN) when any judged eye is. The per-eye table pools both sets.
+  called closed (HELEN) when any judged eye is. The per-eye table pools both sets. Also the
+  share of everyday street faces called closed: the CC0 face-mask TEST photos (the mask head's
+  split by photo; never trained on or used to choose), faces >= 40 px, whose eyes nobody
+  labelled - ASSUMED open, so a few "closed" answers there may be right.
 * ``mouth_open``: against HELEN, where "open" means the human-landmark ``mouth_inner_ratio``
   (mean inner-lip gap / inner mouth width, from the 68 human points) is > 0.10. No labelled
   mouth-open data set exists here: that derived label is the truth.
@@ -224,9 +227,9 @@ def bench_eyes(
     out: dict[str, Any] = {}
 
     def run(
-        items: list[FaceContext | None], truth_open: int
+        items: list[FaceContext | None], truth_open: int, per_eye: bool = True
     ) -> tuple[dict[str, float], dict[str, int]]:
-        noface = unknown = called_closed = judged = 0
+        noface = unknown = called_closed = judged = eyes_judged = eyes_closed = 0
         reasons: dict[str, int] = {}
         for ctx in items:
             if ctx is None:
@@ -242,10 +245,13 @@ def bench_eyes(
             judged += 1
             states = [v for v in value.values() if v is not None]
             sides = [side for side in ("left", "right") if value[side] is not None]
-            p_open = _eyes_p_open(analyzer, ctx, sides)
-            eye_p.extend(float(v) for v in p_open)
-            eye_y.extend([truth_open] * len(p_open))
             closed = [not s for s in states]
+            eyes_judged += len(closed)
+            eyes_closed += sum(closed)
+            if per_eye:
+                p_open = _eyes_p_open(analyzer, ctx, sides)
+                eye_p.extend(float(v) for v in p_open)
+                eye_y.extend([truth_open] * len(p_open))
             if truth_open:
                 called_closed += any(closed)
             else:
@@ -259,6 +265,8 @@ def bench_eyes(
             "called_closed_hi": wilson_interval(called_closed, judged)[1],
             "no_face": noface / max(n, 1),
             "unknown": unknown / max(n - noface, 1),
+            "eyes_judged": float(eyes_judged),
+            "eyes_called_closed": eyes_closed / max(eyes_judged, 1),
         }, reasons
 
     faces, held = cew_heldout()
@@ -272,6 +280,20 @@ def bench_eyes(
         and float(r["ear_left_eye"]) >= HELEN_OPEN_EAR
     ]
     out["helen_open"], out["helen_unknown_reasons"] = run(open_items, 1)
+    # everyday street photos: the CC0 face-mask TEST photos (never trained on, nor used to
+    # choose), faces >= 40 px; nobody labelled their eyes: ASSUMED open, so a few "closed"
+    # answers may be right (blinks, eyes cast down); not part of the per-eye metrics
+    from train.train_eyes import FACEMASK_MIN_FACE_PX
+    from train.train_mask import facemask_faces
+    from train.train_mask import split as facemask_split
+
+    boxed = facemask_faces()
+    street = [
+        boxed[k].ctx
+        for k in sorted(int(r) for r in facemask_split(boxed)[2])
+        if boxed[k].width >= FACEMASK_MIN_FACE_PX
+    ][:limit]
+    out["facemask_test_open"], out["facemask_unknown_reasons"] = run(street, 1, per_eye=False)
     rep = binary_metrics(np.asarray(eye_p), np.asarray(eye_y, np.int64), len(eye_y), 0)
     rep.pop("unknown")
     rep.pop("no_face")
@@ -370,6 +392,18 @@ def main() -> None:
         f"{int(h['n_faces'])} | {int(h['judged'])} | {_ci(h, 'called_closed')} | "
         f"{h['unknown']:.1%} | {h['no_face']:.1%} |"
     )
+    f = eyes["facemask_test_open"]
+    print(
+        f"| face-mask test photos, faces >= 40 px (eyes ASSUMED open, not labelled) | "
+        f"{int(f['n_faces'])} | {int(f['judged'])} | {_ci(f, 'called_closed')} | "
+        f"{f['unknown']:.1%} | {f['no_face']:.1%} |"
+    )
+    print(
+        f"\neyes called closed, per eye: CEW held-out {c['eyes_called_closed']:.3f} of "
+        f"{int(c['eyes_judged'])}, HELEN open {h['eyes_called_closed']:.3f} of "
+        f"{int(h['eyes_judged'])}, face-mask test {f['eyes_called_closed']:.3f} of "
+        f"{int(f['eyes_judged'])}"
+    )
     print(
         f"\nrecall of smiles / of non-smiles: GENKI-4K {g['recall_positive']:.3f} / "
         f"{g['recall_negative']:.3f} ({int(g['positives'])} smiles of {int(g['n'])}); "
@@ -379,8 +413,8 @@ def main() -> None:
     )
     print(
         f"\nunknown reasons: smile GENKI {g['unknown_reasons']}, eyes CEW "
-        f"{eyes['cew_unknown_reasons']}, eyes HELEN {eyes['helen_unknown_reasons']}, mouth "
-        f"HELEN {m['unknown_reasons']}"
+        f"{eyes['cew_unknown_reasons']}, eyes HELEN {eyes['helen_unknown_reasons']}, eyes "
+        f"face-mask {eyes['facemask_unknown_reasons']}, mouth HELEN {m['unknown_reasons']}"
     )
     report = {
         "command": command,
