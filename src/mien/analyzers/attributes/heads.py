@@ -2,11 +2,12 @@
 
 A head is a standardisation, an optional hidden layer (ReLU) and a linear layer with softmax
 (or a sigmoid for two classes), calibrated on held-out data: for two classes an isotonic table
-or a Platt scaling folded into the linear layer, for more a temperature. It runs on NumPy alone. A head may also carry a
-small convolutional network (:class:`ConvNet`, ONNX, run by onnxruntime) whose outputs on an
-aligned grey crop become part of the head's features. Heads are stored as ``.npz`` files (no
-pickle; the network as the ONNX bytes in one array) in ``mien/models/data``, each with a model
-card, and are verified by sha256 on load like every other model. ``train/`` rebuilds them.
+or a Platt scaling folded into the linear layer, for more a temperature. It runs on NumPy
+alone. A head may also carry a small convolutional network (:class:`ConvNet`, ONNX, run by
+onnxruntime) whose outputs on an aligned crop become part of the head's features. Heads are
+stored as ``.npz`` files (no pickle; the network as the ONNX bytes in one array) in
+``mien/models/data``, each with a model card, and are verified by sha256 on load like every
+other model. ``train/`` rebuilds them.
 """
 
 from __future__ import annotations
