@@ -243,7 +243,7 @@ def test_an_eyes_head_with_an_isotonic_table_is_refused(monkeypatch) -> None:
 
 def test_platt_calibration_folds_into_the_head() -> None:
     pytest.importorskip("sklearn", reason="needs scikit-learn (the train extra)")
-    from train.common import class_weights, platt
+    from train.common import class_weights, platt, platt_fit
 
     y = np.array([0, 0, 0, 1], np.int64)
     np.testing.assert_allclose(class_weights(y), [2 / 3, 2 / 3, 2 / 3, 2.0])
@@ -266,5 +266,9 @@ def test_platt_calibration_folds_into_the_head() -> None:
     p = head.proba(x)[:, 1]
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-(a * x[:, 0] + b))), rtol=1e-5)
     assert head.calib_x is None
+    # without class weights the 30% positives count as they come: the 0.5 point moves towards
+    # the positives' side
+    a2, b2 = platt_fit(x[:, 0].astype(np.float64), y, weighted=False)
+    assert -b2 / a2 > -b / a + 0.1
     with pytest.raises(ValueError, match="isotonic"):
         platt(dataclasses.replace(head, calib_x=p[:2], calib_y=p[:2]), x[:, 0], y)

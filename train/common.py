@@ -200,21 +200,33 @@ def class_weights(y: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     return out
 
 
-def platt(head: Head, scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> Head:
-    """``head`` (two classes, linear last layer, no isotonic table) with a Platt calibration
-    folded into its last layer: ``sigmoid(a * score + b)`` fitted on ``scores`` (the head's raw
-    scores on calibration data, possibly transformed by an affine map whose weights sum to 1,
-    such as an average with other scores) and labels ``y``, the two classes weighted equally
-    (exact weights, no resampling). The folded head's :meth:`Head.proba` is that calibration."""
-    import dataclasses
-
+def platt_fit(
+    scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64], weighted: bool = True
+) -> tuple[float, float]:
+    """Platt scaling: ``(a, b)`` of ``p = sigmoid(a * score + b)`` fitted on ``scores`` and
+    labels ``y``; ``weighted``: the two classes weighted equally (exact weights, no
+    resampling), else as they come in ``y``."""
     from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e6, max_iter=1000)
+    weights = class_weights(y) if weighted else None
+    lr.fit(np.asarray(scores, np.float64)[:, None], y, sample_weight=weights)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def platt(
+    head: Head, scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64], weighted: bool = True
+) -> Head:
+    """``head`` (two classes, linear last layer, no isotonic table) with a Platt calibration
+    (:func:`platt_fit`) folded into its last layer, fitted on ``scores``: the head's raw scores
+    on calibration data - or scores that stand for them (out-of-fold scores), possibly after an
+    affine map whose weights sum to 1, such as an average with other scores. The folded head's
+    :meth:`Head.proba` is that calibration."""
+    import dataclasses
 
     if len(head.classes) != 2 or head.calib_x is not None:
         raise ValueError("platt() takes a two-class head without an isotonic table")
-    lr = LogisticRegression(C=1e6, max_iter=1000)
-    lr.fit(np.asarray(scores, np.float64)[:, None], y, sample_weight=class_weights(y))
-    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    a, b = platt_fit(scores, y, weighted)
     return dataclasses.replace(
         head,
         coef=(head.coef * a).astype(np.float32),

@@ -9,7 +9,8 @@ Split: the mask head's split BY PHOTO (train/train_mask.py). The head is fitted 
 the train and validation photos together (the labels are too few to set a validation part
 aside): a logistic regression on the 42 measurements of
 :func:`mien.analyzers.attributes.headwear.headwear_features` (balanced class weights, strong
-regularisation), calibrated by isotonic regression on its out-of-fold scores (5 folds by photo).
+regularisation), calibrated by Platt scaling of its out-of-fold scores (5 folds by photo; the
+photos' own share of headwear, no class weights; version 3 - version 2 had an isotonic table).
 It is measured on the test photos' faces only (bench/attributes_cover.py).
 
 Usage::
@@ -35,7 +36,7 @@ if __package__ in (None, ""):
 from mien.analyzers.attributes import headwear as H
 from mien.analyzers.attributes.base import FaceContext
 from mien.analyzers.attributes.heads import Head
-from train.common import REPO, SEED, classification_report, group_split
+from train.common import REPO, SEED, classification_report, group_split, platt, platt_fit
 from train.train_mask import (
     DEFAULT_CACHE,
     colour_jitter,
@@ -125,8 +126,6 @@ def _logistic(
 
 
 def train(faces: list[HeadwearFace]) -> Head:
-    from sklearn.isotonic import IsotonicRegression
-
     pool = [f for f in judged(faces) if f.part in ("train", "validation")]
     # Out-of-fold scores (5 folds by photo; each face scored as it is, unaugmented).
     folds = group_split([f.image for f in pool], [0.2] * 5, seed=SEED)
@@ -137,19 +136,12 @@ def train(faces: list[HeadwearFace]) -> Head:
         xk, _, _ = _rows([pool[int(i)] for i in folds[k]], None)
         oof[folds[k]] = (((xk - mean) / scale) @ coef.T + icpt)[:, 0]
     y_pool = np.asarray([f.headwear for f in pool], np.int64)
-    p_oof = 1.0 / (1.0 + np.exp(-np.clip(oof, -50, 50)))
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_oof, y_pool)
     mean, scale, coef, icpt = _logistic(*_rows(pool, np.random.default_rng(SEED))[:2])
-    head = Head(
-        ("no", "yes"),
-        mean,
-        scale,
-        coef,
-        icpt,
-        calib_x=np.asarray(iso.X_thresholds_, np.float32),
-        calib_y=np.asarray(iso.y_thresholds_, np.float32),
-    )
-    cal = np.interp(p_oof, head.calib_x, head.calib_y)  # type: ignore[arg-type]
+    # Platt scaling of the out-of-fold logits (the photos' own share of headwear, no class
+    # weights), folded into the final regression's last layer
+    a, b = platt_fit(oof, y_pool, weighted=False)
+    head = platt(Head(("no", "yes"), mean, scale, coef, icpt), oof, y_pool, weighted=False)
+    cal = 1.0 / (1.0 + np.exp(-np.clip(a * oof + b, -50, 50)))
     rep = classification_report(np.stack([1 - cal, cal], axis=1).astype(np.float32), y_pool)
     print(f"headwear: {len(pool)} faces ({int(y_pool.sum())} with headwear) to fit")
     print("  out-of-fold (train + validation photos):", {k: round(v, 3) for k, v in rep.items()})

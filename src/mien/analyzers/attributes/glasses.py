@@ -12,7 +12,7 @@ for glasses worn and one for dark lenses (:func:`eyewear_logits`). When both att
 asked, the network runs once per face (:meth:`FaceContext.network_outputs`).
 
 * ``eyeglasses``: a logistic head over the network's two logits and the eight transparent
-  :func:`lens_measurements`, isotonic-calibrated. True for any glasses worn on the face - clear,
+  :func:`lens_measurements`, Platt-calibrated. True for any glasses worn on the face - clear,
   tinted or dark - so a face with sunglasses has ``eyeglasses`` too. Glasses pushed up onto the
   head are not worn.
 * ``sunglasses``: the network's dark-lens logit, isotonic-calibrated.

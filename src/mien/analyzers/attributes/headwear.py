@@ -19,7 +19,7 @@ Method (transparent measurements + a small logistic head)
     reference (a*, b* only); then the crown minus the forehead and the right side minus the left
     (42 values, :data:`FEATURE_NAMES`). A cap, hat or hood puts a region of uniform cloth over
     the crown and often over the forehead or the sides, unlike skin or hair. A logistic head
-    (:class:`Head`, isotonic-calibrated) trained by ``train/train_headwear.py`` weighs them.
+    (:class:`Head`, Platt-calibrated) trained by ``train/train_headwear.py`` weighs them.
 
     The only labelled headwear data is a small set labelled by eye for this purpose (637 faces
     >= 40 px from the Kaggle face-mask photos, 57 with headwear,
