@@ -49,7 +49,7 @@ Unknown (per eye, or the whole value when both eyes are unknown)
 Accuracy, measured by ``bench/attributes_face.py`` (version 3 of the head): 0.963 of 244
 judged held-out CEW faces (both eyes closed) called closed (target 0.95: met), 0.078 of 205
 open-eyed HELEN faces called closed (target 0.05: missed), per eye ROC AUC 0.993 and ECE 0.007,
-1.7 ms per face; of the faces >= 40 px on the CC0 face-mask test photos (eyes assumed open)
+1.3 ms per face; of the faces >= 40 px on the CC0 face-mask test photos (eyes assumed open)
 0.063 called closed. Sharing between the eyes costs winks: of synthetic winks (a closed and an
 open calibration eye paired) 0.77 are reported as winks, 0.91 without sharing.
 Details and caveats in docs/attributes.md (and docs/benchmarks.md).
