@@ -29,6 +29,10 @@ from mien.types import AttributeColumn, ModelInfo
 #: SMILEsmileD held-out faces and 7% of GENKI-4K unknown and left their accuracy unchanged
 #: (0.913, 0.852; bench/attributes_face.py), so the gate stays at 0.2.
 MIN_SHARPNESS = 0.2
+#: How far (a fraction of the face's eye distance) a point of the region an attribute reads may
+#: lie outside the picture before the attribute is unknown: the landmarks and the mesh are
+#: guessed beyond the border, and an aligned crop there is filled with repeated edge pixels.
+OUTSIDE_TOLERANCE = 0.1
 
 
 @dataclass
@@ -153,6 +157,46 @@ def size_or_pose_reason(
     return None
 
 
+def outside_reason(ctx: FaceContext, i: int, points: npt.ArrayLike, what: str) -> str | None:
+    """``"<what> outside the picture"`` when one of ``points`` (pixel ``(x, y)``: the region an
+    attribute reads, e.g. mesh points of the mouth) lies outside the picture by more than
+    :data:`OUTSIDE_TOLERANCE` of face ``i``'s eye distance; None otherwise (also when the
+    points are unknown: the attribute's own checks decide then)."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if not np.isfinite(pts).all():
+        return None
+    h, w = ctx.rgb.shape[:2]
+    tol = OUTSIDE_TOLERANCE * ctx.inter_eye(i)
+    x, y = pts[:, 0], pts[:, 1]
+    if (x < -tol).any() or (x > w + tol).any() or (y < -tol).any() or (y > h + tol).any():
+        return f"{what} outside the picture"
+    return None
+
+
+def eye_region_points(ctx: FaceContext, i: int) -> npt.NDArray[np.float64]:
+    """Corners of the lens areas around both eyes of face ``i`` (0.5 x 0.3 eye distances
+    around each eye, along and across the line between the eyes), from the detector's eye
+    points: what the eyewear attributes read."""
+    right, left = (np.asarray(p, np.float64) for p in ctx.landmarks[i, :2])
+    d = left - right
+    along = d * 0.25
+    across = np.array([-d[1], d[0]]) * 0.15
+    return np.array(
+        [c + sx * along + sy * across for c in (right, left) for sx in (-1, 1) for sy in (-1, 1)]
+    )
+
+
+def lower_face_points(ctx: FaceContext, i: int) -> npt.NDArray[np.float64]:
+    """The nose tip, both mouth corners and a point below the mouth (0.3 eye distances: the
+    lower lip), from the detector's points: the part of face ``i`` a mask covers that must be
+    in view (the chin may be cut, as in tight face crops)."""
+    lm = np.asarray(ctx.landmarks[i], np.float64)
+    d = lm[1] - lm[0]
+    down = np.array([-d[1], d[0]])  # perpendicular to the eye line, towards the chin
+    below = (lm[3] + lm[4]) / 2 + 0.3 * down
+    return np.vstack([lm[2:5], below[None]])
+
+
 class HeadAttribute:
     """An attribute judged by one calibrated :class:`Head` on per-face features.
 
@@ -175,6 +219,12 @@ class HeadAttribute:
     def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
         raise NotImplementedError
 
+    def outside(self, ctx: FaceContext, i: int) -> str | None:
+        """Why face ``i`` cannot be judged because what the attribute reads lies outside the
+        picture (:func:`outside_reason`), or None. Checked after :meth:`unjudgeable`, at run
+        time only: the training scripts select their faces with ``unjudgeable`` alone."""
+        return None
+
     def features(self, ctx: FaceContext, i: int) -> npt.NDArray[np.float32]:
         raise NotImplementedError
 
@@ -191,7 +241,7 @@ class HeadAttribute:
         (:class:`HiddenBy`) share one computation per face."""
         key = (self.name, i)
         if key not in ctx._verdicts:
-            reason = self.unjudgeable(ctx, i)
+            reason = self.unjudgeable(ctx, i) or self.outside(ctx, i)
             ctx._verdicts[key] = (
                 (None, reason)
                 if reason is not None

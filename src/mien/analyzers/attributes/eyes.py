@@ -43,8 +43,10 @@ Unknown (per eye, or the whole value when both eyes are unknown)
     * the eyes closer than :data:`MIN_EYE_PX` pixels: ``"face too small (...)"``;
     * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
     * one eye: the head turned away from that eye's side by more than :data:`MAX_AWAY_YAW`
-      degrees (the subject's left eye when yaw > 40°, the right eye when yaw < -40°), or the
-      eye narrower than :data:`MIN_EYE_WIDTH_PX` pixels between its corners.
+      degrees (the subject's left eye when yaw > 40°, the right eye when yaw < -40°), the
+      eye narrower than :data:`MIN_EYE_WIDTH_PX` pixels between its corners, or the eye and
+      its lids beyond the picture's edge (``"left eye outside the picture"``,
+      :func:`eye_outside`).
 
 Accuracy, measured by ``bench/attributes_face.py`` (version 3 of the head): 0.963 of 244
 judged held-out CEW faces (both eyes closed) called closed (target 0.95: met), 0.078 of 205
@@ -64,7 +66,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mien.analyzers.attributes.base import FaceContext, HiddenBy, column
+from mien.analyzers.attributes.base import FaceContext, HiddenBy, column, outside_reason
 from mien.analyzers.attributes.glasses import Sunglasses
 from mien.analyzers.attributes.heads import Head
 from mien.analyzers.attributes.mouth import aligned_gray, unknown_reason
@@ -201,6 +203,19 @@ def eye_width(mesh: F32, eye: EyePoints) -> float:
     return float(np.hypot(*(mesh[eye.inner, :2] - mesh[eye.outer, :2])))
 
 
+def eye_outside(ctx: FaceContext, i: int, eye: EyePoints) -> str | None:
+    """``"left eye outside the picture"`` (or right) when the eye - its contour, and the lids
+    and skin 0.35 eye widths above and below its centre (most of what the patch shows) - reaches
+    beyond the picture's edge; None otherwise. Run time only (training keeps those eyes)."""
+    side = "left" if eye is LEFT else "right"
+    m = np.asarray(ctx.mesh[i, :, :2], np.float64)
+    axis = m[eye.inner] - m[eye.outer]
+    normal = np.array([-axis[1], axis[0]]) * 0.35
+    centre = (m[eye.inner] + m[eye.outer]) / 2
+    points = np.vstack([m[list(eye.ear)], centre + normal, centre - normal])
+    return outside_reason(ctx, i, points, f"{side} eye")
+
+
 def eye_unknown(ctx: FaceContext, i: int, eye: EyePoints) -> str | None:
     """Why one eye of a judgeable face cannot be judged, or None."""
     yaw = float(ctx.head_pose[i, 0])
@@ -239,7 +254,7 @@ class EyesOpenAnalyzer:
         geometry: list[F32] = []
         sides: list[str] = []
         for side, eye in (("left", LEFT), ("right", RIGHT)):
-            why = eye_unknown(ctx, i, eye)
+            why = eye_unknown(ctx, i, eye) or eye_outside(ctx, i, eye)
             if why is None:
                 patch, geo = eye_inputs(ctx, i, eye)
                 patches.append(patch)

@@ -22,8 +22,9 @@ that wear none); figures in docs/attributes.md.
 
 A face is not judged (value ``None`` with a reason) when its eyes are closer than
 :data:`MIN_EYE_DISTANCE` px (``"face too small (...)"``), or when the head is turned further
-than :data:`MAX_YAW` degrees (``"head turned too far (yaw ...°)"``). Faces without a mesh are
-judged from the detector's eye points when they are far enough apart.
+than :data:`MAX_YAW` degrees (``"head turned too far (yaw ...°)"``), or when the lens areas
+around the eyes reach beyond the picture's edge (``"eyes outside the picture"``). Faces without
+a mesh are judged from the detector's eye points when they are far enough apart.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from mien.analyzers.attributes.base import FaceContext, HeadAttribute, size_or_pose_reason
+from mien.analyzers.attributes.base import (
+    FaceContext,
+    HeadAttribute,
+    eye_region_points,
+    outside_reason,
+    size_or_pose_reason,
+)
 from mien.analyzers.attributes.heads import ConvNet, to_gray
 
 F32 = npt.NDArray[np.float32]
@@ -168,6 +175,9 @@ class _Eyewear(HeadAttribute):
 
     def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
         return unjudgeable(ctx, i)
+
+    def outside(self, ctx: FaceContext, i: int) -> str | None:
+        return outside_reason(ctx, i, eye_region_points(ctx, i), "eyes")
 
     def features(self, ctx: FaceContext, i: int) -> F32:
         rgb = eye_crop(ctx, i)

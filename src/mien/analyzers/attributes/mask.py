@@ -29,7 +29,9 @@ Method
 
 Unknown (value ``None`` with a reason)
     * the eyes closer than :data:`MIN_EYE_DISTANCE` px: ``"face too small (...)"``;
-    * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``.
+    * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
+    * the nose or the mouth (from the detector's points) beyond the picture's edge:
+      ``"lower face outside the picture"``.
 
     Faces too small for the mesh (under 16 px) are still judged when their eyes, from the
     detector's five points, are at least 4 px apart: the aligned crop needs only the two eyes,
@@ -45,7 +47,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from mien.analyzers.attributes.base import FaceContext, HeadAttribute, size_or_pose_reason
+from mien.analyzers.attributes.base import (
+    FaceContext,
+    HeadAttribute,
+    lower_face_points,
+    outside_reason,
+    size_or_pose_reason,
+)
 
 F32 = npt.NDArray[np.float32]
 
@@ -139,6 +147,9 @@ class MaskAnalyzer(HeadAttribute):
 
     def unjudgeable(self, ctx: FaceContext, i: int) -> str | None:
         return unjudgeable(ctx, i)
+
+    def outside(self, ctx: FaceContext, i: int) -> str | None:
+        return outside_reason(ctx, i, lower_face_points(ctx, i), "lower face")
 
     def features(self, ctx: FaceContext, i: int) -> F32:
         logits = ctx.network_outputs(i, self.head.network(), net_crop(ctx, i))

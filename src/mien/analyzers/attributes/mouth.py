@@ -20,6 +20,8 @@ Unknown (value ``None`` with a reason)
     * no face mesh (faces under 16 px): ``"no face mesh"``;
     * the eyes closer than :data:`MIN_EYE_PX` pixels: ``"face too small (...)"``;
     * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
+    * the lips beyond the picture's edge: ``"lower face outside the picture"``
+      (:func:`mouth_outside`);
     * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"``
       (:func:`mouth_hidden`; the mesh's lip points under a mask are guesses).
 
@@ -38,7 +40,13 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.analyzers.align import alignment_matrix
-from mien.analyzers.attributes.base import FaceContext, HiddenBy, column, size_or_pose_reason
+from mien.analyzers.attributes.base import (
+    FaceContext,
+    HiddenBy,
+    column,
+    outside_reason,
+    size_or_pose_reason,
+)
 from mien.analyzers.attributes.mask import MaskAnalyzer
 from mien.types import AttributeColumn, ModelInfo
 
@@ -74,6 +82,26 @@ def open_probability(ratio: float) -> float:
     """Probability that the lips are apart, given the measured ratio (see module doc)."""
     z = (ratio - OPEN_RATIO) / RATIO_SCALE
     return float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
+
+
+#: Mesh points of the lips (outer corners, top of the upper lip, bottom of the lower lip, the
+#: inner-lip points the gap is measured on): what smile and mouth_open read. The chin is not
+#: required: tight face crops (SMILEsmileD, which trained the smile head) often cut it.
+LIP_POINTS: tuple[int, ...] = (
+    61,
+    291,
+    0,
+    17,
+    *INNER_CORNERS,
+    *(p for pair in INNER_LIP_PAIRS for p in pair),
+)
+
+
+def mouth_outside(ctx: FaceContext, i: int) -> str | None:
+    """``"lower face outside the picture"`` when the lips of face ``i`` (its mesh) reach beyond
+    the picture's edge (:func:`mien.analyzers.attributes.base.outside_reason`);
+    None otherwise."""
+    return outside_reason(ctx, i, ctx.mesh[i, list(LIP_POINTS), :2], "lower face")
 
 
 def mouth_hidden() -> HiddenBy:
@@ -145,7 +173,11 @@ class MouthOpenAnalyzer:
         self.models: tuple[ModelInfo, ...] = self.hidden.models
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[bool, float] | tuple[None, str]:
-        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW) or self.hidden.reason(ctx, i)
+        reason = (
+            unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
+            or mouth_outside(ctx, i)
+            or self.hidden.reason(ctx, i)
+        )
         if reason is not None:
             return None, reason
         p = open_probability(inner_lip_ratio(ctx.mesh[i]))

@@ -23,6 +23,7 @@ Unknown (value ``None`` with a reason)
     * no face mesh (faces under 16 px): ``"no face mesh"``;
     * the eyes closer than :data:`MIN_EYE_PX` pixels: ``"face too small (...)"``;
     * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
+    * the lips beyond the picture's edge: ``"lower face outside the picture"``;
     * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"``
       (:func:`~mien.analyzers.attributes.mouth.mouth_hidden`).
 
@@ -37,7 +38,12 @@ import numpy.typing as npt
 
 from mien.analyzers.attributes.base import FaceContext, column
 from mien.analyzers.attributes.heads import Head
-from mien.analyzers.attributes.mouth import aligned_gray, mouth_hidden, unknown_reason
+from mien.analyzers.attributes.mouth import (
+    aligned_gray,
+    mouth_hidden,
+    mouth_outside,
+    unknown_reason,
+)
 from mien.types import AttributeColumn, ModelInfo
 
 F32 = npt.NDArray[np.float32]
@@ -89,7 +95,11 @@ class SmileAnalyzer:
         )
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[bool, float] | tuple[None, str]:
-        reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW) or self.hidden.reason(ctx, i)
+        reason = (
+            unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
+            or mouth_outside(ctx, i)
+            or self.hidden.reason(ctx, i)
+        )
         if reason is not None:
             return None, reason
         p = float(self.head.proba(smile_features(self.head, smile_crop(ctx, i)[None]))[0, 1])
