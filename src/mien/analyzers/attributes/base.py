@@ -29,9 +29,11 @@ from mien.types import AttributeColumn, ModelInfo
 #: SMILEsmileD held-out faces and 7% of GENKI-4K unknown and left their accuracy unchanged
 #: (0.913, 0.852; bench/attributes_face.py), so the gate stays at 0.2.
 MIN_SHARPNESS = 0.2
-#: How far (a fraction of the face's eye distance) a point of the region an attribute reads may
-#: lie outside the picture before the attribute is unknown: the landmarks and the mesh are
-#: guessed beyond the border, and an aligned crop there is filled with repeated edge pixels.
+#: How far (a fraction of the face's eye distance) a point of an estimated region an attribute
+#: reads (lens areas, lids, lower lip from the detector's points) may lie outside the picture
+#: before the attribute is unknown: the landmarks and the mesh are guessed beyond the border,
+#: and an aligned crop there is filled with repeated edge pixels. Points measured themselves
+#: (the lips for mouth_open) get no tolerance.
 OUTSIDE_TOLERANCE = 0.1
 
 
@@ -157,16 +159,22 @@ def size_or_pose_reason(
     return None
 
 
-def outside_reason(ctx: FaceContext, i: int, points: npt.ArrayLike, what: str) -> str | None:
+def outside_reason(
+    ctx: FaceContext,
+    i: int,
+    points: npt.ArrayLike,
+    what: str,
+    tolerance: float = OUTSIDE_TOLERANCE,
+) -> str | None:
     """``"<what> outside the picture"`` when one of ``points`` (pixel ``(x, y)``: the region an
     attribute reads, e.g. mesh points of the mouth) lies outside the picture by more than
-    :data:`OUTSIDE_TOLERANCE` of face ``i``'s eye distance; None otherwise (also when the
-    points are unknown: the attribute's own checks decide then)."""
+    ``tolerance`` x face ``i``'s eye distance; None otherwise (also when the points are
+    unknown: the attribute's own checks decide then)."""
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     if not np.isfinite(pts).all():
         return None
     h, w = ctx.rgb.shape[:2]
-    tol = OUTSIDE_TOLERANCE * ctx.inter_eye(i)
+    tol = tolerance * ctx.inter_eye(i)
     x, y = pts[:, 0], pts[:, 1]
     if (x < -tol).any() or (x > w + tol).any() or (y < -tol).any() or (y > h + tol).any():
         return f"{what} outside the picture"

@@ -99,9 +99,9 @@ LIP_POINTS: tuple[int, ...] = (
 
 def mouth_outside(ctx: FaceContext, i: int) -> str | None:
     """``"lower face outside the picture"`` when the lips of face ``i`` (its mesh) reach beyond
-    the picture's edge (:func:`mien.analyzers.attributes.base.outside_reason`);
-    None otherwise."""
-    return outside_reason(ctx, i, ctx.mesh[i, list(LIP_POINTS), :2], "lower face")
+    the picture's edge at all (no tolerance: they are what is measured; see
+    :func:`mien.analyzers.attributes.base.outside_reason`); None otherwise."""
+    return outside_reason(ctx, i, ctx.mesh[i, list(LIP_POINTS), :2], "lower face", tolerance=0.0)
 
 
 def mouth_hidden() -> HiddenBy:
