@@ -251,13 +251,8 @@ def test_platt_calibration_folds_into_the_head() -> None:
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.3).astype(np.int64)
     x = (rng.normal(0, 1, 400) + 2.0 * y).astype(np.float32)[:, None]
-    plain = Head(
-        ("no", "yes"),
-        mean=np.zeros(1, np.float32),
-        scale=np.ones(1, np.float32),
-        coef=np.ones((1, 1), np.float32),
-        intercept=np.zeros(1, np.float32),
-    )
+    plain = Head.identity()
+    np.testing.assert_array_equal(plain.raw_scores(x), x)
     head = platt(plain, x[:, 0].astype(np.float64), y)
     # equal class weights: for unit-variance classes 2 apart the fitted logistic is about
     # 2 * (x - 1), i.e. p = 0.5 at the midpoint between the class means

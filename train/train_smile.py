@@ -150,14 +150,7 @@ def main() -> None:
         seed=SEED,
     )
     print(f"network trained in {time.time() - t0:.0f} s")
-    plain = Head(
-        ("no", "yes"),
-        mean=np.zeros(1, np.float32),
-        scale=np.ones(1, np.float32),
-        coef=np.ones((1, 1), np.float32),
-        intercept=np.zeros(1, np.float32),
-        net=ConvNet(cnn.export_onnx(net, smile.CROP_SIZE)),
-    )
+    plain = Head.identity(net=ConvNet(cnn.export_onnx(net, smile.CROP_SIZE)))
     z = smile.smile_features(plain, x)
     # Platt scaling on the calibration part, smiles and non-smiles weighted equally (exact
     # weights); folded into the head's last layer

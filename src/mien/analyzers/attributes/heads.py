@@ -88,6 +88,13 @@ class Head:
     net: ConvNet | None = None  # its outputs on the crop come first in the head's features
     info: ModelInfo | None = None
 
+    @classmethod
+    def identity(cls, classes: tuple[str, str] = ("no", "yes"), net: ConvNet | None = None) -> Head:
+        """A two-class head whose raw score is its single feature as it is (to be calibrated,
+        e.g. a network's logit: ``train.common.platt``)."""
+        one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+        return cls(classes, mean=zero, scale=one, coef=one[None], intercept=zero, net=net)
+
     def network(self) -> ConvNet:
         """The head's network; a head that should carry one and does not is refused."""
         if self.net is None:
