@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,23 @@ def ledger(out: Path) -> list[dict]:
     return lines
 
 
+@contextlib.contextmanager
+def sigint_as_in_a_terminal() -> Iterator[None]:
+    """Children started inside this block get SIGINT's default disposition, as in a terminal.
+
+    A test runner started as a background job of a script (``pytest ... &``: a non-interactive
+    shell then ignores SIGINT and SIGQUIT for it) passes SIG_IGN on to every child, and a
+    Python started with SIGINT ignored installs no KeyboardInterrupt handler: ``mien batch``
+    would rightly ignore the Ctrl-C below, run to the end and exit 0. A handler set here is
+    reset to SIG_DFL by exec in the child, whose Python then installs its own.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+
+
 def test_kill_then_rerun_resumes_with_no_duplicate_and_no_missing_record(tmp_path) -> None:
     src = tmp_path / "in"
     keys = photos(src, 40, nested=8)
@@ -86,24 +104,27 @@ def test_kill_then_rerun_resumes_with_no_duplicate_and_no_missing_record(tmp_pat
     # Each run is stopped once it has committed 2 more shards than there were at its start.
     for sig, group in ((signal.SIGKILL, True), (signal.SIGTERM, False), (signal.SIGINT, True)):
         start = len(list((out / "shards").glob("shard-*.jsonl"))) if out.exists() else 0
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        with sigint_as_in_a_terminal():
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            )
         deadline = time.monotonic() + 300
         while len({e["shard"] for e in ledger(out)}) < start + 2 and proc.poll() is None:
             assert time.monotonic() < deadline, "the batch committed no shard in 300 s"
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be stopped"
+        n_seen = len({e["shard"] for e in ledger(out)})
+        seen = f"{sig.name} sent at {n_seen} committed shard(s), {start} at start"
         if group:
             os.killpg(proc.pid, sig)  # the driver and its workers, as a terminal's Ctrl-C does
         else:
             os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=120)
         if sig != signal.SIGKILL:
-            assert proc.returncode == 130, err
-            assert b"interrupted" in err and b"rerun the same command" in err
+            assert proc.returncode == 130, (seen, err)
+            assert b"interrupted" in err and b"rerun the same command" in err, (seen, err)
         committed = len(list((out / "shards").glob("shard-*.jsonl")))
-        assert start + 2 <= committed < n_shards  # stopped in the middle
+        assert start + 2 <= committed < n_shards, seen  # stopped in the middle
 
     rerun = mien("batch", str(src), "-o", str(out), *args[:-1])
     assert rerun.returncode == 0, rerun.stderr

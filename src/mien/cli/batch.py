@@ -27,7 +27,9 @@ exit codes:
   2    usage error, a refused/unknown feature, an unreadable INPUT, or OUT_DIR holds
        another job
   3    mien could not run (model verification, output not writable, workers keep dying)
-  130  interrupted: committed shards are kept; rerun the same command to resume
+  130  interrupted (Ctrl-C, or kill PID): committed shards are kept; rerun the same command
+       to resume. Started with SIGINT ignored (a background job of a script: cmd &), mien
+       ignores Ctrl-C as other programs do; stop it with kill PID (SIGTERM)
 
 mien describes what a face shows. It never infers who a person is or what group they belong
 to: no ethnicity, race, gender, age, emotion, identity, recognition or embeddings."""
