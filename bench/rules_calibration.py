@@ -89,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     import mien
     from mien.models.registry import list_cards
 
-    # the cache is only reused with the same model files (a retrained head changes the results)
-    models = hashlib.sha256("".join(c.sha256 for c in list_cards()).encode()).hexdigest()[:12]
-    cache = REPO / "bench" / ".cache" / f"rules_calibration_{args.limit}_{models}.pkl"
+    # the cache is only reused with the same model files and the same mien code (a retrained
+    # head or a changed unknown rule changes the results)
+    key = hashlib.sha256("".join(c.sha256 for c in list_cards()).encode())
+    src = Path(mien.__file__).resolve().parent
+    for py in sorted(src.rglob("*.py")):
+        key.update(py.relative_to(src).as_posix().encode() + py.read_bytes())
+    cache = REPO / "bench" / ".cache" / f"rules_calibration_{args.limit}_{key.hexdigest()[:12]}.pkl"
     results: dict[str, list[tuple[Path, Any]]] = {}
     if cache.exists() and not args.no_cache:
         results = pickle.loads(cache.read_bytes())
