@@ -58,7 +58,12 @@ def test_eye_cut_off_at_the_side(analyzer: mien.FaceAnalyzer, rgb: np.ndarray) -
     # cut at x = 200: the subject's right eye (the left one in the picture, x about 193-213) is
     # at the edge; the left eye and the mouth are in view
     got = _one_face(analyzer, rgb[:, 200:])
-    assert got["eyes_open"][0] == {"left": True, "right": None}
+    # a value known in part carries the reason for its null part, also in the JSON record
+    assert got["eyes_open"] == ({"left": True, "right": None}, "right eye outside the picture")
+    record = analyzer.analyze_array(np.ascontiguousarray(rgb[:, 200:])).to_records()[0]
+    eyes = record["attributes"]["eyes_open"]
+    assert eyes["value"] == {"left": True, "right": None} and eyes["confidence"] > 0.5
+    assert eyes["reason"] == "right eye outside the picture"
     for name in ("eyeglasses", "sunglasses"):
         assert got[name] == (None, "eyes outside the picture"), name
     for name in ("smile", "mouth_open", "mask"):

@@ -57,7 +57,8 @@ class AttributeColumn:
 
     ``values[i]`` is the attribute's value for face ``i`` (``None`` when it could not be judged),
     ``confidence[i]`` its calibrated confidence in ``[0, 1]`` (NaN when unknown) and
-    ``reasons[i]`` why it is unknown (``None`` when known).
+    ``reasons[i]`` why it is unknown (``None`` when known) - or, for a value known only in part
+    (``eyes_open`` with one eye ``None``), why that part is unknown.
     """
 
     values: tuple[Any, ...]

@@ -147,7 +147,8 @@ def _attr_value_getter(name: str, kind: str) -> Getter:
         if kind == "eyes":
             if not isinstance(value, dict):
                 return unknown(f"{name}: unexpected value {value!r}")
-            left, right = _eye(value, "left"), _eye(value, "right")
+            why = s.faces.attributes[name].reasons[i]
+            left, right = _eye(value, "left", why), _eye(value, "right", why)
             if left is False or right is False:
                 return False
             if isinstance(left, Unknown) or isinstance(right, Unknown):
@@ -166,11 +167,12 @@ def _attr_value_getter(name: str, kind: str) -> Getter:
     return get
 
 
-def _eye(value: dict[str, object], side: str) -> bool | Unknown:
+def _eye(value: dict[str, object], side: str, why: str | None) -> bool | Unknown:
+    """One eye of an ``eyes_open`` value; ``why``: the column's reason for the null eye."""
     v = value.get(side)
     if isinstance(v, bool):
         return v
-    return unknown(f"eyes_open.{side} could not be judged (eye too small or turned away)")
+    return unknown(f"eyes_open.{side} could not be judged ({why or 'no reason given'})")
 
 
 def _eye_getter(name: str, side: str) -> Getter:
@@ -180,7 +182,7 @@ def _eye_getter(name: str, side: str) -> Getter:
             return raw
         if not isinstance(raw[0], dict):
             return unknown(f"{name}: unexpected value {raw[0]!r}")
-        return _eye(raw[0], side)
+        return _eye(raw[0], side, s.faces.attributes[name].reasons[i])
 
     return get
 

@@ -123,20 +123,26 @@ class AttributeAnalyzer(Protocol):
     def __call__(self, ctx: FaceContext) -> AttributeColumn: ...
 
 
-def column(n: int, judge: Callable[[int], tuple[Any, float] | tuple[None, str]]) -> AttributeColumn:
-    """Build a column from ``judge(i)`` -> ``(value, confidence)`` or ``(None, reason)``."""
+#: What judging one face gives: ``(value, confidence)``, ``(None, reason)``, or for a value
+#: known only in part (eyes_open with one eye null) ``(value, confidence, why that part is not)``.
+Verdict = tuple[Any, float] | tuple[None, str] | tuple[Any, float, str]
+
+
+def column(n: int, judge: Callable[[int], Verdict]) -> AttributeColumn:
+    """Build a column from ``judge(i)`` (a :data:`Verdict`)."""
     values: list[Any] = []
     conf = np.full(n, np.nan, np.float32)
     reasons: list[str | None] = []
     for i in range(n):
-        value, second = judge(i)
+        verdict = judge(i)
+        value, second = verdict[0], verdict[1]
         if value is None:
             values.append(None)
             reasons.append(str(second))
         else:
             values.append(value)
             conf[i] = float(second)
-            reasons.append(None)
+            reasons.append(str(verdict[2]) if len(verdict) > 2 else None)
     return AttributeColumn(values=tuple(values), confidence=conf, reasons=tuple(reasons))
 
 

@@ -61,12 +61,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mien.analyzers.attributes.base import FaceContext, HiddenBy, column, outside_reason
+from mien.analyzers.attributes.base import (
+    FaceContext,
+    HiddenBy,
+    Verdict,
+    column,
+    outside_reason,
+)
 from mien.analyzers.attributes.glasses import Sunglasses
 from mien.analyzers.attributes.heads import Head
 from mien.analyzers.attributes.mouth import aligned_gray, unknown_reason
@@ -243,7 +248,9 @@ class EyesOpenAnalyzer:
             *self.hidden.models,
         )
 
-    def judge(self, ctx: FaceContext, i: int) -> tuple[dict[str, Any], float] | tuple[None, str]:
+    def judge(self, ctx: FaceContext, i: int) -> Verdict:
+        """``(value, confidence)``; ``(value, confidence, why)`` when one eye is null (the
+        reason for that eye); ``(None, reason)`` when neither eye can be judged."""
         reason = unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW) or self.hidden.reason(ctx, i)
         if reason is not None:
             return None, reason
@@ -268,6 +275,8 @@ class EyesOpenAnalyzer:
         for side, p in zip(sides, p_open, strict=True):
             value[side] = bool(p > 0.5)
             confidences.append(float(max(p, 1.0 - p)))
+        if reasons:
+            return value, min(confidences), reasons[0]
         return value, min(confidences)
 
     def __call__(self, ctx: FaceContext) -> AttributeColumn:
