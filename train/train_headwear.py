@@ -125,9 +125,15 @@ def _logistic(
     return mean, scale, lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
 
 
-def train(faces: list[HeadwearFace]) -> Head:
-    pool = [f for f in judged(faces) if f.part in ("train", "validation")]
-    # Out-of-fold scores (5 folds by photo; each face scored as it is, unaugmented).
+def calibration_pool(faces: list[HeadwearFace]) -> list[HeadwearFace]:
+    """The judged faces of the train and validation photos: fitted on, and (out of fold)
+    calibrated on."""
+    return [f for f in judged(faces) if f.part in ("train", "validation")]
+
+
+def out_of_fold_scores(pool: list[HeadwearFace]) -> npt.NDArray[np.float64]:
+    """The regression's logit for each face of ``pool``, from a fit on the other 4 of 5 folds
+    (by photo; each face scored as it is, unaugmented): what the calibration is fitted on."""
     folds = group_split([f.image for f in pool], [0.2] * 5, seed=SEED)
     oof = np.zeros(len(pool))
     for k in range(5):
@@ -135,6 +141,12 @@ def train(faces: list[HeadwearFace]) -> Head:
         mean, scale, coef, icpt = _logistic(*_rows(fit_rows, np.random.default_rng(SEED + k))[:2])
         xk, _, _ = _rows([pool[int(i)] for i in folds[k]], None)
         oof[folds[k]] = (((xk - mean) / scale) @ coef.T + icpt)[:, 0]
+    return oof
+
+
+def train(faces: list[HeadwearFace]) -> Head:
+    pool = calibration_pool(faces)
+    oof = out_of_fold_scores(pool)
     y_pool = np.asarray([f.headwear for f in pool], np.int64)
     mean, scale, coef, icpt = _logistic(*_rows(pool, np.random.default_rng(SEED))[:2])
     # Platt scaling of the out-of-fold logits (the photos' own share of headwear, no class
