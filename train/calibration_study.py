@@ -35,7 +35,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mien.analyzers.attributes import eyes, smile
-from mien.analyzers.attributes.heads import Head
+from mien.analyzers.attributes.heads import Head, sigmoid
 from train import train_eyes as TE
 from train import train_glasses as TG
 from train import train_headwear as TH
@@ -55,10 +55,6 @@ I64 = npt.NDArray[np.int64]
 Fit = Callable[[F64, I64], Callable[[F64], F64]]
 
 
-def _sigmoid(z: npt.ArrayLike) -> F64:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, np.float64), -50, 50))))
-
-
 def isotonic(weighted: bool = False, draw: int | None = None) -> Fit:
     """Isotonic regression of the label on sigmoid(score): unweighted, with exact class
     weights, or (``draw``) on rows where the minority class is repeated by random draws."""
@@ -68,10 +64,10 @@ def isotonic(weighted: bool = False, draw: int | None = None) -> Fit:
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         if draw is not None:
             rows = balanced(np.arange(len(y)), y, draw)
-            iso.fit(_sigmoid(s[rows]), y[rows])
+            iso.fit(sigmoid(s[rows]), y[rows])
         else:
-            iso.fit(_sigmoid(s), y, sample_weight=class_weights(y) if weighted else None)
-        return lambda t: np.asarray(iso.predict(_sigmoid(t)), np.float64)
+            iso.fit(sigmoid(s), y, sample_weight=class_weights(y) if weighted else None)
+        return lambda t: np.asarray(iso.predict(sigmoid(t)), np.float64)
 
     return fit
 
@@ -79,7 +75,7 @@ def isotonic(weighted: bool = False, draw: int | None = None) -> Fit:
 def platt(weighted: bool = False) -> Fit:
     def fit(s: F64, y: I64) -> Callable[[F64], F64]:
         a, b = platt_fit(s, y, weighted)
-        return lambda t: _sigmoid(a * np.asarray(t) + b)
+        return lambda t: sigmoid(a * np.asarray(t) + b)
 
     return fit
 
@@ -113,15 +109,6 @@ def crossfit(fit: Fit, s: F64, y: I64, half: npt.NDArray[np.bool_]) -> F64:
 
 
 # ---------------------------------------------------------------------------- eyes
-
-
-def _share(s: F64, face: npt.NDArray[np.intp], w: float) -> F64:
-    out = s.copy()
-    for f in np.unique(face):
-        rows = np.nonzero(face == f)[0]
-        if len(rows) == 2:
-            out[rows] = (1 - w) * s[rows] + w * s[rows][::-1]
-    return out
 
 
 def eyes_scores() -> tuple[F64, I64, npt.NDArray[np.intp], F64, npt.NDArray[np.intp]]:
@@ -171,19 +158,26 @@ def study_eyes() -> None:
     )
     for label, fits in variants:
         for w in (0.0, 0.125, 0.25, 0.375):
-            ss, vv = _share(s, face, w), _share(vs, vface, w)
+            ss, vv = TE.shared_by_face(s, face, w), TE.shared_by_face(vs, vface, w)
             rows = []
             for fit in fits:
-                closed = crossfit(fit, ss, y, half) <= 0.5
-                cew = np.mean([closed[face == g].all() for g in np.unique(face[y == 0])])
-                opn = np.mean([closed[face == g].any() for g in np.unique(face[y == 1])])
+                p_xf = crossfit(fit, ss, y, half)
+                rates = TE.faces_called_closed(p_xf <= 0.5, y, face)
                 calib = fit(ss, y)
                 v_closed = calib(vv) <= 0.5
-                v_faces = np.mean([v_closed[vface == g].any() for g in np.unique(vface)])
+                v_faces = TE.faces_called_closed(v_closed, np.ones_like(vface), vface)[1][0]
                 c = calib((1 - w) * wink_closed + w * wink_open) <= 0.5
                 o = calib((1 - w) * wink_open + w * wink_closed) > 0.5
-                p_xf = crossfit(fit, ss, y, half)
-                rows.append((ece(p_xf, y), cew, opn, v_closed.mean(), v_faces, (c & o).mean()))
+                rows.append(
+                    (
+                        ece(p_xf, y),
+                        rates[0][0],
+                        rates[1][0],
+                        v_closed.mean(),
+                        v_faces,
+                        (c & o).mean(),
+                    )
+                )
             r = np.array(rows)
             cell = [
                 f"{r[0, k]:.3f}"

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 import mien
 from mien.analyzers.attributes.base import FaceContext
-from mien.analyzers.attributes.heads import Head
+from mien.analyzers.attributes.heads import Head, sigmoid
 from mien.detect.nms import iou_matrix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def calibrate(head: Head, x_val: npt.NDArray[np.float32], y_val: npt.NDArray[np.
     if len(head.classes) == 2:
         from sklearn.isotonic import IsotonicRegression
 
-        p = 1.0 / (1.0 + np.exp(-np.clip(raw[:, 0], -50, 50)))
+        p = sigmoid(raw[:, 0])
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y_val)
         xs = np.asarray(iso.X_thresholds_, np.float32)
         ys = np.asarray(iso.y_thresholds_, np.float32)
@@ -222,11 +222,15 @@ def platt(
     on calibration data - or scores that stand for them (out-of-fold scores), possibly after an
     affine map whose weights sum to 1, such as an average with other scores. The folded head's
     :meth:`Head.proba` is that calibration."""
+    return with_platt(head, *platt_fit(scores, y, weighted))
+
+
+def with_platt(head: Head, a: float, b: float) -> Head:
+    """``head`` with ``sigmoid(a * score + b)`` folded into its last layer (see :func:`platt`)."""
     import dataclasses
 
     if len(head.classes) != 2 or head.calib_x is not None:
         raise ValueError("platt() takes a two-class head without an isotonic table")
-    a, b = platt_fit(scores, y, weighted)
     return dataclasses.replace(
         head,
         coef=(head.coef * a).astype(np.float32),

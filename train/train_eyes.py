@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mien.analyzers.attributes import eyes
 from mien.analyzers.attributes.base import FaceContext
-from mien.analyzers.attributes.heads import ConvNet
+from mien.analyzers.attributes.heads import ConvNet, sigmoid
 from mien.analyzers.attributes.mouth import unknown_reason
 from train import cnn
 from train.common import (
@@ -284,32 +284,43 @@ def features(net: ConvNet, data: Eyes) -> npt.NDArray[np.float32]:
 
 
 def shared_by_face(
-    scores: npt.NDArray[np.float64], face: npt.NDArray[np.intp]
+    scores: npt.NDArray[np.float64],
+    face: npt.NDArray[np.intp],
+    weight: float = eyes.OTHER_EYE_WEIGHT,
 ) -> npt.NDArray[np.float64]:
     """``scores`` (one per eye) shared between the eyes of each face, as the analyzer does
     (:func:`mien.analyzers.attributes.eyes.share_between_eyes`); ``face``: each eye's face."""
     out = np.asarray(scores, np.float64).copy()
     for f in np.unique(face):
         rows = np.nonzero(face == f)[0]
-        out[rows] = eyes.share_between_eyes(out[rows])
+        out[rows] = eyes.share_between_eyes(out[rows], weight)
+    return out
+
+
+def faces_called_closed(
+    called_closed: npt.NDArray[np.bool_], y: npt.NDArray[np.int64], face: npt.NDArray[np.intp]
+) -> dict[int, tuple[float, int]]:
+    """Per class present in ``y`` (0 closed, 1 open): the share of its faces called closed, as
+    the benchmark counts (a closed face when every judged eye is called closed, an open face
+    when any is), and the number of faces."""
+    out: dict[int, tuple[float, int]] = {}
+    for cls, rule in ((0, np.all), (1, np.any)):
+        groups = np.unique(face[y == cls])
+        if len(groups):
+            share = float(np.mean([bool(rule(called_closed[face == f])) for f in groups]))
+            out[cls] = (share, len(groups))
     return out
 
 
 def face_rates(
     called_closed: npt.NDArray[np.bool_], y: npt.NDArray[np.int64], face: npt.NDArray[np.intp]
 ) -> str:
-    """Per face, as the benchmark counts: closed faces called closed when every judged eye is,
-    open faces called closed when any is."""
-    out = []
-    for label, cls, rule in (
-        ("closed faces called closed", 0, np.all),
-        ("open faces called closed", 1, np.any),
-    ):
-        groups = np.unique(face[y == cls])
-        if len(groups):
-            share = np.mean([bool(rule(called_closed[face == f])) for f in groups])
-            out.append(f"{label} {share:.3f} of {len(groups)}")
-    return "; ".join(out)
+    """:func:`faces_called_closed` in words."""
+    label = {0: "closed faces called closed", 1: "open faces called closed"}
+    return "; ".join(
+        f"{label[cls]} {share:.3f} of {n}"
+        for cls, (share, n) in faces_called_closed(called_closed, y, face).items()
+    )
 
 
 def main() -> None:
@@ -412,7 +423,7 @@ def main() -> None:
         strict=True,
     ):
         z = shared_by_face(head.raw_scores(x)[:, 0].astype(np.float64), face)
-        p_open = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        p_open = sigmoid(z)
         proba = np.stack([1.0 - p_open, p_open], axis=1).astype(np.float32)
         called_closed = p_open <= 0.5
         per = "  ".join(

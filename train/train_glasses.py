@@ -61,6 +61,7 @@ from train.common import (
     SEED,
     CachedPipeline,
     Fitted,
+    calibrate,
     classification_report,
     face_in_crop,
     fit_linear,
@@ -690,8 +691,6 @@ def logit_head(
 ) -> Fitted:
     """A head that reads feature ``k`` (a logit of the network) as it is, with an isotonic
     calibration fitted on the validation part."""
-    from sklearn.isotonic import IsotonicRegression
-
     coef = np.zeros((1, n_features), np.float32)
     coef[0, k] = 1.0
     head = Head(
@@ -701,13 +700,7 @@ def logit_head(
         coef,
         np.zeros(1, np.float32),
     )
-    p = 1.0 / (1.0 + np.exp(-np.clip(head.raw_scores(x_val)[:, 0].astype(np.float64), -50, 50)))
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y_val)
-    head = replace(
-        head,
-        calib_x=np.asarray(iso.X_thresholds_, np.float32),
-        calib_y=np.asarray(iso.y_thresholds_, np.float32),
-    )
+    head = calibrate(head, x_val, y_val)
     return Fitted(head, classification_report(head.proba(x_val), y_val))
 
 

@@ -35,8 +35,8 @@ if __package__ in (None, ""):
 
 from mien.analyzers.attributes import headwear as H
 from mien.analyzers.attributes.base import FaceContext
-from mien.analyzers.attributes.heads import Head
-from train.common import REPO, SEED, classification_report, group_split, platt, platt_fit
+from mien.analyzers.attributes.heads import Head, sigmoid
+from train.common import REPO, SEED, classification_report, group_split, platt_fit, with_platt
 from train.train_mask import (
     DEFAULT_CACHE,
     colour_jitter,
@@ -152,8 +152,8 @@ def train(faces: list[HeadwearFace]) -> Head:
     # Platt scaling of the out-of-fold logits (the photos' own share of headwear, no class
     # weights), folded into the final regression's last layer
     a, b = platt_fit(oof, y_pool, weighted=False)
-    head = platt(Head(("no", "yes"), mean, scale, coef, icpt), oof, y_pool, weighted=False)
-    cal = 1.0 / (1.0 + np.exp(-np.clip(a * oof + b, -50, 50)))
+    head = with_platt(Head(("no", "yes"), mean, scale, coef, icpt), a, b)
+    cal = sigmoid(a * oof + b)
     rep = classification_report(np.stack([1 - cal, cal], axis=1).astype(np.float32), y_pool)
     print(f"headwear: {len(pool)} faces ({int(y_pool.sum())} with headwear) to fit")
     print("  out-of-fold (train + validation photos):", {k: round(v, 3) for k, v in rep.items()})

@@ -73,7 +73,7 @@ from mien.analyzers.attributes.base import (
     outside_reason,
 )
 from mien.analyzers.attributes.glasses import Sunglasses
-from mien.analyzers.attributes.heads import Head
+from mien.analyzers.attributes.heads import Head, sigmoid
 from mien.analyzers.attributes.mouth import aligned_gray, unknown_reason
 from mien.errors import ModelIntegrityError
 from mien.types import AttributeColumn, ModelInfo
@@ -163,14 +163,17 @@ def eye_inputs(ctx: FaceContext, i: int, eye: EyePoints) -> tuple[npt.NDArray[np
     return eye_patch(ctx, i, eye), eye_geometry(ctx.mesh[i], eye)
 
 
-def share_between_eyes(logits: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def share_between_eyes(
+    logits: npt.ArrayLike, weight: float = OTHER_EYE_WEIGHT
+) -> npt.NDArray[np.float64]:
     """The calibrated logits of the judged eyes of ONE face (one or two values) after sharing
-    evidence: with two eyes, each becomes ``(1 - OTHER_EYE_WEIGHT)`` x its own logit +
-    :data:`OTHER_EYE_WEIGHT` x the other eye's; a single eye is left as it is."""
+    evidence: with two eyes, each becomes ``(1 - weight)`` x its own logit + ``weight`` x the
+    other eye's (:data:`OTHER_EYE_WEIGHT`; other weights for studies); a single eye is left as
+    it is."""
     z = np.asarray(logits, np.float64).reshape(-1)
     if len(z) != 2:
         return z
-    w = OTHER_EYE_WEIGHT
+    w = weight
     out: npt.NDArray[np.float64] = (1.0 - w) * z + w * z[::-1]
     return out
 
@@ -187,7 +190,7 @@ def open_probability(
     logit = head.network()(np.stack(patches))
     feats = np.concatenate([logit, np.stack(geometry)], axis=1)
     z = share_between_eyes(head.raw_scores(feats)[:, 0])
-    p: F32 = (1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))).astype(np.float32)
+    p: F32 = sigmoid(z).astype(np.float32)
     return p
 
 

@@ -29,6 +29,15 @@ from mien.types import ModelInfo
 F32 = npt.NDArray[np.float32]
 
 
+def sigmoid(z: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The logistic function, in float64, with the argument clipped to [-50, 50]: how every
+    two-class head turns a calibrated logit into a probability."""
+    out: npt.NDArray[np.float64] = 1.0 / (
+        1.0 + np.exp(-np.clip(np.asarray(z, np.float64), -50, 50))
+    )
+    return out
+
+
 class ConvNet:
     """A small convolutional network over square crops, run by onnxruntime on one thread.
 
@@ -114,7 +123,7 @@ class Head:
         """Calibrated class probabilities, (N, len(classes)), rows summing to 1."""
         s = self.raw_scores(x).astype(np.float64)
         if len(self.classes) == 2:
-            p = 1.0 / (1.0 + np.exp(-np.clip(s[:, 0], -50, 50)))
+            p = sigmoid(s[:, 0])
             if self.calib_x is not None and self.calib_y is not None:
                 p = np.interp(p, self.calib_x, self.calib_y)
             two: F32 = np.stack([1.0 - p, p], axis=1).astype(np.float32)
