@@ -108,3 +108,10 @@ class EmptyVideoError(InvalidVideoError):
     """The video stream holds no decodable frame."""
 
     code = "EmptyVideo"
+
+
+class SuspectFramesError(MediaError):
+    """Redaction stopped because a frame may show an uncovered face and the caller chose
+    ``on_suspect="fail"`` (docs/redaction.md, "Fail closed"); nothing was written."""
+
+    code = "SuspectFrames"
