@@ -159,3 +159,19 @@ def test_report_to_dict_is_json() -> None:
         CoveredRegion((1, 2, 3, 4), 0.5, "guessed")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RedactionReport("a", "b", "audio")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "fill"])
+def test_area_whose_centre_is_outside_covers_a_pixel_and_does_not_crash(method: str) -> None:
+    """Issue 14: a box whose centre lies outside the picture and whose clipped ellipse covers
+    no pixel centre crashed with IndexError in ``_window_mask`` (a panning crowd clip)."""
+    rgb = np.random.default_rng(1).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    opts = RedactOptions(method=method, color=(1, 2, 3))
+    # centre (-30, -30), grown half-size 36 px: its window is the picture's 6x6 corner, but the
+    # ellipse reaches no pixel centre there; same at the opposite corner.
+    boxes = np.array([[-50.0, -50.0, -10.0, -10.0], [1290.0, 730.0, 1330.0, 770.0]])
+    out = redact_regions(rgb, boxes, opts)
+    mask = region_mask(rgb.shape[:2], boxes, opts)
+    assert mask[0, 0] and mask[719, 1279] and mask.sum() == 2
+    assert not np.array_equal(out[0, 0], rgb[0, 0]) or method != "fill"
+    assert np.array_equal(out[~mask], rgb[~mask])

@@ -88,8 +88,13 @@ def _window_mask(
     xs = ((np.arange(x0, x1, dtype=np.float64) + 0.5 - cx) / hw) ** 2
     ys = ((np.arange(y0, y1, dtype=np.float64) + 0.5 - cy) / hh) ** 2
     mask: BoolArray = (ys[:, None] + xs[None, :]) <= 1.0
-    if not mask.any():  # an area smaller than a pixel still covers the pixel under its centre
-        mask[min(int(cy) - y0, y1 - y0 - 1), min(int(cx) - x0, x1 - x0 - 1)] = True
+    if not mask.any():
+        # No pixel centre inside: an area smaller than a pixel, or one whose centre lies outside
+        # the picture and that reaches in by less than half a pixel. It still covers the pixel
+        # of the window nearest its centre.
+        iy = min(max(math.floor(cy) - y0, 0), y1 - y0 - 1)
+        ix = min(max(math.floor(cx) - x0, 0), x1 - x0 - 1)
+        mask[iy, ix] = True
     return mask
 
 
