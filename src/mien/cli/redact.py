@@ -5,7 +5,9 @@ Exit codes (the common ones of ``mien``):
 * 0 — every input was redacted and written;
 * 1 — at least one input could not be read or redacted (corrupt, truncated, not a picture or
   video, no video stream...): an error line on stderr, no output written for it; the other
-  inputs of a folder were redacted;
+  inputs of a folder were redacted; or a video had *suspect frames* (damaged, not searched, a
+  face lost or shrunk: docs/redaction.md, "Fail closed"), covered unless ``--on-suspect keep``
+  and listed in the report (``--on-suspect fail``: no output for that video);
 * 2 — usage error (bad option, unknown output suffix, input and output of different kinds);
 * 3 — mien could not run: a model failed verification, or an output cannot be written (missing
   or read-only folder, full disk); nothing partial is left at the output path;
@@ -41,7 +43,8 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 EXIT_DOC = """exit codes:
   0    every input was redacted
   1    some inputs could not be read or redacted (error on stderr, no output for them);
-       the other inputs of a folder were redacted
+       the other inputs of a folder were redacted; or a video had suspect frames (see
+       --on-suspect; listed in --report)
   2    usage error (bad option, unknown output suffix, folder input with a file output)
   3    mien could not run (model verification failed, output not writable); no partial output
   130  interrupted"""
@@ -100,6 +103,17 @@ def register(sub: Any) -> None:
         metavar="FILE.json",
         help="write the audit JSON (what was covered, where, and when) to FILE.json",
     )
+    from mien.redact.suspect import ON_SUSPECT
+
+    g.add_argument(
+        "--on-suspect",
+        choices=ON_SUSPECT,
+        default="cover",
+        help="videos: a frame where a face may be uncovered (damaged, not searched, a face "
+        "lost or shrunk) is covered where faces were known, or whole (cover, the default), "
+        "stops the video with no output (fail), or is written as found (keep); it is listed "
+        "in the report and the exit code is 1 in every case",
+    )
     g.add_argument("-q", "--quiet", action="store_true", help="no per-file log")
     detector_args(p)
     for action in p._actions:  # redaction searches harder than analysis by default
@@ -157,6 +171,7 @@ class Outcome:
     reports: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     cannot_run: bool = False
+    suspect: bool = False
 
 
 def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any]) -> Any:
@@ -165,8 +180,14 @@ def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, A
             from mien.redact.video import redact_video
         except ImportError as exc:
             raise _NoVideo(f"{src}: video redaction is not available in this build") from exc
+        from mien.redact.video import VideoRedactOptions
+
         return redact_video(
-            str(src), str(dst), analyzer_options=ctx["analyzer"], options=ctx["redact"]
+            str(src),
+            str(dst),
+            analyzer_options=ctx["analyzer"],
+            options=ctx["redact"],
+            video=VideoRedactOptions(on_suspect=args.on_suspect),
         )
     from mien.redact.image import redact_image
 
@@ -198,9 +219,30 @@ def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out
         print(f"mien: {src}: {exc.code}: {exc.message}", file=sys.stderr)
         return
     out.reports.append(report.to_dict())
+    if not report.complete:
+        out.suspect = True
+        _warn_incomplete(src, report)
     if not args.quiet:
         n = report.counts["regions"]
         print(f"mien: {src}: {n} face region(s) covered -> {dst}", file=sys.stderr)
+
+
+def _warn_incomplete(src: Path, report: Any) -> None:
+    """The stderr line of a video with suspect frames or reported damage (always printed)."""
+    from collections import Counter
+
+    from mien.redact.suspect import SUSPECT_REASONS
+
+    parts = []
+    if report.suspect_frames:
+        reasons = Counter(r for f in report.suspect_frames for r in f.reasons)
+        actions = Counter(f.action for f in report.suspect_frames)
+        why = ", ".join(f"{SUSPECT_REASONS.get(r, r)}: {n}" for r, n in reasons.most_common())
+        done = ", ".join(f"{a.replace('_', ' ')}: {n}" for a, n in actions.most_common())
+        parts.append(f"{len(report.suspect_frames)} suspect frame(s) ({why}; {done})")
+    if "input_damage" in report.extra:
+        parts.append(str(report.extra["input_damage"]))
+    print(f"mien: {src}: SuspectFrames: {'; '.join(parts)}", file=sys.stderr)
 
 
 def _folder_items(src: Path, dst: Path) -> list[tuple[Path, Path]]:
@@ -320,4 +362,4 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_RUN
     if out.cannot_run:
         return EXIT_CANNOT_RUN
-    return EXIT_SOME_FAILED if out.errors else EXIT_OK
+    return EXIT_SOME_FAILED if out.errors or out.suspect else EXIT_OK

@@ -20,6 +20,12 @@
   area over :class:`VideoLimits`). Damage *after* some frames were decoded (corrupt packets, a
   cut file) does not lose them: iteration stops or skips, and :attr:`VideoReader.error` then
   holds an ``InvalidVideo`` error describing it (``strict=True`` raises it at the end instead).
+  A file that ends before the header's frame count or duration is reported the same way
+  ("truncated").
+* **Damage signals**: each frame carries the reasons it may not show what was recorded
+  (:attr:`VideoFrame.damage`, from :class:`mien.media.damage.DamageWatch`: a frame the decoder
+  flagged as corrupt, a packet before it that failed to decode, a timestamp gap, or damage
+  before it with no clean key frame since). Redaction treats such frames as suspect.
 
 :class:`VideoWriter` encodes RGB frames (H.264 with libx264 when this PyAV build has it, the
 input's codec where an encoder for it exists, mpeg4 otherwise) at the input's time base and
@@ -54,6 +60,7 @@ from mien.errors import (
     SourceNotFoundError,
     VideoTooLargeError,
 )
+from mien.media.damage import DamageWatch
 from mien.media.discover import VIDEO_SUFFIXES, is_video_path
 from mien.media.write import OutputError
 
@@ -148,6 +155,8 @@ class VideoFrame:
       when the stream has none or it does not increase), for writers.
     * ``frame``: the decoded :class:`av.VideoFrame` (not rotated) for writers that pass frames
       through untouched.
+    * ``damage``: why the frame may not show what was recorded (:mod:`mien.media.damage`
+      reasons; empty for a clean frame).
     """
 
     index: int
@@ -159,6 +168,7 @@ class VideoFrame:
     height: int
     pts: int | None = None
     frame: Any = None
+    damage: tuple[str, ...] = ()
 
 
 def _rotation_of(stream: Any) -> int:
@@ -306,8 +316,12 @@ class VideoReader:
             self._container.streams.audio[0] if (audio and self._container.streams.audio) else None
         )
         self.error: InvalidVideoError | None = None
+        self._skipped_only = False
         self.frames_decoded = 0
         self.decode_errors = 0
+        self.packets_read = 0
+        self.frames_damaged = 0
+        """Decoded frames that carried a damage reason (selected or not)."""
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -329,6 +343,13 @@ class VideoReader:
                     self._queue.get(timeout=0.05)
             self._thread = None
         self._container.close()
+
+    @property
+    def fatal_error(self) -> InvalidVideoError | None:
+        """:attr:`error` unless it only says that corrupt packets were skipped (the frames
+        after them are decoded and carry ``damage`` reasons): a read failure, too many corrupt
+        packets, or a file cut short."""
+        return None if self._skipped_only else self.error
 
     @property
     def audio_stream(self) -> Any:
@@ -393,6 +414,7 @@ class VideoReader:
         step_ms = 1000.0 / self.info.fps if self.info.fps else 40.0
         prev_ts: float | None = None
         next_sample = 0.0
+        watch = DamageWatch(step_ms=step_ms if self.info.fps else None)
         demux = self._container.demux(*streams)
         while not self._stop.is_set():
             try:
@@ -406,10 +428,13 @@ class VideoReader:
                 if packet.dts is not None and packet.size:
                     yield packet
                 continue
+            if packet.size:
+                self.packets_read += 1
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
                 self.decode_errors += 1
+                watch.packet_failed()
                 if self.decode_errors > MAX_DECODE_ERRORS:
                     self._damage(f"too many corrupt packets ({exc})")
                     break
@@ -429,15 +454,21 @@ class VideoReader:
                         ts = prev_ts + step_ms
                     pts = (start or 0) + round(ts / 1000.0 / tb)  # for writers: keep increasing
                 prev_ts = ts
+                damage = watch.frame(
+                    corrupt=bool(frame.is_corrupt), key=bool(frame.key_frame), timestamp_ms=ts
+                )
+                if damage:
+                    self.frames_damaged += 1
                 if not self._selected(index, ts, next_sample):
                     continue
                 if self.selection.sample_fps is not None:
                     period = 1000.0 / self.selection.sample_fps
                     next_sample = (math.floor(ts / period) + 1) * period
-                yield self._convert(frame, index, ts, pts)
+                yield self._convert(frame, index, ts, pts, damage)
+        self._check_truncated(prev_ts, step_ms)
         if self.decode_errors and self.error is None:
             self._damage(f"{self.decode_errors} corrupt packet(s) were skipped")
-        self._check_truncated(prev_ts, step_ms)
+            self._skipped_only = True
 
     def _selected(self, index: int, ts: float, next_sample: float) -> bool:
         if self.selection.sample_fps is not None:
@@ -451,14 +482,23 @@ class VideoReader:
         )
 
     def _check_truncated(self, last_ts: float | None, step_ms: float) -> None:
+        if self.error is not None or last_ts is None or self._stop.is_set():
+            return
+        declared = self.info.frames
+        if declared and self.packets_read < declared:
+            # The header (e.g. an MP4 sample table) lists more frames than the file holds.
+            self._damage(f"the file ends after {self.packets_read} of {declared} frames")
+            return
         d = self.info.duration_ms
-        if self.error is not None or last_ts is None or not d:
+        if not d:
             return
         # The last frame should start within a few frame intervals of the declared end.
         if last_ts + step_ms < 0.9 * d - 2 * step_ms:
             self._damage(f"frames end at {last_ts:.0f} ms of a declared {d:.0f} ms")
 
-    def _convert(self, frame: Any, index: int, ts: float, pts: int) -> VideoFrame:
+    def _convert(
+        self, frame: Any, index: int, ts: float, pts: int, damage: tuple[str, ...] = ()
+    ) -> VideoFrame:
         fw, fh = int(frame.width), int(frame.height)
         rot = self.info.rotation
         if frame.rotation:  # per-frame display matrix (the usual place in FFmpeg >= 7)
@@ -490,6 +530,7 @@ class VideoReader:
             height=h,
             pts=pts,
             frame=frame if self.keep_frames else None,
+            damage=damage,
         )
 
 

@@ -14,10 +14,11 @@ from datetime import datetime, timezone
 from typing import Any, Final, Literal
 
 from mien.redact.options import RedactOptions
+from mien.redact.suspect import SuspectFrame
 from mien.types import ModelInfo
 
-RegionSource = Literal["detected", "tracked", "interpolated"]
-REGION_SOURCES: Final[tuple[str, ...]] = ("detected", "tracked", "interpolated")
+RegionSource = Literal["detected", "tracked", "interpolated", "suspect"]
+REGION_SOURCES: Final[tuple[str, ...]] = ("detected", "tracked", "interpolated", "suspect")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class CoveredRegion:
       the detection they were carried from).
     * ``source``: ``"detected"`` (found in this picture/frame), ``"tracked"`` (carried by the
       tracker through a frame where detection missed it) or ``"interpolated"`` (between two
-      detections of the same track).
+      detections of the same track) or ``"suspect"`` (covered because the frame is suspect:
+      a known region grown, a shrunk face's recent size, or the whole frame; score 0 when no
+      detection stands behind it; docs/redaction.md, "Fail closed").
     * ``frame_index`` / ``timestamp_ms``: where in a video (None for images).
     * ``track_id``: the video track the region belongs to (None for images).
     """
@@ -85,6 +88,8 @@ class RedactionReport:
     * ``models``: the detector model(s) that ran.
     * ``extra``: kind-specific facts (for a video: fps, codec, audio kept...), JSON-ready.
     * ``created``: when the redaction ran (UTC, ISO 8601).
+    * ``suspect_frames``: every frame of a video where redaction could not vouch that every face
+      was covered, why, and what was done (:class:`mien.redact.suspect.SuspectFrame`).
     """
 
     source: str
@@ -100,11 +105,19 @@ class RedactionReport:
     models: tuple[ModelInfo, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=_now)
+    suspect_frames: tuple[SuspectFrame, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "video"):
             raise ValueError(f"kind must be 'image' or 'video', got {self.kind!r}")
         object.__setattr__(self, "regions", tuple(self.regions))
+        object.__setattr__(self, "suspect_frames", tuple(self.suspect_frames))
+
+    @property
+    def complete(self) -> bool:
+        """True when no frame was suspect and the input had no damage to report (the CLI
+        exits 1 otherwise)."""
+        return not self.suspect_frames and "input_damage" not in self.extra
 
     @property
     def counts(self) -> dict[str, int]:
@@ -120,6 +133,7 @@ class RedactionReport:
             **{s: by_source.get(s, 0) for s in REGION_SOURCES},
             "frames": int(self.frames),
             "frames_with_regions": frames_covered,
+            **({"suspect_frames": len(self.suspect_frames)} if self.kind == "video" else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,5 +158,10 @@ class RedactionReport:
             "models": [m.to_dict() for m in self.models],
             "counts": self.counts,
             "regions": [r.to_dict() for r in self.regions],
+            **(
+                {"suspect_frames": [f.to_dict() for f in self.suspect_frames]}
+                if self.kind == "video"
+                else {}
+            ),
             **({"extra": dict(self.extra)} if self.extra else {}),
         }

@@ -21,24 +21,40 @@ trip). Detection runs once per frame on a copy whose longer side is ``detect_sid
 default, so 720p is searched at full size), at the redaction threshold
 (:data:`mien.redact.options.REDACT_THRESHOLD`) unless ``analyzer_options`` say otherwise.
 
+**Fail closed.** Where redaction cannot vouch that every face is covered, the frame is
+*suspect* (:mod:`mien.redact.suspect`): the decoder flagged it as damaged or predicted from
+damaged pictures, the detector failed on it, a followed face's box shrank abruptly or the face
+vanished inside the picture, or the picture size changed. Damaged frames are always searched by
+the detector (never only interpolated). By default (``on_suspect="cover"``) a suspect frame is
+covered where faces are known, grown (the frame's faces, the live tracks' predicted boxes, and
+for :data:`~mien.redact.suspect.VANISH_HOLD_MS` the last box of a face that vanished inside the
+picture), or edge to edge when nothing is known; every suspect frame is listed in the report
+(``suspect_frames``) and the CLI exits 1. A box that shrinks never counts as coverage: the
+track's recent size is covered instead.
+
 The output is written through :class:`mien.media.video.VideoWriter`: the input's codec where an
 encoder exists (else H.264), its time base and frame timestamps (variable frame rate kept),
 upright pixels (rotation applied, no rotation metadata), and the audio packets copied as they
-are. It appears at ``output`` only when the whole video was redacted: a damaged input, a full
-disk or Ctrl-C leave nothing there.
+are; frames whose size differs from the first frame's are scaled to it after covering. It
+appears at ``output`` only when the video was redacted to its end: a truncated or unreadable
+input (the file ends before its header's frame count or duration, too many corrupt packets), a
+full disk, ``on_suspect="fail"`` meeting a suspect frame, or Ctrl-C leave nothing there.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
+from mien.errors import SuspectFramesError
 from mien.media.discover import VIDEO_SUFFIXES
 from mien.media.video import VideoFrame, VideoLimits, VideoReader, VideoWriter
 from mien.media.write import OutputError, check_output_file
@@ -46,9 +62,32 @@ from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import RedactOptions
 from mien.redact.report import CoveredRegion, RedactionReport
-from mien.track.tracker import Tracker, TrackerOptions
+from mien.redact.suspect import (
+    NOT_SEARCHED,
+    SHRINK_AREA,
+    SIZE_CHANGED,
+    SUSPECT_REASONS,
+    TRACK_SHRANK,
+    TRACK_VANISHED,
+    VANISH_HOLD_MS,
+    VANISH_MIN_HITS,
+    OnSuspect,
+    SuspectAction,
+    SuspectFrame,
+    grow_boxes,
+    scene_cut,
+    thumbnail,
+    validate_on_suspect,
+    whole_frame_box,
+)
+from mien.track.tracker import Track, Tracker, TrackerOptions
 
 __all__ = ["VideoRedactOptions", "redact_video"]
+
+log = logging.getLogger("mien")
+
+#: A track's reference size is its largest detection in this much stream time before now.
+REFERENCE_MS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -58,10 +97,15 @@ class VideoRedactOptions:
     * ``detect_side``: longer side (px) of the copy the detector runs on (0: full frame).
     * ``detect_every``: run the detector on every N-th frame only; the frames between get the
       boxes interpolated between the detections before and after them (1: every frame).
+      Frames the decoder flags as damaged are always searched.
     * ``tracker``: matching, and for how many detector runs a missed face stays covered
       (``max_missed``; with ``detect_every=2`` the default 4 is 8 frames).
     * ``backfill``: frames before a track's first detection that are covered too (at most
       ``max_missed``).
+    * ``on_suspect``: what to do with a suspect frame (:mod:`mien.redact.suspect`):
+      ``"cover"`` (default) its known regions grown, or all of it; ``"fail"``: stop with
+      :class:`mien.errors.SuspectFramesError` and write nothing; ``"keep"``: write it as the
+      usual regions cover it. Suspect frames are reported in every case.
     * ``codec``: encoder name (e.g. ``"libx264"``); None: the input's codec where possible.
     * ``limits``: largest frames accepted.
     """
@@ -70,6 +114,7 @@ class VideoRedactOptions:
     detect_every: int = 2
     tracker: TrackerOptions = field(default_factory=lambda: TrackerOptions(max_missed=4))
     backfill: int = 3
+    on_suspect: OnSuspect = "cover"
     codec: str | None = None
     limits: VideoLimits = field(default_factory=VideoLimits)
 
@@ -86,12 +131,27 @@ class VideoRedactOptions:
             raise ValueError(
                 f"backfill must be an integer in 0..max_missed ({self.tracker.max_missed})"
             )
+        validate_on_suspect(self.on_suspect)
 
 
 @dataclass
 class _Pending:
     frame: VideoFrame
     regions: dict[int, CoveredRegion]
+    suspect: set[str] = field(default_factory=set)
+    known: list[tuple[float, float, float, float]] = field(default_factory=list)
+    """Where faces were known at this frame besides its regions (live tracks, vanished ones)."""
+    extra: list[CoveredRegion] = field(default_factory=list)
+    """Suspect covers found while the frame was added (a shrunk box's recent size)."""
+
+
+@dataclass
+class _Hold:
+    """The last box of a face that vanished inside the picture, covered until ``until_ms``."""
+
+    box: npt.NDArray[np.float64]
+    score: float
+    until_ms: float
 
 
 def _box(b: npt.ArrayLike) -> tuple[float, float, float, float]:
@@ -99,53 +159,161 @@ def _box(b: npt.ArrayLike) -> tuple[float, float, float, float]:
     return (float(a[0]), float(a[1]), float(a[2]), float(a[3]))
 
 
-class _Redactor:
-    """The per-video state: tracker, look-ahead buffer, writer and report regions."""
+def _area(b: npt.NDArray[np.float64]) -> float:
+    return float(max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0))
 
-    def __init__(self, options: RedactOptions, vopts: VideoRedactOptions) -> None:
+
+def _overlaps(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> bool:
+    """Whether the centre of either box lies inside the other."""
+    ca, cb = (a[:2] + a[2:]) / 2, (b[:2] + b[2:]) / 2
+    return bool((b[:2] <= ca).all() and (ca <= b[2:]).all()) or bool(
+        (a[:2] <= cb).all() and (cb <= a[2:]).all()
+    )
+
+
+def _inside(box: npt.NDArray[np.float64], width: int, height: int) -> bool:
+    """Whether a face box keeps a tenth of its size clear of every edge of the picture (a face
+    at an edge may simply have left the picture)."""
+    mx, my = (box[2] - box[0]) / 10, (box[3] - box[1]) / 10
+    return bool(box[0] >= mx and box[1] >= my and box[2] <= width - mx and box[3] <= height - my)
+
+
+class _Redactor:
+    """The per-video state: tracker, look-ahead buffer, writer, report regions, suspect frames."""
+
+    def __init__(self, options: RedactOptions, vopts: VideoRedactOptions, source: str) -> None:
         self.options = options
         self.vopts = vopts
+        self.source = source
         self.tracker = Tracker(vopts.tracker)
         self.buffer: deque[_Pending] = deque()
         self.last_detected: dict[int, tuple[npt.NDArray[np.float64], float, float]] = {}
+        self.recent: dict[int, deque[tuple[float, npt.NDArray[np.float64]]]] = {}
+        self.holds: dict[int, _Hold] = {}
         self.regions: list[CoveredRegion] = []
+        self.suspects: list[SuspectFrame] = []
         self.frames_written = 0
         self.writer: VideoWriter | None = None
         self.writer_rotation = 0
+        self.out_size: tuple[int, int] | None = None
+        """(width, height) of the frames written (the first frame's)."""
+        self._thumb: npt.NDArray[np.float32] | None = None
+        self._cut_ms: float | None = None
 
-    def add(self, frame: VideoFrame, boxes: npt.NDArray[np.float32], scores: Any) -> None:
+    def picture(self, frame: VideoFrame) -> None:
+        """Look at every frame's picture before it is added: remembers the last scene cut."""
+        rgb = frame.scaled if frame.scaled is not None else frame.rgb
+        if rgb is None:
+            return
+        thumb = thumbnail(rgb)
+        if scene_cut(self._thumb, thumb):
+            self._cut_ms = frame.timestamp_ms
+        self._thumb = thumb
+
+    # -- frames in ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        frame: VideoFrame,
+        boxes: npt.NDArray[np.float32],
+        scores: Any,
+        reasons: Iterable[str] = (),
+    ) -> None:
+        """A frame the detector searched, with its detections."""
         ts = frame.timestamp_ms
+        pending = _Pending(frame, {}, set(frame.damage) | set(reasons))
         ids = self.tracker.update(boxes, scores, ts)
-        regions: dict[int, CoveredRegion] = {}
-        for b, s, tid in zip(boxes, scores, ids, strict=True):
+        dets = np.asarray(boxes, np.float64).reshape(-1, 4)
+        for box, s, tid in zip(dets, scores, ids, strict=True):
             t = int(tid)
-            box = np.asarray(b, np.float64)
             previous = self.last_detected.get(t)
             if previous is None:
                 self._backfill(t, box, float(s))
             else:
                 self._interpolate(t, previous, box, float(s), ts)
             self.last_detected[t] = (box, ts, float(s))
-            regions[t] = CoveredRegion(_box(box), float(s), "detected", frame.index, ts, t)
+            self._check_size(pending, t, box, float(s))
+            self._remember(t, box, ts)
+            pending.regions[t] = CoveredRegion(_box(box), float(s), "detected", frame.index, ts, t)
         for track, predicted in self.tracker.coasting(ts):
-            regions[track.track_id] = CoveredRegion(
-                _box(predicted), track.score, "tracked", frame.index, ts, track.track_id
+            t = track.track_id
+            self._check_size(pending, t, predicted, track.score)
+            pending.regions[t] = CoveredRegion(
+                _box(predicted), track.score, "tracked", frame.index, ts, t
             )
         for track in self.tracker.ended:
-            self.last_detected.pop(track.track_id, None)
-        self._push(_Pending(frame, regions))
+            self._ended(track, frame, ts)
+        self._apply_holds(pending, dets)
+        self._push(pending)
 
-    def skip(self, frame: VideoFrame) -> None:
-        """A frame the detector does not look at: every live track's predicted box, replaced
-        by an interpolated one when the track is detected again."""
+    def skip(self, frame: VideoFrame, reasons: Iterable[str] = ()) -> None:
+        """A frame the detector does not look at (``detect_every``), or could not search
+        (``reasons``): every live track's predicted box, replaced by an interpolated one when
+        the track is detected again."""
         ts = frame.timestamp_ms
-        regions = {
-            t.track_id: CoveredRegion(
-                _box(t.predict(ts)), t.score, "tracked", frame.index, ts, t.track_id
+        pending = _Pending(frame, {}, set(frame.damage) | set(reasons))
+        for t in self.tracker.tracks:
+            predicted = t.predict(ts)
+            self._check_size(pending, t.track_id, predicted, t.score)
+            pending.regions[t.track_id] = CoveredRegion(
+                _box(predicted), t.score, "tracked", frame.index, ts, t.track_id
             )
-            for t in self.tracker.tracks
-        }
-        self._push(_Pending(frame, regions))
+        self._apply_holds(pending, np.zeros((0, 4)))
+        self._push(pending)
+
+    # -- what makes a frame suspect --------------------------------------------------------
+
+    def _remember(self, tid: int, box: npt.NDArray[np.float64], ts: float) -> None:
+        window = self.recent.setdefault(tid, deque())
+        window.append((ts, box.copy()))
+        while window and window[0][0] < ts - REFERENCE_MS:
+            window.popleft()
+
+    def _check_size(
+        self, pending: _Pending, tid: int, box: npt.NDArray[np.float64], score: float
+    ) -> None:
+        """A box below :data:`SHRINK_AREA` of its track's recent largest detection makes the
+        frame suspect; that recent size, centred on the box, is the suspect cover."""
+        window = self.recent.get(tid)
+        if not window:
+            return
+        ref = max((b for _, b in window), key=_area)
+        if _area(np.asarray(box, np.float64)) >= SHRINK_AREA * _area(ref):
+            return
+        pending.suspect.add(TRACK_SHRANK)
+        c = (box[:2] + box[2:]) / 2
+        half = (ref[2:] - ref[:2]) / 2
+        big = np.concatenate([np.minimum(c - half, box[:2]), np.maximum(c + half, box[2:])])
+        f = pending.frame
+        pending.extra.append(
+            CoveredRegion(_box(big), score, "suspect", f.index, f.timestamp_ms, tid)
+        )
+
+    def _ended(self, track: Track, frame: VideoFrame, ts: float) -> None:
+        tid = track.track_id
+        self.last_detected.pop(tid, None)
+        self.recent.pop(tid, None)
+        explained = self._cut_ms is not None and self._cut_ms > track.last_ms
+        if (
+            track.hits >= VANISH_MIN_HITS
+            and not explained
+            and _inside(track.box, frame.width, frame.height)
+        ):
+            self.holds[tid] = _Hold(track.box.copy(), track.score, ts + VANISH_HOLD_MS)
+
+    def _apply_holds(self, pending: _Pending, detections: npt.NDArray[np.float64]) -> None:
+        """Faces that vanished inside the picture: known (and the frame suspect) until found
+        again (a detection on the held box) or until their hold ends."""
+        ts = pending.frame.timestamp_ms
+        for tid, hold in list(self.holds.items()):
+            if ts > hold.until_ms or any(_overlaps(hold.box, d) for d in detections):
+                del self.holds[tid]
+                continue
+            pending.suspect.add(TRACK_VANISHED)
+            pending.known.append(_box(hold.box))
+        pending.known.extend(_box(t.predict(ts)) for t in self.tracker.tracks)
+
+    # -- look-ahead buffer -------------------------------------------------------------------
 
     def _push(self, pending: _Pending) -> None:
         self.buffer.append(pending)
@@ -188,20 +356,69 @@ class _Redactor:
                 tid,
             )
 
+    # -- frames out --------------------------------------------------------------------------
+
+    def _suspect_regions(self, pending: _Pending, regions: list[CoveredRegion]) -> SuspectAction:
+        """Add the suspect covers of a suspect frame to ``regions``; the action taken."""
+        f = pending.frame
+        if self.vopts.on_suspect == "fail":
+            why = "; ".join(SUSPECT_REASONS.get(r, r) for r in sorted(pending.suspect))
+            raise SuspectFramesError(
+                f"{self.source}: frame {f.index} ({f.timestamp_ms:.0f} ms) may show an uncovered "
+                f"face ({why}); stopped without writing (on_suspect='fail')"
+            )
+        if self.vopts.on_suspect == "keep":
+            return "kept"
+        known = [r.box for r in regions] + [r.box for r in pending.extra] + pending.known
+        regions.extend(pending.extra)
+        if known:
+            for box in grow_boxes(known):
+                regions.append(
+                    CoveredRegion(_box(box), 0.0, "suspect", f.index, f.timestamp_ms, None)
+                )
+            return "covered_regions"
+        regions.append(
+            CoveredRegion(
+                _box(whole_frame_box(f.width, f.height)[0]),
+                0.0,
+                "suspect",
+                f.index,
+                f.timestamp_ms,
+                None,
+            )
+        )
+        return "covered_frame"
+
     def _emit(self, pending: _Pending) -> None:
-        assert self.writer is not None
+        assert self.writer is not None and self.out_size is not None
         frame = pending.frame
         regions = sorted(pending.regions.values(), key=lambda r: r.track_id or 0)
+        action: SuspectAction | None = None
+        if pending.suspect:
+            action = self._suspect_regions(pending, regions)
+            self.suspects.append(
+                SuspectFrame(
+                    frame.index, frame.timestamp_ms, tuple(sorted(pending.suspect)), action
+                )
+            )
         self.regions.extend(regions)
-        if not regions and frame.frame is not None and frame.rgb is None:
+        size_ok = (frame.width, frame.height) == self.out_size
+        if not regions and size_ok and frame.frame is not None and frame.rgb is None:
             rotation = self.writer_rotation
             if rotation == 0:
                 self.writer.write_frame(frame.frame, frame.pts)
                 self.frames_written += 1
                 return
         rgb = frame.rgb if frame.rgb is not None else _rgb_of(frame, self.writer_rotation)
-        boxes = np.array([r.box for r in regions], np.float32).reshape(-1, 4)
-        out = redact_regions(rgb, boxes, self.options) if len(boxes) else rgb
+        if action == "covered_frame":
+            from mien.redact.suspect import cover_whole_frame
+
+            out = cover_whole_frame(rgb, self.options)
+        else:
+            boxes = np.array([r.box for r in regions], np.float32).reshape(-1, 4)
+            out = redact_regions(rgb, boxes, self.options) if len(boxes) else rgb
+        if not size_ok:  # covered at its own size, then scaled to the output's
+            out = np.ascontiguousarray(cv2.resize(out, self.out_size, interpolation=cv2.INTER_AREA))
         self.writer.write_rgb(out, frame.pts)
         self.frames_written += 1
 
@@ -228,13 +445,16 @@ def redact_video(
 ) -> RedactionReport:
     """Cover every face of the video ``source`` and write it to ``output`` (format from its
     suffix: .mp4 .mov .mkv .webm .avi ...); returns the audit report (one region per covered
-    face per frame).
+    face per frame, and every suspect frame: check :attr:`RedactionReport.suspect_frames`, or
+    :attr:`RedactionReport.complete`, before trusting the output blindly).
 
-    Raises :class:`mien.errors.MediaError` subclasses when the input cannot be read or is
-    damaged anywhere (``NotFound``, ``InvalidVideo``, ``NoVideoStream``, ``EmptyVideo``,
-    ``VideoTooLarge``) and :class:`mien.media.write.OutputError` when the output cannot be
-    written; in every failure case nothing is left at ``output``. ``progress(frames_done,
-    frames_expected)`` is called after each decoded frame.
+    Raises :class:`mien.errors.MediaError` subclasses when the input cannot be read, is cut
+    short or is damaged beyond reading (``NotFound``, ``InvalidVideo``, ``NoVideoStream``,
+    ``EmptyVideo``, ``VideoTooLarge``), :class:`mien.errors.SuspectFramesError` at the first
+    suspect frame when ``video.on_suspect == "fail"``, and
+    :class:`mien.media.write.OutputError` when the output cannot be written; in every failure
+    case nothing is left at ``output``. ``progress(frames_done, frames_expected)`` is called
+    after each decoded frame.
     """
     from mien.redact.image import redaction_analyzer_options
     from mien.video.analyzer import VideoAnalyzer, VideoOptions
@@ -248,8 +468,10 @@ def redact_video(
         an_opts,
         VideoOptions(detect_side=vopts.detect_side, limits=vopts.limits),
     )
-    red = _Redactor(opts, vopts)
+    red = _Redactor(opts, vopts, name)
     audio_waiting: list[Any] = []
+    size_changes: list[dict[str, int]] = []
+    detector_failures = 0
     with VideoReader(
         name,
         limits=vopts.limits,
@@ -257,11 +479,11 @@ def redact_video(
         scaled_side=vopts.detect_side or None,
         keep_frames=True,
         audio=True,
-        strict=True,
     ) as reader:
         expected = reader.info.frames
         writer: VideoWriter | None = None
         first_index = 0
+        size: tuple[int, int] | None = None
         try:
             for item in reader:
                 if not isinstance(item, VideoFrame):
@@ -279,17 +501,38 @@ def redact_video(
                     )
                     red.writer = writer
                     red.writer_rotation = reader.info.rotation
+                    red.out_size = size = (item.width, item.height)
                     first_index = item.index
                     for packet in audio_waiting:
                         writer.write_audio(packet)
                     audio_waiting.clear()
-                if (item.index - first_index) % vopts.detect_every == 0:
-                    det = detector.detect(item)
-                    red.add(item, det.boxes, det.scores)
+                red.picture(item)
+                reasons: list[str] = []
+                if (item.width, item.height) != size:
+                    size = (item.width, item.height)
+                    reasons.append(SIZE_CHANGED)
+                    size_changes.append(
+                        {"frame_index": item.index, "width": size[0], "height": size[1]}
+                    )
+                searched = (item.index - first_index) % vopts.detect_every == 0
+                if searched or item.damage or reasons:
+                    try:
+                        det = detector.detect(item)
+                    except Exception as exc:  # fail closed: the frame is covered, not lost
+                        detector_failures += 1
+                        if detector_failures == 1:
+                            log.warning(
+                                "%s: detection failed on frame %d: %r", name, item.index, exc
+                            )
+                        red.skip(item, [*reasons, NOT_SEARCHED])
+                    else:
+                        red.add(item, det.boxes, det.scores, reasons)
                 else:
                     red.skip(item)
                 if progress is not None:
                     progress(reader.frames_decoded, expected)
+            if reader.fatal_error is not None:
+                raise reader.fatal_error
             if writer is None:  # pragma: no cover - the reader raises EmptyVideo first
                 raise OutputError(f"cannot write {out_path}: no frame")
             red.flush()
@@ -299,9 +542,16 @@ def redact_video(
                 writer.__exit__(RuntimeError, None, None)
             raise
         info = reader.info
+    assert red.out_size is not None
     extra = {
         **info.to_dict(),
+        "width": red.out_size[0],
+        "height": red.out_size[1],
         "frames_decoded": reader.frames_decoded,
+        "frames_damaged": reader.frames_damaged,
+        **({"input_damage": reader.error.message} if reader.error is not None else {}),
+        **({"size_changes": size_changes} if size_changes else {}),
+        **({"detector_failures": detector_failures} if detector_failures else {}),
         "output_codec": writer.codec,
         "audio_kept": writer.has_audio,
         **({"audio_note": writer.audio_note} if writer.audio_note else {}),
@@ -309,6 +559,7 @@ def redact_video(
         "detect_every": vopts.detect_every,
         "max_missed": vopts.tracker.max_missed,
         "backfill": vopts.backfill,
+        "on_suspect": vopts.on_suspect,
     }
     return RedactionReport(
         source=name,
@@ -316,10 +567,11 @@ def redact_video(
         kind="video",
         regions=tuple(red.regions),
         frames=red.frames_written,
-        width=info.width,
-        height=info.height,
+        width=red.out_size[0],
+        height=red.out_size[1],
         options=opts,
         threshold=an_opts.threshold,
         models=detector.models,
         extra=extra,
+        suspect_frames=tuple(red.suspects),
     )
