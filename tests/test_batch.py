@@ -387,13 +387,14 @@ def test_inputs_keys_sorting_and_globs(tmp_path) -> None:
 
 
 def test_ray_engine_without_ray_is_a_clear_error(monkeypatch) -> None:
-    from mien.batch.ray_engine import RayUnavailableError, run_ray
+    from mien.batch.ray_engine import run_ray
     from mien.batch.worker import WorkerConfig
+    from mien.errors import MissingExtraError
     from mien.options import AnalyzerOptions
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the 'ray' extra were not installed
     config = WorkerConfig("analyze", AnalyzerOptions(), 1, "out")
-    with pytest.raises(RayUnavailableError, match=r"mien\[ray\]"):
+    with pytest.raises(MissingExtraError, match=r"mien\[ray\]"):
         next(run_ray([(0, [])], config, 1))
 
 

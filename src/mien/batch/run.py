@@ -159,6 +159,7 @@ def run_batch(
     each shard is committed (progress hooks, benchmarks).
     """
     say = log or (lambda msg: print(f"mien: {msg}", file=sys.stderr))
+    _require_extras(options)
     if options.task == "redact":
         from mien.redact.image import redaction_analyzer_options
         from mien.redact.options import RedactOptions
@@ -262,6 +263,18 @@ def _collect(
             table = analysis_table(got, options.analyzer.features)
         yield job.commit(sid, got, table)
         order.pop(sid)
+
+
+def _require_extras(options: BatchOptions) -> None:
+    """``MissingExtra`` before any work is done (not after the first shard), as the CLI's exit 3."""
+    if options.format == "parquet":
+        from mien.extras import require_extra
+
+        require_extra("parquet", "mien batch --format parquet")
+    if options.engine == "ray":
+        from mien.batch.ray_engine import _import_ray
+
+        _import_ray()
 
 
 def _engine(
