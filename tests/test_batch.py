@@ -434,3 +434,111 @@ def test_python_api_run_batch_summary_and_commit_hook(tmp_path) -> None:
     assert [r["key"] for r in records(tmp_path / "out")] == sorted(keys, key=natural_key)
     again = run_batch(options, progress=False, log=lambda _m: None)
     assert (again.done, again.skipped, again.shards_committed) == (0, 5, 3)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_for_ledger(out: Path, proc: subprocess.Popen, n: int = 1) -> None:
+    deadline = time.monotonic() + 300
+    while len(ledger(out)) < n and proc.poll() is None:
+        assert time.monotonic() < deadline, "the batch committed no shard in 300 s"
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+
+
+def test_a_shard_is_committed_after_shard_seconds_and_kill_9_keeps_it(tmp_path) -> None:
+    """Shards far larger than the job are still committed on time (--shard-seconds); kill -9 of
+    the driver and its workers after the first commit loses only uncommitted work; the rerun
+    does the rest, once: every photo exactly once, committed shards neither redone nor
+    rewritten."""
+    src = tmp_path / "in"
+    keys = photos(src, 24)
+    out = tmp_path / "out"
+    args = ["--features", "detection", "--workers", "2", "--shard-size", "1000"]
+    cmd = [sys.executable, "-m", "mien", "batch", str(src), "-o", str(out), *args, "-q"]
+    proc = subprocess.Popen(
+        [*cmd, "--shard-seconds", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    _wait_for_ledger(out, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, the fork server and the workers
+    proc.communicate(timeout=60)
+    kept = {p.name: p.stat() for p in (out / "shards").glob("shard-*.jsonl")}
+    first = records(out)
+    assert 0 < len(first) < 24  # the time limit cut a shard of the 1000-file size limit
+    rerun = mien("batch", str(src), "-o", str(out), *args, "--shard-seconds", "600")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(first)} of 24 file(s) already done" in rerun.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["skipped"], summary["done"]) == (len(first), 24 - len(first))  # none redone
+    for name, st in kept.items():  # the committed shards were not rewritten
+        now = (out / "shards" / name).stat()
+        assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), name
+    got = records(out)
+    assert [r["key"] for r in got] == sorted(keys, key=natural_key)  # each once, in order
+    assert got[: len(first)] == first
+    assert all("faces" in r for r in got)
+    assert_shards_tile(out, 24)
+
+
+def test_workers_exit_when_the_batch_is_killed_with_sigkill(tmp_path) -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the worker processes")
+    src = tmp_path / "in"
+    photos(src, 16)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mien",
+            "batch",
+            str(src),
+            "-o",
+            str(out),
+            "-q",
+            "--features",
+            "detection",
+            "--workers",
+            "2",
+            "--shard-size",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _wait_for_ledger(out, proc)
+    helpers = _descendants(proc.pid)  # fork server, workers, resource tracker
+    try:
+        assert len(helpers) >= 3, helpers
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone: nothing else is signalled
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_running(p) for p in helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [p for p in helpers if _running(p)]
+        assert not left, f"processes left running after kill -9 of the batch: {left}"
+    finally:
+        for p in helpers:
+            with contextlib.suppress(OSError):
+                if _running(p):
+                    os.kill(p, signal.SIGKILL)

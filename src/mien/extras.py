@@ -32,10 +32,14 @@ EXTRAS: dict[str, tuple[tuple[str, ...], ...]] = {
 def _installed(name: str) -> bool:
     """Whether module ``name`` can be found (without running it: no import side effects; a
     dotted name imports its parent package)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):  # a missing parent package; a module blocked as None
-        return False
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):  # the package first: a loaded submodule is not enough
+        try:
+            if importlib.util.find_spec(".".join(parts[:i])) is None:
+                return False
+        except (ImportError, ValueError):  # a missing parent package; a module blocked as None
+            return False
+    return True
 
 
 def require_extra(extra: str, what: str, also: tuple[str, ...] = ()) -> None:
