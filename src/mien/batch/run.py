@@ -332,9 +332,7 @@ def _cut(
                 got.append(record)
                 bar.update(1)
             if got and (
-                len(got) >= size
-                or start + len(got) in ends
-                or time.monotonic() - since >= seconds
+                len(got) >= size or start + len(got) in ends or time.monotonic() - since >= seconds
             ):
                 entry = commit(start, got)
                 got = []
