@@ -92,7 +92,6 @@ def test_kill_then_rerun_resumes_with_no_duplicate_and_no_missing_record(tmp_pat
     src = tmp_path / "in"
     keys = photos(src, 40, nested=8)
     args = ["--features", "detection,landmarks", "--workers", "2", "--shard-size", "3", "-q"]
-    n_shards = 14  # 40 files in shards of 3
     clean = mien("batch", str(src), "-o", str(tmp_path / "clean"), *args)
     assert clean.returncode == 0, clean.stderr
     expected = records(tmp_path / "clean")
@@ -124,7 +123,8 @@ def test_kill_then_rerun_resumes_with_no_duplicate_and_no_missing_record(tmp_pat
             assert proc.returncode == 130, (seen, err)
             assert b"interrupted" in err and b"rerun the same command" in err, (seen, err)
         committed = len(list((out / "shards").glob("shard-*.jsonl")))
-        assert start + 2 <= committed < n_shards, seen  # stopped in the middle
+        assert start + 2 <= committed, seen
+        assert len(records(out)) < 40, seen  # stopped in the middle
 
     rerun = mien("batch", str(src), "-o", str(out), *args[:-1])
     assert rerun.returncode == 0, rerun.stderr
@@ -135,7 +135,22 @@ def test_kill_then_rerun_resumes_with_no_duplicate_and_no_missing_record(tmp_pat
     assert len({r["key"] for r in got}) == len(got) == 40  # no duplicate, none missing
     assert got == expected  # same records, same order as the uninterrupted run
     assert not list((out / "shards").glob(".*.part"))  # no temporary file left behind
-    assert {e["shard"] for e in ledger(out)} == set(range(n_shards))
+    assert_shards_tile(out, 40)
+
+
+def assert_shards_tile(out: Path, n: int) -> None:
+    """The committed shards (ledger and files) hold the inputs 0..n-1, each exactly once."""
+    entries = {e["shard"]: e["files"] for e in ledger(out)}
+    files = {
+        int(p.stem.split("-")[1]): len(p.read_text().splitlines())
+        for p in (out / "shards").glob("shard-*.jsonl")
+    }
+    assert entries == files
+    at = 0
+    for start in sorted(entries):
+        assert start == at, (start, at)  # no gap, no overlap
+        at += entries[start]
+    assert at == n
 
 
 def _children(pid: int) -> list[int]:
@@ -268,8 +283,8 @@ def test_resume_with_other_parameters_or_inputs_is_refused(tmp_path) -> None:
     proc = mien(*base, "--threshold", "0.6")
     assert proc.returncode == 2
     assert "other parameters" in proc.stderr and "threshold" in proc.stderr
-    proc = mien(*base[:-3], "--shard-size", "3")
-    assert proc.returncode == 2 and "shard_size" in proc.stderr
+    proc = mien(*base[:-3], "--shard-size", "3")  # shard sizes do not change the records
+    assert proc.returncode == 0 and "resuming" in proc.stderr
     shutil.copy(src / keys[0], src / "new.jpg")
     proc = mien(*base)
     assert proc.returncode == 2 and "input changed" in proc.stderr
@@ -285,7 +300,7 @@ def test_resume_with_other_parameters_or_inputs_is_refused(tmp_path) -> None:
     assert proc.returncode == 2 and "holds no mien batch job" in proc.stderr
     assert [p.name for p in other.iterdir()] == ["keep.txt"]  # nothing added to it
     # Two runs on one job folder at once: the second is refused while the first holds it.
-    with JobFolder(out, parquet=False, n_shards=2):
+    with JobFolder(out, parquet=False, n_items=3):
         proc = mien(*base)
     assert proc.returncode == 3 and "another mien batch is running" in proc.stderr
     assert mien(*base).returncode == 0  # released
@@ -387,13 +402,14 @@ def test_inputs_keys_sorting_and_globs(tmp_path) -> None:
 
 
 def test_ray_engine_without_ray_is_a_clear_error(monkeypatch) -> None:
-    from mien.batch.ray_engine import RayUnavailableError, run_ray
+    from mien.batch.ray_engine import run_ray
     from mien.batch.worker import WorkerConfig
+    from mien.errors import MissingExtraError
     from mien.options import AnalyzerOptions
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the 'ray' extra were not installed
     config = WorkerConfig("analyze", AnalyzerOptions(), 1, "out")
-    with pytest.raises(RayUnavailableError, match=r"mien\[ray\]"):
+    with pytest.raises(MissingExtraError, match=r"mien\[ray\]"):
         next(run_ray([(0, [])], config, 1))
 
 
@@ -412,9 +428,117 @@ def test_python_api_run_batch_summary_and_commit_hook(tmp_path) -> None:
     )
     committed: list[int] = []
     summary = run_batch(options, progress=False, on_commit=lambda e: committed.append(e.shard))
-    assert committed == [0, 1, 2]
+    assert committed == [0, 2, 4]  # shards are named by their first input
     assert (summary.total, summary.done, summary.failed, summary.skipped) == (5, 5, 0, 0)
     assert summary.faces == sum(len(r["faces"]) for r in records(tmp_path / "out")) > 0
     assert [r["key"] for r in records(tmp_path / "out")] == sorted(keys, key=natural_key)
     again = run_batch(options, progress=False, log=lambda _m: None)
     assert (again.done, again.skipped, again.shards_committed) == (0, 5, 3)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_for_ledger(out: Path, proc: subprocess.Popen, n: int = 1) -> None:
+    deadline = time.monotonic() + 300
+    while len(ledger(out)) < n and proc.poll() is None:
+        assert time.monotonic() < deadline, "the batch committed no shard in 300 s"
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+
+
+def test_a_shard_is_committed_after_shard_seconds_and_kill_9_keeps_it(tmp_path) -> None:
+    """Shards far larger than the job are still committed on time (--shard-seconds); kill -9 of
+    the driver and its workers after the first commit loses only uncommitted work; the rerun
+    does the rest, once: every photo exactly once, committed shards neither redone nor
+    rewritten."""
+    src = tmp_path / "in"
+    keys = photos(src, 24)
+    out = tmp_path / "out"
+    args = ["--features", "detection", "--workers", "2", "--shard-size", "1000"]
+    cmd = [sys.executable, "-m", "mien", "batch", str(src), "-o", str(out), *args, "-q"]
+    proc = subprocess.Popen(
+        [*cmd, "--shard-seconds", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    _wait_for_ledger(out, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, the fork server and the workers
+    proc.communicate(timeout=60)
+    kept = {p.name: p.stat() for p in (out / "shards").glob("shard-*.jsonl")}
+    first = records(out)
+    assert 0 < len(first) < 24  # the time limit cut a shard of the 1000-file size limit
+    rerun = mien("batch", str(src), "-o", str(out), *args, "--shard-seconds", "600")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(first)} of 24 file(s) already done" in rerun.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["skipped"], summary["done"]) == (len(first), 24 - len(first))  # none redone
+    for name, st in kept.items():  # the committed shards were not rewritten
+        now = (out / "shards" / name).stat()
+        assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), name
+    got = records(out)
+    assert [r["key"] for r in got] == sorted(keys, key=natural_key)  # each once, in order
+    assert got[: len(first)] == first
+    assert all("faces" in r for r in got)
+    assert_shards_tile(out, 24)
+
+
+def test_workers_exit_when_the_batch_is_killed_with_sigkill(tmp_path) -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the worker processes")
+    src = tmp_path / "in"
+    photos(src, 16)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mien",
+            "batch",
+            str(src),
+            "-o",
+            str(out),
+            "-q",
+            "--features",
+            "detection",
+            "--workers",
+            "2",
+            "--shard-size",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _wait_for_ledger(out, proc)
+    helpers = _descendants(proc.pid)  # fork server, workers, resource tracker
+    try:
+        assert len(helpers) >= 3, helpers
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone: nothing else is signalled
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_running(p) for p in helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [p for p in helpers if _running(p)]
+        assert not left, f"processes left running after kill -9 of the batch: {left}"
+    finally:
+        for p in helpers:
+            with contextlib.suppress(OSError):
+                if _running(p):
+                    os.kill(p, signal.SIGKILL)

@@ -115,3 +115,18 @@ class SuspectFramesError(MediaError):
     ``on_suspect="fail"`` (docs/redaction.md, "Fail closed"); nothing was written."""
 
     code = "SuspectFrames"
+
+
+class MissingExtraError(MienError):
+    """A command or option needs an optional extra (``pip install 'mien[...]'``) that is absent.
+
+    ``extra`` names the extra (``service``, ``parquet``, ``ray``); ``module`` the Python module
+    that could not be imported.
+    """
+
+    code = "MissingExtra"
+
+    def __init__(self, message: str, extra: str, module: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.module = module

@@ -3,16 +3,22 @@
 Layout of ``OUT_DIR``::
 
     job.json                 parameters + input digest (written once; a rerun must match it)
-    ledger.jsonl             one line per committed shard (files, failed, faces, errors)
+    ledger.jsonl             one line per committed shard (first input, files, failed, faces,
+                             errors)
     shards/shard-00042.jsonl one record per image, in key order (the commit point of a shard)
     parquet/shard-00042.parquet one row per face (with --format parquet)
     errors.jsonl             every failed file with its code and message (rebuilt each run)
     summary.json             the counts of the last run
     redacted/<key>           redacted copies (--task redact)
 
+A shard is a run of consecutive inputs of the sorted input list: ``shard-00042`` holds the
+inputs 42, 43, ... (as many as it has records). Where a run cuts its shards (after a number of
+files or of seconds) may differ from run to run; the shards committed so far never overlap, and
+a rerun processes exactly the inputs no committed shard holds.
+
 A shard is committed by writing each of its files to a temporary file in the same folder,
 fsyncing it and renaming it into place, the ``.jsonl`` last; the rename is atomic, so a shard is
-either complete or absent, and a killed run redoes only the shards it had not committed.
+either complete or absent, and a killed run redoes only the inputs it had not committed.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ except ImportError:  # pragma: no cover - not POSIX: no lock against a second ru
 
 __all__ = ["JobFolder", "JobLockedError", "JobMismatchError", "ShardEntry"]
 
-JOB_VERSION = 1
+#: 2: shards are named by their first input and may have any length (1: fixed-size shards).
+JOB_VERSION = 2
 
 
 class JobMismatchError(MienError):
@@ -52,7 +59,7 @@ class JobLockedError(MienError):
 
 @dataclass
 class ShardEntry:
-    """One committed shard, as the ledger records it."""
+    """One committed shard, as the ledger records it: the inputs ``shard .. shard + files - 1``."""
 
     shard: int
     files: int
@@ -83,12 +90,13 @@ def entry_for(shard: int, records: Sequence[Mapping[str, Any]]) -> ShardEntry:
 class JobFolder:
     """Opens (creating or resuming) the job in ``OUT_DIR``; use as a context manager (lock)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, parquet: bool, n_shards: int) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, parquet: bool, n_items: int) -> None:
         self.root = Path(root)
         self.shards_dir = self.root / "shards"
         self.parquet_dir = self.root / "parquet"
         self.parquet = parquet
-        self.width = max(5, len(str(max(n_shards - 1, 0))))
+        self.n_items = n_items
+        self.width = max(5, len(str(max(n_items - 1, 0))))
         self._lock: IO[str] | None = None
 
     # -- opening ----------------------------------------------------------------------------
@@ -142,6 +150,12 @@ class JobFolder:
                 saved = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise JobMismatchError(f"{path} is unreadable ({exc}); use a new folder") from exc
+            if saved.get("mien_batch") != JOB_VERSION:
+                raise JobMismatchError(
+                    f"{self.root} holds a batch job of another mien version (job format "
+                    f"{saved.get('mien_batch')!r}, this mien writes {JOB_VERSION}); finish it "
+                    "with the mien that started it, or use a new --output folder"
+                )
             old = saved.get("params", {})
             if old != dict(params):
                 diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
@@ -188,7 +202,11 @@ class JobFolder:
         )
 
     def done(self) -> dict[int, ShardEntry]:
-        """Committed shards, from the ledger, reconciled with the shard files on disk."""
+        """Committed shards by first input, from the ledger, reconciled with the files on disk.
+
+        Raises :class:`JobMismatchError` if they overlap or reach past the input list (a folder
+        edited by hand, or not written by this job).
+        """
         entries: dict[int, ShardEntry] = {}
         for rec in self._ledger_lines():
             entries[int(rec["shard"])] = ShardEntry(
@@ -209,12 +227,25 @@ class JobFolder:
                 records = [json.loads(line) for line in p.read_text().splitlines() if line]
                 done[shard] = entry_for(shard, records)
                 self._append_ledger(done[shard])
+        end = 0
+        for shard in sorted(done):
+            if shard < end or shard + done[shard].files > self.n_items or not done[shard].files:
+                raise JobMismatchError(
+                    f"{self.root}: the committed shard {self.shard_path(shard).name} "
+                    f"({done[shard].files} file(s)) overlaps another or lies outside the "
+                    f"{self.n_items} input(s); the folder was changed by hand: use a new one"
+                )
+            end = shard + done[shard].files
         return done
 
     def commit(
         self, shard: int, records: Sequence[Mapping[str, Any]], table: Any = None
     ) -> ShardEntry:
-        """Write one shard's files atomically (the .jsonl last), then its ledger line."""
+        """Write one shard's files atomically (the .jsonl last), then its ledger line.
+
+        ``shard`` is the index of its first input; ``records`` are those of the inputs
+        ``shard, shard + 1, ...``, in that order.
+        """
         if table is not None:
             import pyarrow.parquet as pq
 

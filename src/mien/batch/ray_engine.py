@@ -25,12 +25,13 @@ import numpy as np
 from mien.batch.inputs import BatchItem
 from mien.batch.worker import THREAD_ENV, Worker, WorkerConfig
 from mien.errors import MienError
+from mien.extras import require_extra
 
 __all__ = ["RayJobError", "RayUnavailableError", "ShardProcessor", "run_ray"]
 
 
 class RayUnavailableError(MienError):
-    """The Ray engine was asked for but Ray (the ``ray`` extra) is not installed."""
+    """Ray cannot be started or joined (a missing ``ray`` extra is ``MissingExtraError``)."""
 
     code = "RayUnavailable"
 
@@ -58,14 +59,12 @@ class ShardProcessor:
 
 
 def _import_ray() -> Any:
+    """Ray, with its usage statistics off; ``MissingExtra`` when the ``ray`` extra is absent."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise RayUnavailableError(
-            "--engine ray needs Ray Data: pip install 'mien[ray]' (or use --engine local)"
-        ) from exc
+    require_extra("ray", "mien batch --engine ray")
+    import ray
+    import ray.data
+
     return ray
 
 

@@ -1,4 +1,10 @@
-"""Running a batch job: list the inputs, shard them, skip committed shards, commit the rest."""
+"""Running a batch job: list the inputs, skip those committed shards hold, commit the rest.
+
+Shards are cut as the records come back: a shard is committed once it holds ``shard_size``
+files, or ``shard_seconds`` after its first record arrived (local engine), whichever comes
+first, so a long job keeps its progress at least every ``shard_seconds`` whatever the speed of
+the machine or the size of the photos.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,10 +21,22 @@ from mien.batch.job import JobFolder, ShardEntry
 from mien.batch.worker import Task, WorkerConfig
 from mien.options import AnalyzerOptions
 
-__all__ = ["BatchOptions", "BatchSummary", "default_workers", "run_batch"]
+__all__ = [
+    "SHARD_SECONDS",
+    "SHARD_SIZE",
+    "BatchOptions",
+    "BatchSummary",
+    "default_workers",
+    "run_batch",
+]
 
 Engine = Literal["local", "ray"]
 Format = Literal["jsonl", "parquet"]
+
+#: Default files per shard, and seconds after its first record before a shard is committed
+#: (local engine): on a 2-core machine a shard is committed at least about every 30 s.
+SHARD_SIZE = 64
+SHARD_SECONDS = 30.0
 
 
 def default_workers() -> int:
@@ -40,7 +58,10 @@ class BatchOptions:
     * ``engine``: ``"local"`` (worker processes) or ``"ray"`` (Ray Data).
     * ``workers``: processes / actors (None: the cores of this machine).
     * ``threads``: intra-op threads per worker (None: cores // workers, at least 1).
-    * ``shard_size``: items per shard (the unit of commit and resume).
+    * ``shard_size``: most items per shard (the unit of commit and resume).
+    * ``shard_seconds``: a shard is committed at the latest this long after its first record
+      came back, even with fewer than ``shard_size`` items (local engine; Ray cuts shards of
+      ``shard_size`` items before it starts). Neither changes the records.
     * ``format``: ``"jsonl"``, or ``"parquet"`` for a Parquet table next to each JSON Lines shard.
     """
 
@@ -50,7 +71,8 @@ class BatchOptions:
     engine: Engine = "local"
     workers: int | None = None
     threads: int | None = None
-    shard_size: int = 256
+    shard_size: int = SHARD_SIZE
+    shard_seconds: float = SHARD_SECONDS
     format: Format = "jsonl"
     analyzer: AnalyzerOptions = field(default_factory=AnalyzerOptions)
     redact: Any = None
@@ -71,6 +93,8 @@ class BatchOptions:
             raise ValueError("threads must be >= 1")
         if not 1 <= self.shard_size <= 1_000_000:
             raise ValueError("shard size must lie in [1, 1000000]")
+        if not 0 < self.shard_seconds <= 86_400:
+            raise ValueError("shard seconds must lie in (0, 86400]")
         if self.ray_address and self.engine != "ray":
             raise ValueError("--ray-address needs --engine ray")
 
@@ -80,7 +104,6 @@ class BatchOptions:
         out: dict[str, Any] = {
             "input": os.path.abspath(self.input),
             "task": self.task,
-            "shard_size": self.shard_size,
             "format": self.format,
             "features": list(a.features),
             "threshold": a.threshold,
@@ -116,7 +139,6 @@ class BatchSummary:
     faces: int
     seconds: float
     shards_committed: int
-    shards_total: int
     interrupted: bool = False
     failed_total: int = 0
 
@@ -135,15 +157,26 @@ class BatchSummary:
             "seconds": round(self.seconds, 3),
             "files_per_second": round(self.files_per_second, 3),
             "shards_committed": self.shards_committed,
-            "shards_total": self.shards_total,
             "failed_total": self.failed_total,
             "interrupted": self.interrupted,
         }
 
 
-def shard_items(items: Sequence[BatchItem], size: int) -> list[list[BatchItem]]:
-    """Consecutive slices of the sorted items: shard ``i`` holds items ``i*size .. +size-1``."""
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+def pending_runs(n_items: int, done: dict[int, ShardEntry]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of consecutive inputs that no committed shard holds."""
+    runs, at = [], 0
+    for shard in sorted(done):
+        if shard > at:
+            runs.append((at, shard))
+        at = max(at, shard + done[shard].files)
+    if at < n_items:
+        runs.append((at, n_items))
+    return runs
+
+
+def cut_shards(runs: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The runs cut into ``(start, stop)`` pieces of at most ``size`` inputs (Ray's shards)."""
+    return [(a, min(a + size, b)) for start, b in runs for a in range(start, b, size)]
 
 
 def run_batch(
@@ -159,6 +192,7 @@ def run_batch(
     each shard is committed (progress hooks, benchmarks).
     """
     say = log or (lambda msg: print(f"mien: {msg}", file=sys.stderr))
+    _require_extras(options)
     if options.task == "redact":
         from mien.redact.image import redaction_analyzer_options
         from mien.redact.options import RedactOptions
@@ -169,7 +203,6 @@ def run_batch(
             analyzer=redaction_analyzer_options(options.analyzer),
         )
     items = list_items(options.input, exclude=options.output)
-    shards = shard_items(items, options.shard_size)
     workers = options.workers or default_workers()
     threads = options.threads or max(1, default_workers() // workers)
     config = WorkerConfig(
@@ -179,21 +212,22 @@ def run_batch(
         out_dir=os.path.abspath(options.output),
         redact=options.redact,
     )
-    with JobFolder(
-        options.output, parquet=options.format == "parquet", n_shards=len(shards)
-    ) as job:
+    with JobFolder(options.output, parquet=options.format == "parquet", n_items=len(items)) as job:
         resumed = job.check_or_start(options.params(), input_digest(items), len(items))
         done = job.done()
-        pending = [(sid, s) for sid, s in enumerate(shards) if sid not in done]
-        skipped = sum(len(shards[sid]) for sid in done if sid < len(shards))
+        runs = pending_runs(len(items), done)
+        skipped = sum(e.files for e in done.values())
         if resumed:
-            say(f"resuming {options.output}: {len(done)} of {len(shards)} shard(s) already done")
+            say(
+                f"resuming {options.output}: {skipped} of {len(items)} file(s) already done "
+                f"in {len(done)} shard(s)"
+            )
         t0 = time.perf_counter()
         entries: list[ShardEntry] = []
         interrupted = False
-        bar = _bar(len(items), skipped, progress and bool(pending))
+        bar = _bar(len(items), skipped, progress and bool(runs))
         try:
-            for entry in _commit_stream(job, options, pending, config, workers, bar):
+            for entry in _commit_stream(job, options, items, runs, config, workers, bar):
                 entries.append(entry)
                 done[entry.shard] = entry
                 if on_commit is not None:
@@ -213,7 +247,6 @@ def run_batch(
             faces=sum(e.faces for e in entries),
             seconds=seconds,
             shards_committed=len(done),
-            shards_total=len(shards),
             interrupted=interrupted,
             failed_total=failed_total,
         )
@@ -226,57 +259,101 @@ def run_batch(
 def _commit_stream(
     job: JobFolder,
     options: BatchOptions,
-    pending: Sequence[tuple[int, list[BatchItem]]],
+    items: Sequence[BatchItem],
+    runs: Sequence[tuple[int, int]],
     config: WorkerConfig,
     workers: int,
     bar: Any,
 ) -> Iterator[ShardEntry]:
-    """Collect records per shard from the engine and commit each shard once it is complete."""
-    if not pending:
+    """Process the pending runs and commit their records shard by shard, in input order."""
+    if not runs:
         return
-    order = {sid: {it.key: i for i, it in enumerate(items)} for sid, items in pending}
-    with contextlib.closing(_engine(options, pending, config, workers)) as stream:
-        yield from _collect(job, options, stream, order, bar)
-
-
-def _collect(
-    job: JobFolder,
-    options: BatchOptions,
-    stream: Iterator[tuple[int, list[dict[str, Any]]]],
-    order: dict[int, dict[str, int]],
-    bar: Any,
-) -> Iterator[ShardEntry]:
-    partial: dict[int, list[dict[str, Any]]] = {}
-    for sid, records in stream:
-        got = partial.setdefault(sid, [])
-        got.extend(records)
-        bar.update(len(records))
-        if len(got) < len(order[sid]):
-            continue
-        del partial[sid]
-        got.sort(key=lambda r: order[sid][r["key"]])
-        table = None
-        if options.format == "parquet":
-            from mien.batch.parquet import analysis_table
-
-            table = analysis_table(got, options.analyzer.features)
-        yield job.commit(sid, got, table)
-        order.pop(sid)
-
-
-def _engine(
-    options: BatchOptions,
-    pending: Sequence[tuple[int, list[BatchItem]]],
-    config: WorkerConfig,
-    workers: int,
-) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
+    commit = _Committer(job, options)
     if options.engine == "ray":
         from mien.batch.ray_engine import run_ray
 
-        return run_ray(pending, config, workers, address=options.ray_address)
+        shards = [(a, items[a:b]) for a, b in cut_shards(runs, options.shard_size)]
+        with contextlib.closing(
+            run_ray(shards, config, workers, address=options.ray_address)
+        ) as stream:
+            for start, records in stream:
+                bar.update(len(records))
+                yield commit(start, records)
+        return
     from mien.batch.local import run_local
 
-    return run_local(pending, config, workers)
+    work = [(i, items[i]) for a, b in runs for i in range(a, b)]
+    ends = {b for _, b in runs}
+    with contextlib.closing(run_local(work, config, workers)) as stream:
+        yield from _cut(stream, commit, ends, options.shard_size, options.shard_seconds, bar)
+
+
+class _Committer:
+    """Commits one shard: its JSON Lines file, and its Parquet table with --format parquet."""
+
+    def __init__(self, job: JobFolder, options: BatchOptions) -> None:
+        self.job = job
+        self.options = options
+
+    def __call__(self, start: int, records: list[dict[str, Any]]) -> ShardEntry:
+        table = None
+        if self.options.format == "parquet":
+            from mien.batch.parquet import analysis_table
+
+            table = analysis_table(records, self.options.analyzer.features)
+        return self.job.commit(start, records, table)
+
+
+def _cut(
+    stream: Iterator[tuple[int, dict[str, Any]] | None],
+    commit: Callable[[int, list[dict[str, Any]]], ShardEntry],
+    ends: set[int],
+    size: int,
+    seconds: float,
+    bar: Any,
+) -> Iterator[ShardEntry]:
+    """Group the in-order records of the local engine into shards and commit each.
+
+    A shard is committed when it holds ``size`` records, when ``seconds`` have passed since its
+    first record came (the engine sends a ``None`` tick at least every ``TICK`` seconds, so this
+    also happens while a slow file holds the next record back), and at the end of a run of
+    pending inputs (a shard never spans a shard committed earlier). On Ctrl-C or SIGTERM the
+    records that came back so far are committed before the run stops.
+    """
+    start, since = 0, 0.0
+    got: list[dict[str, Any]] = []
+    try:
+        for event in stream:
+            if event is not None:
+                index, record = event
+                if not got:
+                    start, since = index, time.monotonic()
+                if index != start + len(got):  # never commit a shard with a gap in it
+                    raise RuntimeError(f"record {index} came back out of order")
+                got.append(record)
+                bar.update(1)
+            if got and (
+                len(got) >= size or start + len(got) in ends or time.monotonic() - since >= seconds
+            ):
+                entry = commit(start, got)
+                got = []
+                yield entry
+    except KeyboardInterrupt:
+        if got:  # complete records of the inputs before the stop: keep them
+            yield commit(start, got)
+        raise
+
+
+def _require_extras(options: BatchOptions) -> None:
+    """``MissingExtra`` before any work is done (not after the first shard), as the CLI's exit 3."""
+    if options.format == "parquet":
+        from mien.extras import require_extra
+
+        require_extra("parquet", "mien batch --format parquet")
+    if options.engine == "ray":
+        from mien.batch.ray_engine import _import_ray
+
+        _import_ray()
 
 
 def _bar(total: int, initial: int, show: bool) -> Any:

@@ -7,6 +7,7 @@ import signal
 import sys
 from typing import Any
 
+from mien.batch.run import SHARD_SECONDS, SHARD_SIZE
 from mien.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -18,7 +19,9 @@ from mien.cli.common import (
     options_from_args,
 )
 
-BATCH_EPILOG = """resume: rerun the same command; committed shards are skipped, the rest is redone.
+BATCH_EPILOG = """resume: rerun the same command; files of committed shards are skipped, the rest is
+done. A shard is committed every --shard-size files or --shard-seconds seconds, whichever comes
+first, so a stop (Ctrl-C, kill, kill -9, a crash) loses at most the last --shard-seconds of work.
 Rerunning into OUT_DIR with other parameters or another input list is refused (exit 2).
 
 exit codes:
@@ -69,9 +72,17 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--shard-size",
         type=int,
-        default=256,
+        default=SHARD_SIZE,
         metavar="K",
-        help="files per shard, the unit of commit and resume (default 256)",
+        help=f"most files per shard, the unit of commit and resume (default {SHARD_SIZE})",
+    )
+    p.add_argument(
+        "--shard-seconds",
+        type=float,
+        default=SHARD_SECONDS,
+        metavar="S",
+        help="commit a shard at the latest S seconds after its first file is done, even if it "
+        f"holds fewer than K files (default {SHARD_SECONDS:g}; local engine)",
     )
     p.add_argument(
         "--format",
@@ -137,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads or None,
         shard_size=args.shard_size,
+        shard_seconds=args.shard_seconds,
         format=args.format,
         analyzer=options,
         redact=redact,
@@ -155,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet or summary.interrupted:
         log.info(
             "batch %s: %d file(s) done, %d failed, %d skipped (already done), %d face(s) in "
-            "%.1f s (%.2f files/s); %d of %d shard(s) committed in %s%s",
+            "%.1f s (%.2f files/s); %d shard(s) committed in %s%s",
             "interrupted" if summary.interrupted else "finished",
             summary.done,
             summary.failed,
@@ -164,7 +176,6 @@ def run(args: argparse.Namespace) -> int:
             summary.seconds,
             summary.files_per_second,
             summary.shards_committed,
-            summary.shards_total,
             args.output,
             "; rerun the same command to resume" if summary.interrupted else "",
         )

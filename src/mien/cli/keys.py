@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from mien.cli.common import EXIT_OK, EXIT_SOME_FAILED
-from mien.cli.serve import config_from_args, store_args
+from mien.cli.serve import config_from_args, require_service, store_args
 
 
 def register(sub: Any) -> None:
@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
+    require_service(args, f"mien keys {args.keys_command}")
     from mien.service.store import Store
 
     config = config_from_args(args)
@@ -36,9 +37,9 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def run_create(args: argparse.Namespace) -> int:
+    store = _store(args)
     from mien.service.keys import create_key
 
-    store = _store(args)
     try:
         key_id, key = create_key(store, args.name)
     finally:

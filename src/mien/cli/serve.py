@@ -80,7 +80,16 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     return ServiceConfig(**values)
 
 
+def require_service(args: argparse.Namespace, what: str) -> None:
+    """Stop with ``MissingExtra`` (exit 3) unless the ``service`` extra is installed."""
+    from mien.extras import require_extra
+
+    db = (args.db or "").lower()
+    require_extra("service", what, also=("psycopg",) if db.startswith("postgres") else ())
+
+
 def run(args: argparse.Namespace) -> int:
+    require_service(args, "mien serve")
     import uvicorn
 
     from mien.service.app import create_app

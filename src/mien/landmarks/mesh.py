@@ -11,8 +11,13 @@ LiteRT interpreters are not thread-safe, so each thread gets its own (created la
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -60,6 +65,62 @@ def _apply(m: npt.NDArray[np.float64], pts: npt.NDArray[np.float32]) -> npt.NDAr
     return (pts[:, :2] @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
+#: What LiteRT's C++ code writes straight to file descriptor 2 when it creates its first CPU
+#: delegate, once per process: noise on every run of mien, also with ``-q``.
+LITERT_INFO = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_litert_info() -> Iterator[None]:
+    """Drop LiteRT's XNNPACK INFO line from stderr while the block runs; keep anything else.
+
+    Python's logging cannot reach it (C++ writes to fd 2), so fd 2 points to a temporary file
+    during the block; afterwards it is restored and every captured line other than that INFO
+    line is written back to stderr, so real warnings and errors are not lost. Other threads'
+    stderr output during the block is captured and written back too (a lock keeps two blocks
+    from nesting). Without a usable fd 2 the block runs as is.
+    """
+    with _STDERR_LOCK:
+        try:
+            tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the `with tmp` below
+        except OSError:
+            yield
+            return
+        with tmp:
+            try:
+                saved = os.dup(2)
+            except OSError:  # no fd 2 (closed): nothing to protect
+                saved = -1
+            if saved < 0:
+                yield
+                return
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                kept = [
+                    line
+                    for line in tmp.read().splitlines(keepends=True)
+                    if line.rstrip(b"\r\n") != LITERT_INFO
+                ]
+                _write_all(2, b"".join(kept))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data) :]
+
+
 class _Runner:
     """One LiteRT interpreter per thread for one model file."""
 
@@ -71,8 +132,9 @@ class _Runner:
     def __call__(self, batch: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
         it = getattr(self._local, "it", None)
         if it is None:
-            it = Interpreter(model_content=self._blob, num_threads=self._threads)
-            it.allocate_tensors()
+            with quiet_litert_info():
+                it = Interpreter(model_content=self._blob, num_threads=self._threads)
+                it.allocate_tensors()
             self._local.it = it
             self._local.inp = it.get_input_details()[0]["index"]
             self._local.outs = [d["index"] for d in it.get_output_details()]
