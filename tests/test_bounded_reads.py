@@ -364,6 +364,23 @@ def test_probe_and_reader_name_the_unknown_codec(tmp_path: Path) -> None:
         probe_video(zero_size_video(tmp_path / "zero.mkv"))
     info_ = probe_video(unknown_audio_codec(tmp_path / "audio.mkv", tmp_path))
     assert info_.codec == "h264" and info_.has_audio and info_.audio_codec == "unknown"
+    # an AVI names its codec by FourCC: an unknown one is named in the message
+    avi = tmp_path / "fourcc.avi"
+    with av.open(str(avi), "w") as c:
+        s: Any = c.add_stream("mpeg4", rate=5)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for k in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60 * k, np.uint8), format="rgb24")
+            f.pts = k
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    tag = next(t for t in (b"FMP4", b"XVID", b"DIVX", b"MP4V") if t in avi.read_bytes())
+    bad_avi = tmp_path / "unknown_fourcc.avi"
+    bad_avi.write_bytes(avi.read_bytes().replace(tag, b"ZQZQ"))
+    with pytest.raises(UnsupportedMediaError, match=r"codec tag 'ZQZQ' is not known"):
+        probe_video(bad_avi)
 
 
 def test_discovery_yields_special_files_with_a_media_suffix(tmp_path: Path) -> None:

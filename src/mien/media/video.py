@@ -220,12 +220,11 @@ def _info(container: Any, name: str, limits: VideoLimits) -> tuple[VideoInfo, An
     if not videos:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise NoVideoStreamError(f"{name}: has no video stream ({', '.join(kinds)})")
-    decodable = [s for s in videos if s.codec_context is not None]
-    if not decodable:  # FFmpeg has no decoder (or no codec id) for any video stream
+    stream = videos[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder (or no codec id) for it
         raise UnsupportedMediaError(
             f"{name}: cannot decode the video stream: {_unknown_codec(name)}"
         )
-    stream = decodable[0]
     cc = stream.codec_context
     rotation = _rotation_of(stream)
     w, h = int(cc.width or 0), int(cc.height or 0)
@@ -269,7 +268,7 @@ def _codec_name(stream: Any) -> str:
 #: Serialises the brief change of PyAV's log level in :func:`_unknown_codec`.
 _LOG_LOCK = threading.Lock()
 _UNKNOWN_ID = re.compile(r"Unknown/unsupported AVCodecID (.+?)\.?\s*$")
-_STREAM_CODEC = re.compile(r"\(Video: ([^,()]+?)(?: \(([^()]*)\))?[,)]")
+_STREAM_CODEC = re.compile(r"\(Video: ([^,() ]+)(?: \(([^()/]+?) / 0x[0-9A-Fa-f]+\))?[,)]")
 
 
 def _unknown_codec(name: str) -> str:
@@ -278,6 +277,7 @@ def _unknown_codec(name: str) -> str:
     this error path only)."""
     ids: list[str] = []
     described: list[str] = []
+    tags: list[str] = []
     with contextlib.suppress(Exception):
         fd = open_regular(name)
         try:
@@ -301,7 +301,9 @@ def _unknown_codec(name: str) -> str:
                     ids.append(found.group(1).strip())
                 codec = _STREAM_CODEC.search(line)
                 if codec and "Could not find codec parameters" in line:
-                    described.append(codec.group(1).strip())
+                    described.append(codec.group(1))
+                    if codec.group(2):
+                        tags.append(codec.group(2).strip())
     video_ids = [i for i in ids if i.startswith("V_")] or ids
     if video_ids:
         return (
@@ -311,6 +313,8 @@ def _unknown_codec(name: str) -> str:
     known = [d for d in described if d != "none"]
     if known:
         return f"no decoder for its codec {known[0]!r} in this FFmpeg build"
+    if tags:  # e.g. an AVI FourCC
+        return f"its codec tag {tags[0]!r} is not known to FFmpeg"
     return "its codec is not known to FFmpeg (codec id: none)"
 
 
