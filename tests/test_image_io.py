@@ -800,7 +800,7 @@ def test_read_error_is_not_found(tmp_path, monkeypatch):
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("mien.media.image.open", refuse, raising=False)
+    monkeypatch.setattr("mien.media.regular.os.open", refuse)  # the loader's only open
     err = expect_error(SourceNotFoundError, "NotFound", path, str(path))
     assert isinstance(err.__cause__, PermissionError)
 

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 
 from mien.errors import MienError
 from mien.media.discover import iter_inputs, natural_key
+from mien.media.regular import open_regular, special_kind
 
 __all__ = ["BatchInputError", "BatchItem", "input_digest", "list_items"]
 
@@ -64,6 +65,11 @@ def list_items(spec: str, *, exclude: str | os.PathLike[str] | None = None) -> l
             f"{spec}: a batch input is a folder, a glob (quoted, e.g. 'photos/**/*.jpg') or a "
             "manifest (.txt with one path per line, or .csv with a 'path' column)"
         )
+    elif kind := _special(spec):  # a FIFO, socket or device: never opened (it could block)
+        raise BatchInputError(
+            f"{spec}: not a regular file ({kind}); a batch input is a folder, a glob or a "
+            "manifest file"
+        )
     else:
         raise BatchInputError(f"{spec}: no such folder, manifest or matching glob")
     if exclude is not None:
@@ -73,6 +79,15 @@ def list_items(spec: str, *, exclude: str | os.PathLike[str] | None = None) -> l
     for item in items:
         unique.setdefault(item.key, item)  # a manifest may list a file twice: keep the first
     return sorted(unique.values(), key=lambda i: natural_key(i.key))
+
+
+def _special(path: str) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder."""
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return None
+    return None if kind == "folder" else kind
 
 
 def input_digest(items: Iterable[BatchItem]) -> str:
@@ -121,7 +136,12 @@ def _from_glob(pattern: str) -> list[BatchItem]:
 
 def _manifest_entries(manifest: str) -> Iterator[str]:
     try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        fd = open_regular(manifest)  # a FIFO swapped in after isfile() cannot block the open
+    except MienError as exc:
+        reason = exc.message.removeprefix(f"{manifest}: ")
+        raise BatchInputError(f"{manifest}: cannot read the manifest: {reason}") from exc
+    try:
+        with open(fd, newline="", encoding="utf-8-sig") as fh:
             if manifest.lower().endswith(".csv"):
                 reader = csv.DictReader(fh)
                 fields = [f.strip().lower() for f in reader.fieldnames or []]

@@ -81,6 +81,7 @@ class Worker:
     def process(self, item: BatchItem) -> dict[str, Any]:
         """The record of one item (``key`` first), with ``error`` when it could not be done."""
         from mien.errors import MienError
+        from mien.media.regular import special_kind
 
         if item.path is None:
             return self._error(item, "UnsupportedMedia", item.problem or "cannot be read")
@@ -90,7 +91,8 @@ class Worker:
             mode = None  # missing or unreadable: the loader reports it (NotFound)
         if mode is not None and not stat.S_ISREG(mode):
             # a FIFO, socket or device named in a manifest would block or never end
-            what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            kind = special_kind(mode)
+            what = "a folder" if kind == "folder" else f"not a regular file ({kind})"
             return self._error(item, "UnsupportedMedia", f"{item.path}: {what}")
         try:
             if self.config.task == "redact":

@@ -126,9 +126,15 @@ def _is_video(item: Any) -> bool:
     try:  # an unusual suffix: a video if FFmpeg finds a video stream that is not a picture
         import av
 
-        with av.open(item, metadata_errors="ignore") as c:
-            fmt = c.format.name
-            return bool(c.streams.video) and not (fmt.startswith("image2") or "_pipe" in fmt)
+        from mien.media.regular import fd_path, open_regular
+
+        fd = open_regular(item)  # never blocks on a FIFO swapped in after isfile()
+        try:
+            with av.open(fd_path(fd) or item, metadata_errors="ignore") as c:
+                fmt = c.format.name
+                return bool(c.streams.video) and not (fmt.startswith("image2") or "_pipe" in fmt)
+        finally:
+            os.close(fd)
     except Exception:
         return False
 

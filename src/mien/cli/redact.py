@@ -160,8 +160,14 @@ def is_video(path: Path) -> bool:
     try:
         import av
 
-        with av.open(str(path)) as container:
-            return bool(container.streams.video)
+        from mien.media.regular import fd_path, open_regular
+
+        fd = open_regular(path)  # never blocks on a FIFO swapped in after is_file()
+        try:
+            with av.open(fd_path(fd) or str(path)) as container:
+                return bool(container.streams.video)
+        finally:
+            os.close(fd)
     except Exception:  # not a media file PyAV reads: leave it to the picture loader
         return False
 
@@ -205,9 +211,11 @@ class _NoVideo(MediaError):
 
 
 def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out: Outcome) -> None:
+    from mien.media.regular import check_regular
     from mien.media.write import OutputError
 
     try:
+        check_regular(src)  # a FIFO, socket or device: an error line, never opened
         report = _redact_one(src, dst, args, ctx)
     except OutputError as exc:
         out.cannot_run = True
@@ -217,6 +225,12 @@ def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out
     except MediaError as exc:
         out.errors.append({"source": str(src), "code": exc.code, "message": exc.message})
         print(f"mien: {src}: {exc.code}: {exc.message}", file=sys.stderr)
+        return
+    except Exception as exc:  # a bug or a hostile file: no output for it, the folder goes on
+        log.debug("redacting %s failed", src, exc_info=True)
+        message = f"{type(exc).__name__}: {exc}"
+        out.errors.append({"source": str(src), "code": "InternalError", "message": message})
+        print(f"mien: {src}: InternalError: {message}", file=sys.stderr)
         return
     out.reports.append(report.to_dict())
     if not report.complete:
@@ -245,9 +259,22 @@ def _warn_incomplete(src: Path, report: Any) -> None:
     print(f"mien: {src}: SuspectFrames: {'; '.join(parts)}", file=sys.stderr)
 
 
+def _special(path: Path) -> bool:
+    """Whether ``path`` exists and is not a regular file or folder (FIFO, socket, device)."""
+    from mien.media.regular import special_kind
+
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+    return kind not in (None, "folder")
+
+
 def _folder_items(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     """Every picture and video under ``src`` (hidden entries skipped), mirrored under ``dst``;
-    ``dst`` itself is never walked when it lies inside ``src``."""
+    ``dst`` itself is never walked when it lies inside ``src``. Entries that are not regular
+    files (a FIFO, socket or device with a picture or video suffix) are listed too: ``_do``
+    gives each an error line and record without opening it."""
     from mien.media.discover import IMAGE_SUFFIXES, natural_key
     from mien.redact.image import OUTPUT_FORMATS
 
@@ -326,7 +353,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if dst.is_dir():
             dst = dst / src.name
-        if not is_video(src):
+        if _special(src):
+            pass  # _do records "not a regular file" (exit 1), whatever the output suffix
+        elif not is_video(src):
             from mien.redact.image import OUTPUT_FORMATS
 
             if dst.suffix.lower() not in OUTPUT_FORMATS:

@@ -85,7 +85,10 @@ def iter_inputs(
       skipped. Symlinked folders are followed, but each real folder is walked once, so
       symlink loops end. A sub-folder that cannot be listed is yielded itself so the
       caller records an error for it. With ``videos=True`` files whose suffix is in
-      :data:`VIDEO_SUFFIXES` are yielded too.
+      :data:`VIDEO_SUFFIXES` are yielded too. Entries with such a suffix that are not
+      regular files (a FIFO, socket, device or broken link) are yielded as well, so the
+      loader records an error for each instead of skipping it silently; the loaders never
+      open them.
     * Anything else (a file of any suffix, a path that does not exist) is yielded as
       given, so the loader decides and a missing path becomes an error entry while the
       batch goes on.
@@ -130,9 +133,7 @@ def _walk(
             continue
         if not (_has_image_suffix(entry.name) or (videos and is_video_path(entry.name))):
             continue
-        try:
-            wanted = entry.is_file() or entry.is_symlink()  # a broken link -> NotFound later
-        except OSError:
-            wanted = False
-        if wanted:
-            yield full
+        # Every other entry with a picture/video suffix is yielded: a broken link becomes a
+        # NotFound error, a FIFO, socket or device an UnsupportedMedia error (the loaders
+        # refuse them without opening them), so none of them is skipped silently.
+        yield full

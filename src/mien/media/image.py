@@ -42,7 +42,6 @@ import contextlib
 import importlib
 import io
 import os
-import stat
 import struct
 import threading
 import warnings
@@ -59,6 +58,7 @@ from mien.errors import (
     SourceNotFoundError,
     UnsupportedMediaError,
 )
+from mien.media.regular import check_regular, read_regular
 
 __all__ = ["DEFAULT_LIMITS", "DecodedImage", "ImageLimits", "load_image"]
 
@@ -288,7 +288,8 @@ def load_image(
     Raises :class:`~mien.errors.SourceNotFoundError` (missing/unreadable path or a
     directory), :class:`~mien.errors.ImageTooLargeError` (over ``limits``, decompression
     bombs), :class:`~mien.errors.UnsupportedMediaError` (clearly another kind of file:
-    PDF, video, archive...) and :class:`~mien.errors.InvalidImageError` (anything else
+    PDF, video, archive...; or a path that is not a regular file: a FIFO, socket or device,
+    refused without blocking) and :class:`~mien.errors.InvalidImageError` (anything else
     that cannot be decoded: corrupt, truncated, not an image, bad array).
     """
     if isinstance(source, np.ndarray):
@@ -336,24 +337,11 @@ def _check_byte_size(size: int, label: str, limits: ImageLimits) -> None:
 
 
 def _read_path(path: str, label: str, limits: ImageLimits) -> bytes:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError as exc:
-        raise SourceNotFoundError(f"{label}: no such file") from exc
-    except (OSError, ValueError) as exc:
-        raise SourceNotFoundError(f"{label}: cannot access file ({exc})") from exc
-    if stat.S_ISDIR(st.st_mode):
-        raise SourceNotFoundError(f"{label}: is a directory, not an image file")
-    if not stat.S_ISREG(st.st_mode):
-        raise SourceNotFoundError(f"{label}: is not a regular file")
+    """The bytes of the regular file ``path``; a FIFO, socket or device is refused before it
+    is opened and the descriptor is checked again (see :mod:`mien.media.regular`)."""
+    st = check_regular(path, label)
     _check_byte_size(st.st_size, label, limits)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(limits.max_bytes + 1)
-    except FileNotFoundError as exc:
-        raise SourceNotFoundError(f"{label}: no such file") from exc
-    except OSError as exc:
-        raise SourceNotFoundError(f"{label}: cannot read file ({exc})") from exc
+    data = read_regular(path, limits.max_bytes, label)
     _check_byte_size(len(data), label, limits)  # the file may have grown since stat
     return data
 

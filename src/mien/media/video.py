@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import queue
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import av
+import av.logging
 import numpy as np
 import numpy.typing as npt
 
@@ -58,10 +60,12 @@ from mien.errors import (
     InvalidVideoError,
     NoVideoStreamError,
     SourceNotFoundError,
+    UnsupportedMediaError,
     VideoTooLargeError,
 )
 from mien.media.damage import DamageWatch
 from mien.media.discover import VIDEO_SUFFIXES, is_video_path
+from mien.media.regular import fd_path, open_regular
 from mien.media.write import OutputError
 
 __all__ = [
@@ -186,22 +190,29 @@ def _quarter(deg: float) -> int:
 
 
 def _open(path: str | os.PathLike[str]) -> Any:
+    """Open ``path`` with FFmpeg; only a regular file is opened (a FIFO, socket or device is
+    refused without blocking: :mod:`mien.media.regular`). FFmpeg opens the checked descriptor's
+    file (``/proc/self/fd/N``), so a file swapped meanwhile cannot make it block."""
     name = os.fspath(path)
-    p = Path(name)
-    if not p.exists():
-        raise SourceNotFoundError(f"{name}: no such file")
-    if p.is_dir():
-        raise SourceNotFoundError(f"{name}: is a folder, not a video")
-    if not os.access(name, os.R_OK):
-        raise SourceNotFoundError(f"{name}: permission denied")
+    fd = open_regular(name)
     try:
-        return av.open(name, metadata_errors="ignore")
+        target = fd_path(fd) or name
+        return av.open(target, metadata_errors="ignore")
     except av.FFmpegError as exc:
         raise InvalidVideoError(
-            f"{name}: not a readable video (corrupt, truncated or another kind of file): {exc}"
+            f"{name}: not a readable video (corrupt, truncated or another kind of file): "
+            f"{_ffmpeg_reason(exc)}"
         ) from exc
     except OSError as exc:
         raise SourceNotFoundError(f"{name}: cannot be read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's reason without the path it was given (that is the descriptor's path)."""
+    reason = getattr(exc, "strerror", None)
+    return str(reason) if reason else str(exc)
 
 
 def _check_size(name: str, w: int, h: int, limits: VideoLimits) -> None:
@@ -220,6 +231,10 @@ def _info(container: Any, name: str, limits: VideoLimits) -> tuple[VideoInfo, An
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise NoVideoStreamError(f"{name}: has no video stream ({', '.join(kinds)})")
     stream = videos[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder (or no codec id) for it
+        raise UnsupportedMediaError(
+            f"{name}: cannot decode the video stream: {_unknown_codec(name)}"
+        )
     cc = stream.codec_context
     rotation = _rotation_of(stream)
     w, h = int(cc.width or 0), int(cc.height or 0)
@@ -251,10 +266,66 @@ def _info(container: Any, name: str, limits: VideoLimits) -> tuple[VideoInfo, An
 
 
 def _codec_name(stream: Any) -> str:
+    ctx = stream.codec_context
+    if ctx is None:  # FFmpeg knows no decoder for this stream's codec
+        return "unknown"
     try:
-        return str(stream.codec_context.codec.canonical_name)
+        return str(ctx.codec.canonical_name)
     except Exception:  # an unknown codec still has a context name
-        return str(stream.codec_context.name)
+        return str(ctx.name)
+
+
+#: Serialises the brief change of PyAV's log level in :func:`_unknown_codec`.
+_LOG_LOCK = threading.Lock()
+_UNKNOWN_ID = re.compile(r"Unknown/unsupported AVCodecID (.+?)\.?\s*$")
+_STREAM_CODEC = re.compile(r"\(Video: ([^,() ]+)(?: \(([^()/]+?) / 0x[0-9A-Fa-f]+\))?[,)]")
+
+
+def _unknown_codec(name: str) -> str:
+    """Why FFmpeg cannot decode ``name``'s video stream, naming the codec id the container gives
+    (FFmpeg says it only in its log: the file is opened once more with the log captured, on
+    this error path only)."""
+    ids: list[str] = []
+    described: list[str] = []
+    tags: list[str] = []
+    with contextlib.suppress(Exception):
+        fd = open_regular(name)
+        try:
+            with _LOG_LOCK:
+                previous = av.logging.get_level()
+                av.logging.set_level(av.logging.VERBOSE)
+                try:
+                    with (
+                        av.logging.Capture() as logs,
+                        av.open(fd_path(fd) or name, metadata_errors="ignore"),
+                    ):
+                        pass
+                finally:
+                    av.logging.set_level(previous)
+        finally:
+            os.close(fd)
+        for _level, _origin, message in logs:
+            for line in message.splitlines():
+                found = _UNKNOWN_ID.search(line)
+                if found:
+                    ids.append(found.group(1).strip())
+                codec = _STREAM_CODEC.search(line)
+                if codec and "Could not find codec parameters" in line:
+                    described.append(codec.group(1))
+                    if codec.group(2):
+                        tags.append(codec.group(2).strip())
+    video_ids = [i for i in ids if i.startswith("V_")] or ids
+    if video_ids:
+        return (
+            f"its codec id {', '.join(repr(i) for i in dict.fromkeys(video_ids))} is not known "
+            "to FFmpeg"
+        )
+    known = [d for d in described if d != "none"]
+    if known:
+        return f"no decoder for its codec {known[0]!r} in this FFmpeg build"
+    if tags:  # e.g. an AVI FourCC
+        return f"its codec tag {tags[0]!r} is not known to FFmpeg"
+    return "its codec is not known to FFmpeg (codec id: none)"
 
 
 def probe_video(path: str | os.PathLike[str], limits: VideoLimits | None = None) -> VideoInfo:
@@ -638,6 +709,10 @@ class VideoWriter:
 
     def _add_audio(self, audio_stream: Any) -> Any:
         if audio_stream is None:
+            return None
+        if audio_stream.codec_context is None:  # FFmpeg does not know its codec
+            self.audio_note = "audio (unknown codec) dropped: FFmpeg does not know its codec"
+            log.warning("%s: %s", self.path, self.audio_note)
             return None
         name = audio_stream.codec_context.codec.canonical_name
         supported = getattr(self._out, "supported_codecs", None) or set()

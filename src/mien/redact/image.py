@@ -31,7 +31,8 @@ import numpy.typing as npt
 from PIL import Image
 
 from mien.detect.detector import DetectionPlan, FaceDetector
-from mien.media.image import DecodedImage, ImageLimits, load_image
+from mien.media.image import DEFAULT_LIMITS, DecodedImage, ImageLimits, load_image
+from mien.media.regular import read_regular
 from mien.media.write import OUTPUT_FORMATS, OutputError, atomic_output, check_output_file
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
@@ -155,13 +156,14 @@ def check_output_path(
 
 def _metadata(source: Any) -> tuple[bytes | None, bytes | None]:
     """EXIF (cleaned, orientation 1) and ICC profile of an encoded picture, or None."""
-    if isinstance(source, (str, os.PathLike)):
-        opener: Any = os.fspath(source)
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        opener = io.BytesIO(bytes(source))
-    else:
-        return None, None
     try:
+        if isinstance(source, (str, os.PathLike)):
+            # a regular file only, read without blocking (mien.media.regular)
+            opener: Any = io.BytesIO(read_regular(source, DEFAULT_LIMITS.max_bytes))
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            opener = io.BytesIO(bytes(source))
+        else:
+            return None, None
         with Image.open(opener) as im:
             exif = im.getexif()
             icc = im.info.get("icc_profile")

@@ -18,8 +18,9 @@ from typing import Any, Final
 
 import yaml
 
-from mien.errors import RuleError
+from mien.errors import MienError, RuleError
 from mien.features import check_refused
+from mien.media.regular import read_regular
 from mien.rules.expression import Expression, compile_expression
 from mien.rules.ruleset import SEVERITIES, WHEN_UNKNOWN, Message, Rule, RuleSet
 from mien.rules.syntax import ExpressionError
@@ -81,10 +82,13 @@ def load_rules(source: str | os.PathLike[str] | Mapping[str, Any] | RuleSet) -> 
             f"{path}: rule file too large ({size} bytes; the limit is {MAX_YAML_BYTES})"
         )
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_YAML_BYTES + 1)
-    except OSError as exc:
-        raise RuleError(f"{path}: cannot read the rule file: {exc.strerror or exc}") from None
+        # A regular file only: a FIFO or device would block or never end (never opened).
+        data = read_regular(path, MAX_YAML_BYTES)
+    except MienError as exc:
+        reason = exc.message.removeprefix(f"{path}: ")
+        raise RuleError(f"{path}: cannot read the rule file: {reason}") from None
+    if len(data) > MAX_YAML_BYTES:  # it grew since stat
+        raise RuleError(f"{path}: rule file too large (the limit is {MAX_YAML_BYTES} bytes)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
