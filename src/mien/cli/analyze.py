@@ -13,6 +13,7 @@ from mien.cli.common import (
     EPILOG,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    check_output,
     detector_args,
     features_arg,
     log,
@@ -196,13 +197,15 @@ def run(args: argparse.Namespace) -> int:
     )  # refusal/unknown features fail here, before any image is read
     video_options = _video_options(args)  # bad --every-n/--sample-fps fail here too
     items = _items(args)
+    sources = [item for item in items if isinstance(item, str)]
+    check_output(args.output, sources)  # exit 3 before any work when -o may not be written
     analyzer = FaceAnalyzer(options)
     video: Any = None
     include_mesh = "mesh" in options.features
     failed = 0
     show = not args.quiet and len(items) > 1
     with (
-        sink(args.output) as out,
+        sink(args.output, sources) as out,
         progress(len(items), "file", show) as bar,
     ):
         for item in items:

@@ -101,15 +101,27 @@ def options_from_args(args: argparse.Namespace, features: Sequence[str] | None =
     )
 
 
+def check_output(path: str | None, sources: Sequence[Any] = (), kind: str = "file") -> None:
+    """Apply mien's output rule (:func:`mien.media.write.check_output_path`) to ``path`` before
+    any work: :class:`~mien.media.write.OutputError` (exit 3) names the path and why."""
+    if path is None:
+        return
+    from mien.media.write import check_output_path
+
+    check_output_path(path, sources=sources, kind=kind)
+
+
 @contextlib.contextmanager
-def sink(path: str | None) -> Iterator[IO[str]]:
+def sink(path: str | None, sources: Sequence[Any] = ()) -> Iterator[IO[str]]:
+    """stdout, or the file ``path`` written atomically (the output rule checked again before
+    it is renamed into place; ``sources`` are the inputs it must not replace)."""
     if path is None:
         yield sys.stdout
         return
     from mien.media.write import atomic_output
 
-    with atomic_output(path, "w") as fh:
-        yield fh  # type: ignore[misc]
+    with atomic_output(path, "w", sources=sources) as fh:
+        yield fh
 
 
 def inputs(paths: Sequence[str], recursive: bool) -> list[Any]:

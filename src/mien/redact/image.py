@@ -185,6 +185,7 @@ def _save(
     exif: bytes | None,
     icc: bytes | None,
     quality: int,
+    source: Any = None,
 ) -> None:
     img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     params: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
@@ -193,7 +194,7 @@ def _save(
     if icc and fmt in _ICC_FORMATS:
         params["icc_profile"] = icc
     try:
-        with atomic_output(output) as fh:
+        with atomic_output(output, sources=(source,)) as fh:
             img.save(fh, format=fmt, **params)
     except OSError as exc:
         raise OutputError(f"cannot write {output}: {exc}") from exc
@@ -228,7 +229,7 @@ def redact_image(
         decoded.rgb, analyzer_options=an_opts, options=opts, name=decoded.source
     )
     exif, icc = _metadata(source) if keep_metadata else (None, None)
-    _save(output, redacted, fmt, exif, icc, quality)
+    _save(output, redacted, fmt, exif, icc, quality, source)
     kept = bool(
         keep_metadata and ((exif and fmt in _EXIF_FORMATS) or (icc and fmt in _ICC_FORMATS))
     )
