@@ -157,6 +157,35 @@ def check_output_file(
     return check_output_path(path, sources=() if source is None else (source,), kind=kind)
 
 
+def open_in_place(path: str | os.PathLike[str], mode: str = "a+b") -> IO[Any]:
+    """Open a file mien updates in place (a job's lock or ledger), creating it with the output
+    mode: never through a symbolic link and never a device, FIFO or socket
+    (:class:`OutputError`). ``mode`` is ``"a+b"`` (read and append) or ``"w"`` (text, not
+    truncated: for a lock)."""
+    if mode not in ("a+b", "w"):
+        raise ValueError(f"open_in_place: mode {mode!r} is not 'a+b' or 'w'")
+    access = os.O_RDWR | os.O_APPEND if mode == "a+b" else os.O_WRONLY
+    flags = access | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    target = Path(path)
+    try:
+        fd = os.open(target, flags, 0o666)  # the umask applies, as for any new file
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            st = os.lstat(target)
+            reason = _refusal(st, (), "file")
+            if reason is not None:
+                raise OutputError(f"refusing to write {target}: {reason}") from exc
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    st = os.fstat(fd)
+    reason = _refusal(st, (), "file")
+    if reason is not None:
+        os.close(fd)
+        raise OutputError(f"refusing to write {target}: {reason}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, mode)
+
+
 # -- committing ------------------------------------------------------------------------------
 
 
