@@ -395,3 +395,32 @@ def test_media_kind(tmp_path: Path) -> None:
     assert media_kind(text) is None and media_kind(fifo) is None
     assert media_kind(tmp_path / "missing.bin") is None
     assert media_kind(SAMPLE) == "image" and media_kind("a.MKV") == "video"
+
+
+@pytest.mark.parametrize("command", ["analyze-events", "redact-stream", "redact-events"])
+def test_live_outputs_follow_the_rule(tmp_path: Path, command: str) -> None:
+    """A live source (a clip read with --stream): the events log and the covered stream are
+    written in place as they happen, so the rule is checked before they are opened."""
+    clip = clip_head(media("single_face.mp4"), tmp_path / "clip.mp4", 0.3)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    link = tmp_path / ("out.mp4" if command == "redact-stream" else "events.jsonl")
+    link.symlink_to(victim)
+    args = {
+        "analyze-events": ["analyze", str(clip), "--stream", "-o", str(link)],
+        "redact-stream": ["redact", str(clip), "--stream", "-o", str(link)],
+        "redact-events": [
+            "redact",
+            str(clip),
+            "--stream",
+            "-o",
+            str(tmp_path / "covered.mp4"),
+            "--report",
+            str(link),
+        ],
+    }[command]
+    before = snapshot(tmp_path)
+    proc = mien(*args)
+    assert proc.returncode == 3, proc.stderr
+    assert f"refusing to write {link}: it is a symbolic link" in proc.stderr
+    assert snapshot(tmp_path) == before

@@ -115,23 +115,10 @@ def _items(args: argparse.Namespace) -> list[Any]:
 
 
 def _is_video(item: Any) -> bool:
-    from mien.media.discover import IMAGE_SUFFIXES, is_video_path
+    """A video file (:func:`mien.media.sniff.media_kind`); stdin is always a picture."""
+    from mien.media.sniff import media_kind
 
-    if not isinstance(item, str):
-        return False
-    if is_video_path(item):
-        return True
-    suffix = os.path.splitext(item)[1].lower()
-    if suffix in IMAGE_SUFFIXES or not os.path.isfile(item):
-        return False
-    try:  # an unusual suffix: a video if FFmpeg finds a video stream that is not a picture
-        import av
-
-        with av.open(item, metadata_errors="ignore") as c:
-            fmt = c.format.name
-            return bool(c.streams.video) and not (fmt.startswith("image2") or "_pipe" in fmt)
-    except Exception:
-        return False
+    return isinstance(item, str) and media_kind(item) == "video"
 
 
 def _write(out: IO[str], record: dict[str, Any], pretty: bool) -> None:
