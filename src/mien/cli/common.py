@@ -17,7 +17,8 @@ EPILOG = """exit codes:
   0    every input was analysed
   1    some inputs could not be read (their JSON line has "error"); the others were analysed
   2    usage error, or a refused/unknown feature (nothing was read)
-  3    mien could not run (model verification failed, output not writable)
+  3    mien could not run (model verification failed, output not writable or refused:
+       the input, a link, a device, a FIFO... are never written over)
   130  interrupted
 
 mien describes what a face shows. It never infers who a person is or what group they belong

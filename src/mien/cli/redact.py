@@ -8,7 +8,9 @@ Exit codes (the common ones of ``mien``):
   inputs of a folder were redacted;
 * 2 — usage error (bad option, unknown output suffix, input and output of different kinds);
 * 3 — mien could not run: a model failed verification, or an output cannot be written (missing
-  or read-only folder, full disk); nothing partial is left at the output path;
+  or read-only folder, full disk) or is refused by mien's output rule (the input, a link, a
+  device, a FIFO...: :func:`mien.media.write.check_output_path`); nothing partial is left at the
+  output path, and the output and its ``--report`` are committed together (both or neither);
 * 130 — interrupted; outputs completed so far are kept, the one in progress is not.
 """
 
@@ -40,7 +42,8 @@ EXIT_DOC = """exit codes:
   1    some inputs could not be read or redacted (error on stderr, no output for them);
        the other inputs of a folder were redacted
   2    usage error (bad option, unknown output suffix, folder input with a file output)
-  3    mien could not run (model verification failed, output not writable); no partial output
+  3    mien could not run (model verification failed, output or report not writable or
+       refused); no partial output, and never an output without its report
   130  interrupted"""
 
 
@@ -170,14 +173,7 @@ class _NoVideo(MediaError):
     code = "UnsupportedMedia"
 
 
-def _do(
-    src: Path,
-    dst: Path,
-    args: argparse.Namespace,
-    ctx: dict[str, Any],
-    out: Outcome,
-    announce: bool = True,
-) -> None:
+def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out: Outcome) -> None:
     from mien.media.write import OutputError
 
     try:
@@ -192,13 +188,8 @@ def _do(
         print(f"mien: {src}: {exc.code}: {exc.message}", file=sys.stderr)
         return
     out.reports.append(report.to_dict())
-    if announce:
-        _announce(src, dst, args, out.reports[-1])
-
-
-def _announce(src: Path, dst: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
     if not args.quiet:
-        n = report["counts"]["regions"]
+        n = report.counts["regions"]
         print(f"mien: {src}: {n} face region(s) covered -> {dst}", file=sys.stderr)
 
 
@@ -234,79 +225,6 @@ def _folder_items(src: Path, dst: Path) -> list[tuple[Path, Path]]:
                 target = target.with_suffix(".png")  # e.g. .gif/.heic in -> lossless .png out
             items.append((Path(root, name), target))
     return items
-
-
-def run(args: argparse.Namespace) -> int:
-    from mien.redact.options import RedactOptions, parse_color
-
-    if is_stream(args.input) or getattr(args, "stream", False):
-        try:
-            from mien.live.cli import run_redact
-        except ImportError:
-            print(
-                "mien: error: live stream redaction is not available in this build", file=sys.stderr
-            )
-            return EXIT_USAGE
-        code: int = run_redact(args)
-        return code
-
-    redact = RedactOptions(
-        method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
-    )
-    analyzer = options_from_args(args)
-    ctx = {"analyzer": analyzer, "redact": redact}
-    src, dst = Path(args.input), Path(args.output)
-    out = Outcome()
-
-    if src.is_dir():
-        problem = _folder_output_problem(src, dst)
-        if problem is not None:
-            print(f"mien: error: {problem}", file=sys.stderr)
-            return EXIT_USAGE
-        _check_report(args.report, src, None)  # exit 3 before any work
-        items = _folder_items(src, dst)
-        for s, d in items:
-            try:
-                d.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                print(
-                    f"mien: OutputError: cannot create {d.parent}: {exc.strerror or exc}",
-                    file=sys.stderr,
-                )
-                return EXIT_CANNOT_RUN
-            _do(s, d, args, ctx, out)
-        if not args.quiet:
-            log.info(
-                "redacted %d of %d file(s) from %s into %s", len(out.reports), len(items), src, dst
-            )
-        # Each file of a folder is committed when it is done; the report comes last.
-        if args.report and not _write_report(args.report, _report_doc(src, dst, out, True), src):
-            return EXIT_CANNOT_RUN
-    else:
-        if dst.is_dir():
-            dst = dst / src.name
-        problem = _file_output_problem(src, dst)
-        if problem is not None:
-            print(f"mien: error: {problem}", file=sys.stderr)
-            return EXIT_USAGE
-        _check_report(args.report, src, dst)  # exit 3 before any work
-        from mien.media.write import OutputError, committed_together
-
-        try:
-            # The output and the report are renamed into place together: both or neither.
-            with committed_together():
-                _do(src, dst, args, ctx, out, announce=False)
-                if args.report:
-                    _write_report(args.report, _report_doc(src, dst, out, False), src, True)
-        except OutputError as exc:
-            print(f"mien: {exc.code}: {exc.message}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
-        if out.reports:
-            _announce(src, dst, args, out.reports[0])
-
-    if out.cannot_run:
-        return EXIT_CANNOT_RUN
-    return EXIT_SOME_FAILED if out.errors else EXIT_OK
 
 
 def _folder_output_problem(src: Path, dst: Path) -> str | None:
@@ -391,3 +309,84 @@ def _write_report(report: str, doc: dict[str, Any], src: Path, raise_errors: boo
         print(f"mien: {error.code}: {error.message}", file=sys.stderr)
         return False
     return True
+
+
+def _announce(src: Path, dst: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """The success line of one input, printed once its output is in place."""
+    if not args.quiet:
+        n = report["counts"]["regions"]
+        print(f"mien: {src}: {n} face region(s) covered -> {dst}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mien.redact.options import RedactOptions, parse_color
+
+    if is_stream(args.input) or getattr(args, "stream", False):
+        try:
+            from mien.live.cli import run_redact
+        except ImportError:
+            print(
+                "mien: error: live stream redaction is not available in this build", file=sys.stderr
+            )
+            return EXIT_USAGE
+        code: int = run_redact(args)
+        return code
+
+    redact = RedactOptions(
+        method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
+    )
+    analyzer = options_from_args(args)
+    ctx = {"analyzer": analyzer, "redact": redact}
+    src, dst = Path(args.input), Path(args.output)
+    out = Outcome()
+
+    if src.is_dir():
+        problem = _folder_output_problem(src, dst)
+        if problem is not None:
+            print(f"mien: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        _check_report(args.report, src, None)  # exit 3 before any work
+        items = _folder_items(src, dst)
+        for s, d in items:
+            try:
+                d.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                print(
+                    f"mien: OutputError: cannot create {d.parent}: {exc.strerror or exc}",
+                    file=sys.stderr,
+                )
+                return EXIT_CANNOT_RUN
+            _do(s, d, args, ctx, out)
+        if not args.quiet:
+            log.info(
+                "redacted %d of %d file(s) from %s into %s", len(out.reports), len(items), src, dst
+            )
+        # Each file of a folder is committed when it is done; the report comes last.
+        if args.report and not _write_report(args.report, _report_doc(src, dst, out, True), src):
+            return EXIT_CANNOT_RUN
+    else:
+        if dst.is_dir():
+            dst = dst / src.name
+        problem = _file_output_problem(src, dst)
+        if problem is not None:
+            print(f"mien: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        _check_report(args.report, src, dst)  # exit 3 before any work
+        from mien.media.write import OutputError, committed_together
+
+        try:
+            # The output and the report are renamed into place together: both or neither.
+            with committed_together():
+                # quiet here: the success line waits until the output is in place
+                _do(src, dst, argparse.Namespace(**{**vars(args), "quiet": True}), ctx, out)
+                if args.report:
+                    _write_report(args.report, _report_doc(src, dst, out, False), src, True)
+        except OutputError as exc:
+            print(f"mien: {exc.code}: {exc.message}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        if out.reports:
+            _announce(src, dst, args, out.reports[0])
+
+    if out.cannot_run:
+        return EXIT_CANNOT_RUN
+    return EXIT_SOME_FAILED if out.errors else EXIT_OK
