@@ -424,3 +424,50 @@ def test_live_outputs_follow_the_rule(tmp_path: Path, command: str) -> None:
     assert proc.returncode == 3, proc.stderr
     assert f"refusing to write {link}: it is a symbolic link" in proc.stderr
     assert snapshot(tmp_path) == before
+
+
+# -- a write that fails half-way ---------------------------------------------------------------
+
+
+def test_a_failed_write_is_an_output_error_and_leaves_nothing(tmp_path: Path, photo: Path) -> None:
+    """A file size limit (RLIMIT_FSIZE, as a full disk would) cuts the writes short. `analyze -o`
+    used to crash with a traceback (exit 1); `redact` and `annotate` used to write a truncated
+    picture and exit 0 (Pillow's encoders ignore a short write to a file descriptor)."""
+    import json
+    import resource
+
+    def limited() -> None:  # a JSON line is about 1 kB, a picture tens of kB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))
+
+    def roomier() -> None:  # room for the report (about 0.5 kB), not for the picture
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))
+
+    runs = {
+        "a.jsonl": ["analyze", str(photo), "-o", str(tmp_path / "a.jsonl")],
+        "r.jpg": ["redact", str(photo), "-o", str(tmp_path / "r.jpg")],
+        "ann.png": ["annotate", str(photo), "-o", str(tmp_path / "ann.png")],
+    }
+    for name, argv in runs.items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "mien", *argv, "--threads", "2"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            preexec_fn=limited,
+        )
+        assert proc.returncode == 3, (argv, proc.stderr)
+        assert f"OutputError: cannot write {tmp_path / name}: File too large" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jpg"]  # no output, no .part
+    # with a report: the picture fails, the (small) report says so; it claims no output
+    rep = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mien", *runs["r.jpg"], "--report", str(rep)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        preexec_fn=roomier,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert json.loads(rep.read_text())["errors"][0]["code"] == "OutputError"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jpg", "r.json"]

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
+import io
 import os
 import stat
 import tempfile
@@ -256,12 +258,22 @@ def committed_together() -> Iterator[None]:
         raise
 
 
+#: errno values of a write that failed for want of room or permission (full disk, quota, file
+#: size limit, read-only file system): an OutputError, also when the caller's writes raise them.
+_WRITE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS") if hasattr(errno, name)
+)
+
+
 @contextlib.contextmanager
 def atomic_output(
     path: str | os.PathLike[str], mode: str = "wb", *, sources: Sources = ()
 ) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on success it replaces ``path`` atomically
-    (:func:`commit_output`: the output rule is checked again, mode ``0666 & ~umask``)."""
+    (:func:`commit_output`: the output rule is checked again, mode ``0666 & ~umask``).
+
+    A failed write (full disk, file size limit...), flush, close or rename is an
+    :class:`OutputError`; the temporary file is removed in every failure case."""
     target = Path(path)
     folder = _folder(target)
     if not folder.is_dir():
@@ -270,16 +282,53 @@ def atomic_output(
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    written = False  # the caller's part is done: any OSError after it is about the output
     try:
-        with os.fdopen(fd, mode) as fh:
+        fh = os.fdopen(fd, mode)
+        try:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+            written = True
+        finally:
+            try:
+                fh.close()
+            except OSError:
+                if written:
+                    raise
         commit_output(tmp, target, sources)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if written or exc.errno in _WRITE_ERRNOS:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def save_picture(
+    path: str | os.PathLike[str],
+    img: Image.Image,
+    fmt: str,
+    params: dict[str, Any] | None = None,
+    *,
+    sources: Sources = (),
+) -> None:
+    """Encode ``img`` as ``fmt`` with Pillow ``params`` and write it atomically to ``path``.
+
+    The picture is encoded in memory first: Pillow's encoders write straight to a file's
+    descriptor and ignore a short write, so a full disk or a file size limit could otherwise
+    leave a truncated picture that looks written. Errors are :class:`OutputError`."""
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt, **(params or {}))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from exc
+    with atomic_output(path, sources=sources) as fh:
+        fh.write(buf.getbuffer())
 
 
 def write_image(
@@ -295,9 +344,5 @@ def write_image(
         known = ", ".join(sorted(OUTPUT_FORMATS))
         raise OutputError(f"cannot write {path}: unknown picture suffix; use one of {known}")
     img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-    params: dict[str, int] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    try:
-        with atomic_output(path, sources=sources) as fh:
-            img.save(fh, format=fmt, **params)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from exc
+    params: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    save_picture(path, img, fmt, params, sources=sources)

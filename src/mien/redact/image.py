@@ -32,7 +32,7 @@ from PIL import Image
 
 from mien.detect.detector import DetectionPlan, FaceDetector
 from mien.media.image import DecodedImage, ImageLimits, load_image
-from mien.media.write import OUTPUT_FORMATS, OutputError, atomic_output, check_output_file
+from mien.media.write import OUTPUT_FORMATS, check_output_file, save_picture
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import REDACT_THRESHOLD, RedactOptions
@@ -193,11 +193,7 @@ def _save(
         params["exif"] = exif
     if icc and fmt in _ICC_FORMATS:
         params["icc_profile"] = icc
-    try:
-        with atomic_output(output, sources=(source,)) as fh:
-            img.save(fh, format=fmt, **params)
-    except OSError as exc:
-        raise OutputError(f"cannot write {output}: {exc}") from exc
+    save_picture(output, img, fmt, params, sources=(source,))
 
 
 def redact_image(
