@@ -170,6 +170,7 @@ def open_in_place(path: str | os.PathLike[str], mode: str = "a+b") -> IO[Any]:
     flags = access | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     target = Path(path)
+    _refuse_existing(target, (), "file")  # a device is not even opened
     try:
         fd = os.open(target, flags, 0o666)  # the umask applies, as for any new file
     except OSError as exc:
