@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mien.errors import MienError
-from mien.media.write import atomic_output
+from mien.media.write import OutputError, atomic_output, open_in_place
 
 try:
     import fcntl
@@ -109,13 +109,19 @@ class JobFolder:
                     f"{self.root} is not empty and holds no mien batch job; "
                     "use a new or empty folder"
                 )
-        elif self.root.exists() and not self.root.is_dir():
-            raise JobMismatchError(f"{self.root} is a file, not a folder")
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.shards_dir.mkdir(exist_ok=True)
-        if self.parquet:
-            self.parquet_dir.mkdir(exist_ok=True)
-        fh = open(self.root / ".lock", "w")  # held (locked) for the job's lifetime
+        elif os.path.lexists(self.root) and not self.root.is_dir():
+            raise JobMismatchError(f"{self.root} is not a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.shards_dir.mkdir(exist_ok=True)
+            if self.parquet:
+                self.parquet_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create the job folder {exc.filename or self.root}: {exc.strerror or exc}"
+            ) from exc
+        # held (locked) for the job's lifetime; never opened through a link, FIFO or device
+        fh = open_in_place(self.root / ".lock", "w")
         try:
             if fcntl is not None:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -276,7 +282,7 @@ class JobFolder:
 
     def _append_ledger(self, entry: ShardEntry) -> None:
         path = self.root / "ledger.jsonl"
-        with open(path, "a+b") as fh:
+        with open_in_place(path, "a+b") as fh:
             fh.seek(0, os.SEEK_END)
             if fh.tell():  # make sure a line cut by an earlier kill does not swallow this one
                 fh.seek(-1, os.SEEK_END)

@@ -13,6 +13,7 @@ from mien.cli.common import (
     EPILOG,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    check_output,
     detector_args,
     features_arg,
     log,
@@ -114,29 +115,10 @@ def _items(args: argparse.Namespace) -> list[Any]:
 
 
 def _is_video(item: Any) -> bool:
-    from mien.media.discover import IMAGE_SUFFIXES, is_video_path
+    """A video file (:func:`mien.media.sniff.media_kind`); stdin is always a picture."""
+    from mien.media.sniff import media_kind
 
-    if not isinstance(item, str):
-        return False
-    if is_video_path(item):
-        return True
-    suffix = os.path.splitext(item)[1].lower()
-    if suffix in IMAGE_SUFFIXES or not os.path.isfile(item):
-        return False
-    try:  # an unusual suffix: a video if FFmpeg finds a video stream that is not a picture
-        import av
-
-        from mien.media.regular import fd_path, open_regular
-
-        fd = open_regular(item)  # never blocks on a FIFO swapped in after isfile()
-        try:
-            with av.open(fd_path(fd) or item, metadata_errors="ignore") as c:
-                fmt = c.format.name
-                return bool(c.streams.video) and not (fmt.startswith("image2") or "_pipe" in fmt)
-        finally:
-            os.close(fd)
-    except Exception:
-        return False
+    return isinstance(item, str) and media_kind(item) == "video"
 
 
 def _write(out: IO[str], record: dict[str, Any], pretty: bool) -> None:
@@ -202,13 +184,15 @@ def run(args: argparse.Namespace) -> int:
     )  # refusal/unknown features fail here, before any image is read
     video_options = _video_options(args)  # bad --every-n/--sample-fps fail here too
     items = _items(args)
+    sources = [item for item in items if isinstance(item, str)]
+    check_output(args.output, sources)  # exit 3 before any work when -o may not be written
     analyzer = FaceAnalyzer(options)
     video: Any = None
     include_mesh = "mesh" in options.features
     failed = 0
     show = not args.quiet and len(items) > 1
     with (
-        sink(args.output) as out,
+        sink(args.output, sources) as out,
         progress(len(items), "file", show) as bar,
     ):
         for item in items:

@@ -34,10 +34,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from mien.analyzer import FaceAnalyzer
     from mien.media.image import load_image
-    from mien.media.write import write_image
+    from mien.media.write import OUTPUT_FORMATS, check_output_file, write_image
     from mien.render.annotate import annotate
 
     options = options_from_args(args)
+    # the output rule (exit 3), before the models load or the photo is read
+    check_output_file(args.output, OUTPUT_FORMATS, "picture", args.photo)
     analyzer = FaceAnalyzer(options)
     try:
         decoded = load_image(args.photo)
@@ -45,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"mien: {args.photo}: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_SOME_FAILED
     faces = analyzer.analyze_array(decoded.rgb)
-    write_image(args.output, annotate(decoded.rgb, faces))
+    write_image(args.output, annotate(decoded.rgb, faces), sources=(args.photo,))
     print(f"mien: {len(faces)} face(s) drawn to {args.output}", file=sys.stderr)
     return EXIT_OK

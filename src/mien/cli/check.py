@@ -15,6 +15,7 @@ from typing import Any
 from mien.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
+    check_output,
     detector_args,
     inputs,
     log,
@@ -105,11 +106,13 @@ def _check(args: argparse.Namespace, ruleset: Any) -> int:
 
     options = options_from_args(args, features=ruleset.required_features)
     items = inputs(args.paths, recursive=not args.no_recursive)
+    sources = [item for item in items if isinstance(item, str)]
+    check_output(args.output, sources)  # exit 3 before any work when -o may not be written
     analyzer = FaceAnalyzer(options)
     failed = unreadable = 0
     show = not args.quiet and len(items) > 1
     with (
-        sink(args.output) as out,
+        sink(args.output, sources) as out,
         progress(len(items), "img", show) as bar,
     ):
         for item in items:

@@ -17,7 +17,8 @@ EPILOG = """exit codes:
   0    every input was analysed
   1    some inputs could not be read (their JSON line has "error"); the others were analysed
   2    usage error, or a refused/unknown feature (nothing was read)
-  3    mien could not run (model verification failed, output not writable)
+  3    mien could not run (model verification failed, output not writable or refused:
+       the input, a link, a device, a FIFO... are never written over)
   130  interrupted
 
 mien describes what a face shows. It never infers who a person is or what group they belong
@@ -101,15 +102,27 @@ def options_from_args(args: argparse.Namespace, features: Sequence[str] | None =
     )
 
 
+def check_output(path: str | None, sources: Sequence[Any] = (), kind: str = "file") -> None:
+    """Apply mien's output rule (:func:`mien.media.write.check_output_path`) to ``path`` before
+    any work: :class:`~mien.media.write.OutputError` (exit 3) names the path and why."""
+    if path is None:
+        return
+    from mien.media.write import check_output_path
+
+    check_output_path(path, sources=sources, kind=kind)
+
+
 @contextlib.contextmanager
-def sink(path: str | None) -> Iterator[IO[str]]:
+def sink(path: str | None, sources: Sequence[Any] = ()) -> Iterator[IO[str]]:
+    """stdout, or the file ``path`` written atomically (the output rule checked again before
+    it is renamed into place; ``sources`` are the inputs it must not replace)."""
     if path is None:
         yield sys.stdout
         return
     from mien.media.write import atomic_output
 
-    with atomic_output(path, "w") as fh:
-        yield fh  # type: ignore[misc]
+    with atomic_output(path, "w", sources=sources) as fh:
+        yield fh
 
 
 def inputs(paths: Sequence[str], recursive: bool) -> list[Any]:

@@ -10,7 +10,9 @@ Exit codes (the common ones of ``mien``):
   and listed in the report (``--on-suspect fail``: no output for that video);
 * 2 — usage error (bad option, unknown output suffix, input and output of different kinds);
 * 3 — mien could not run: a model failed verification, or an output cannot be written (missing
-  or read-only folder, full disk); nothing partial is left at the output path;
+  or read-only folder, full disk) or is refused by mien's output rule (the input, a link, a
+  device, a FIFO...: :func:`mien.media.write.check_output_path`); nothing partial is left at the
+  output path, and the output and its ``--report`` are committed together (both or neither);
 * 130 — interrupted; outputs completed so far are kept, the one in progress is not.
 """
 
@@ -35,10 +37,7 @@ from mien.cli.common import (
     options_from_args,
 )
 from mien.errors import MediaError, MienError
-
-#: Suffixes handled as videos without probing (anything else PyAV opens with a video stream
-#: is a video too).
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
+from mien.media.discover import VIDEO_SUFFIXES
 
 EXIT_DOC = """exit codes:
   0    every input was redacted
@@ -46,7 +45,8 @@ EXIT_DOC = """exit codes:
        the other inputs of a folder were redacted; or a video had suspect frames (see
        --on-suspect; listed in --report)
   2    usage error (bad option, unknown output suffix, folder input with a file output)
-  3    mien could not run (model verification failed, output not writable); no partial output
+  3    mien could not run (model verification failed, output or report not writable or
+       refused); no partial output, and never an output without its report
   130  interrupted"""
 
 
@@ -148,28 +148,12 @@ def is_stream(text: str) -> bool:
 
 
 def is_video(path: Path) -> bool:
-    """A video by suffix, or any other file that PyAV opens and that has a video stream
-    (picture suffixes are never probed)."""
-    from mien.media.discover import IMAGE_SUFFIXES
+    """Whether ``path`` is redacted as a video (:func:`mien.media.sniff.media_kind`: a video
+    suffix, or content in a video container; single still pictures such as SVG, JPEG 2000 or
+    ICO are pictures, whatever FFmpeg makes of them)."""
+    from mien.media.sniff import media_kind
 
-    suffix = path.suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
-        return True
-    if suffix in IMAGE_SUFFIXES or not path.is_file():
-        return False
-    try:
-        import av
-
-        from mien.media.regular import fd_path, open_regular
-
-        fd = open_regular(path)  # never blocks on a FIFO swapped in after is_file()
-        try:
-            with av.open(fd_path(fd) or str(path)) as container:
-                return bool(container.streams.video)
-        finally:
-            os.close(fd)
-    except Exception:  # not a media file PyAV reads: leave it to the picture loader
-        return False
+    return media_kind(path) == "video"
 
 
 @dataclass
@@ -306,6 +290,97 @@ def _folder_items(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     return items
 
 
+def _folder_output_problem(src: Path, dst: Path) -> str | None:
+    """Why ``dst`` cannot be the output of the folder ``src`` (a usage error), or None."""
+    from mien.media.discover import IMAGE_SUFFIXES
+
+    if os.path.lexists(dst):
+        if dst.is_dir():  # a folder, or a link to one: files are written inside it
+            return None
+        return f"{src} is a folder, so -o must be a folder ({dst} is not a folder)"
+    if dst.suffix.lower() in IMAGE_SUFFIXES or dst.suffix.lower() in VIDEO_SUFFIXES:
+        return (
+            f"{src} is a folder, so -o must be a folder ({dst} names a picture or video file; "
+            "nothing was created)"
+        )
+    return None
+
+
+def _file_output_problem(src: Path, dst: Path) -> str | None:
+    """Why ``dst`` has the wrong suffix for ``src`` (a usage error), or None."""
+    from mien.redact.image import OUTPUT_FORMATS
+
+    if is_video(src):
+        if dst.suffix.lower() not in VIDEO_SUFFIXES:
+            return (
+                f"cannot write the video {src} to {dst}: use one of "
+                f"{', '.join(sorted(VIDEO_SUFFIXES))}"
+            )
+        return None
+    if dst.suffix.lower() not in OUTPUT_FORMATS:
+        return f"cannot write a picture to {dst}: use one of {', '.join(sorted(OUTPUT_FORMATS))}"
+    return None
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_report(report: str | None, src: Path, dst: Path | None) -> None:
+    """The output rule for ``--report`` (before any work): OutputError, exit 3."""
+    if report is None:
+        return
+    from mien.media.write import OutputError, check_output_path
+
+    if dst is not None and _same_path(Path(report), dst):
+        raise OutputError(f"refusing to write the report {report}: it is the output path")
+    check_output_path(report, sources=(src,), kind="file")
+
+
+def _report_doc(src: Path, dst: Path, out: Outcome, folder: bool) -> dict[str, Any]:
+    if folder:
+        return {
+            "source": str(src),
+            "output": str(dst),
+            "kind": "folder",
+            "reports": out.reports,
+            "errors": out.errors,
+        }
+    if out.reports:
+        return out.reports[0]
+    return {"source": str(src), "output": str(dst), "errors": out.errors}
+
+
+def _write_report(report: str, doc: dict[str, Any], src: Path, raise_errors: bool = False) -> bool:
+    """Write the audit JSON atomically; False (after an error line) when it cannot be written,
+    or :class:`OutputError` when ``raise_errors``."""
+    from mien.media.write import OutputError, atomic_output
+
+    try:
+        with atomic_output(report, sources=(src,)) as fh:
+            fh.write((json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
+    except (MienError, OSError, ValueError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        error = OutputError(f"cannot write report {report}: {message}")
+        if raise_errors:
+            raise error from exc
+        print(f"mien: {error.code}: {error.message}", file=sys.stderr)
+        return False
+    return True
+
+
+def _announce(src: Path, dst: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """The success line of one input, printed once its output is in place."""
+    if not args.quiet:
+        n = report["counts"]["regions"]
+        print(f"mien: {src}: {n} face region(s) covered -> {dst}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from mien.redact.options import RedactOptions, parse_color
 
@@ -329,12 +404,11 @@ def run(args: argparse.Namespace) -> int:
     out = Outcome()
 
     if src.is_dir():
-        if dst.exists() and not dst.is_dir():
-            print(
-                f"mien: error: {src} is a folder, so -o must be a folder ({dst} is a file)",
-                file=sys.stderr,
-            )
+        problem = _folder_output_problem(src, dst)
+        if problem is not None:
+            print(f"mien: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
+        _check_report(args.report, src, None)  # exit 3 before any work
         items = _folder_items(src, dst)
         for s, d in items:
             try:
@@ -350,45 +424,34 @@ def run(args: argparse.Namespace) -> int:
             log.info(
                 "redacted %d of %d file(s) from %s into %s", len(out.reports), len(items), src, dst
             )
+        # Each file of a folder is committed when it is done; the report comes last.
+        if args.report and not _write_report(args.report, _report_doc(src, dst, out, True), src):
+            return EXIT_CANNOT_RUN
     else:
         if dst.is_dir():
             dst = dst / src.name
-        if _special(src):
-            pass  # _do records "not a regular file" (exit 1), whatever the output suffix
-        elif not is_video(src):
-            from mien.redact.image import OUTPUT_FORMATS
+        # a FIFO, socket or device: _do records "not a regular file" (exit 1), whatever the
+        # output suffix
+        problem = None if _special(src) else _file_output_problem(src, dst)
+        if problem is not None:
+            print(f"mien: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        _check_report(args.report, src, dst)  # exit 3 before any work
+        from mien.media.write import OutputError, committed_together
 
-            if dst.suffix.lower() not in OUTPUT_FORMATS:
-                print(
-                    f"mien: error: cannot write a picture to {dst}: use one of "
-                    f"{', '.join(sorted(OUTPUT_FORMATS))}",
-                    file=sys.stderr,
-                )
-                return EXIT_USAGE
-        _do(src, dst, args, ctx, out)
-
-    if args.report:
-        doc: dict[str, Any]
-        if src.is_dir():
-            doc = {
-                "source": str(src),
-                "output": str(dst),
-                "kind": "folder",
-                "reports": out.reports,
-                "errors": out.errors,
-            }
-        elif out.reports:
-            doc = out.reports[0]
-        else:
-            doc = {"source": str(src), "output": str(dst), "errors": out.errors}
         try:
-            from mien.media.write import atomic_output
-
-            with atomic_output(args.report) as fh:
-                fh.write((json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
-        except (MienError, OSError) as exc:
-            print(f"mien: OutputError: cannot write report {args.report}: {exc}", file=sys.stderr)
+            # The output and the report are renamed into place together: both or neither.
+            with committed_together():
+                # quiet here: the success line waits until the output is in place
+                _do(src, dst, argparse.Namespace(**{**vars(args), "quiet": True}), ctx, out)
+                if args.report:
+                    _write_report(args.report, _report_doc(src, dst, out, False), src, True)
+        except OutputError as exc:
+            print(f"mien: {exc.code}: {exc.message}", file=sys.stderr)
             return EXIT_CANNOT_RUN
+        if out.reports:
+            _announce(src, dst, args, out.reports[0])
+
     if out.cannot_run:
         return EXIT_CANNOT_RUN
     return EXIT_SOME_FAILED if out.errors or out.suspect else EXIT_OK

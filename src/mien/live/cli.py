@@ -215,6 +215,9 @@ def _events_out(path: str | None) -> Iterator[IO[str]]:
     if path is None or path == "-":
         yield sys.stdout
         return
+    from mien.media.write import check_output_path
+
+    check_output_path(path)  # mien's output rule: no link, device, FIFO, socket or folder
     try:
         fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:

@@ -117,6 +117,12 @@ class LiveSink:
                 hls_flags="independent_segments",
             )
         else:
+            from mien.media.write import OutputError, check_output_path
+
+            try:  # mien's output rule: no link, device, FIFO, socket or folder at the path
+                check_output_path(self.target, kind="video")
+            except OutputError as exc:
+                raise LiveOutputError(exc.message) from exc
             parent = Path(self.target).resolve().parent
             if not parent.is_dir():
                 raise LiveOutputError(f"cannot write {self.target}: {parent} is not a folder")

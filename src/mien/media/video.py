@@ -66,7 +66,7 @@ from mien.errors import (
 from mien.media.damage import DamageWatch
 from mien.media.discover import VIDEO_SUFFIXES, is_video_path
 from mien.media.regular import fd_path, open_regular
-from mien.media.write import OutputError
+from mien.media.write import OutputError, check_output_path, commit_output
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -661,10 +661,7 @@ class VideoWriter:
         target = Path(path)
         self.path = target
         folder = target.parent if str(target.parent) else Path(".")
-        if not folder.is_dir():
-            raise OutputError(f"cannot write {target}: folder {folder} does not exist")
-        if target.is_dir():
-            raise OutputError(f"cannot write {target}: it is a folder")
+        check_output_path(target, kind="video")  # the output rule of mien.media.write
         suffix = target.suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
             raise OutputError(
@@ -780,10 +777,7 @@ class VideoWriter:
             self._closed = True
             if self.frames_written == 0:
                 raise OutputError(f"cannot write {self.path}: no frame to write")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)
-            os.replace(self._tmp, self.path)
+            commit_output(self._tmp, self.path)  # checked again, 0666 & ~umask, renamed
         except (av.FFmpegError, OSError) as exc:
             self._discard()
             raise OutputError(f"cannot write {self.path}: {exc}") from exc

@@ -33,7 +33,11 @@ from PIL import Image
 from mien.detect.detector import DetectionPlan, FaceDetector
 from mien.media.image import DEFAULT_LIMITS, DecodedImage, ImageLimits, load_image
 from mien.media.regular import read_regular
-from mien.media.write import OUTPUT_FORMATS, OutputError, atomic_output, check_output_file
+from mien.media.write import (
+    OUTPUT_FORMATS,
+    check_output_file,
+    save_picture,
+)
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import REDACT_THRESHOLD, RedactOptions
@@ -187,6 +191,7 @@ def _save(
     exif: bytes | None,
     icc: bytes | None,
     quality: int,
+    source: Any = None,
 ) -> None:
     img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     params: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
@@ -194,11 +199,7 @@ def _save(
         params["exif"] = exif
     if icc and fmt in _ICC_FORMATS:
         params["icc_profile"] = icc
-    try:
-        with atomic_output(output) as fh:
-            img.save(fh, format=fmt, **params)
-    except OSError as exc:
-        raise OutputError(f"cannot write {output}: {exc}") from exc
+    save_picture(output, img, fmt, params, sources=(source,))
 
 
 def redact_image(
@@ -230,7 +231,7 @@ def redact_image(
         decoded.rgb, analyzer_options=an_opts, options=opts, name=decoded.source
     )
     exif, icc = _metadata(source) if keep_metadata else (None, None)
-    _save(output, redacted, fmt, exif, icc, quality)
+    _save(output, redacted, fmt, exif, icc, quality, source)
     kept = bool(
         keep_metadata and ((exif and fmt in _EXIF_FORMATS) or (icc and fmt in _ICC_FORMATS))
     )

@@ -16,7 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     text = render()
     if args:
-        with open(args[0], "w", encoding="utf-8") as fh:
+        from mien.media.write import atomic_output, check_output_path
+
+        check_output_path(args[0])  # mien's output rule: no link, device, FIFO or folder
+        with atomic_output(args[0], "w") as fh:
             fh.write(text)
     else:
         sys.stdout.write(text)
