@@ -96,6 +96,9 @@ def test_redact_rtsp_to_file(server: RTSPServer, tmp_path: Path) -> None:
     assert done.returncode == (1 if summary["suspect_frames"] else 0), done.stderr
     frames = of_type(events, "frame")
     assert summary["frames_written"] == len(frames) > 0
+    # the stream's first packet (its key frame) has no timestamp over RTSP: it is decoded all
+    # the same, so the output starts with the clip's first frame, not at the next key frame
+    assert frames[0]["frame_index"] == 0 and frames[0]["timestamp_ms"] < 100
     assert any(r["source"] == "detected" for f in frames for r in f["covered"])
     assert all(f["covered"] for f in frames)  # the face is in every frame of the clip
     with av.open(str(out)) as c:
@@ -186,3 +189,34 @@ def test_credentials_in_the_address(clip: Path, tmp_path: Path) -> None:
         for secret in (password, wrong):
             assert secret not in done.stdout and secret not in done.stderr
     assert anonymous.returncode == 1 and "StreamUnauthorized" in anonymous.stderr
+
+
+def test_damaged_rtsp_stream_is_covered(clip: Path, tmp_path: Path) -> None:
+    """A camera whose pictures arrive with bit errors: the frames the decoder flags, and the
+    ones predicted from them, are suspect, covered harder, and the exit code is 1."""
+    from mien.media.damage import DAMAGE_REASONS
+    from tests.live_streams import damaged_clip, has_ffmpeg
+    from tests.test_live import faces_in
+
+    if not has_ffmpeg():
+        pytest.skip("the ffmpeg program is needed to cut the clip")
+    srv = RTSPServer(damaged_clip(clip, tmp_path / "damaged.mp4"))  # 4 s, 98 frames
+    out, report = tmp_path / "out.mp4", tmp_path / "report.jsonl"
+    try:
+        done = mien(
+            "redact", srv.url(), "-o", str(out), "--method", "fill", "--threads", "2",
+            "--max-frames", "90", "--timeout", "20", "--report", str(report),
+        )  # fmt: skip
+    finally:
+        srv.close()
+    events = lines(report.read_text())
+    summary = events[-1]
+    assert summary["reason"] == "max_frames" and "error" not in summary, done.stderr
+    assert done.returncode == 1 and "suspect frames" in done.stderr
+    assert summary["suspect_reasons"]["corrupt_frame"] >= 1
+    assert summary["suspect_reasons"]["after_damage"] >= 1
+    frames = of_type(events, "frame")
+    damaged = [f for f in frames if set(f.get("suspect", ())) & set(DAMAGE_REASONS)]
+    assert damaged and all(f["action"] in ("covered_regions", "covered_frame") for f in damaged)
+    total, found = faces_in(out)
+    assert total == len(frames) and found <= 0.1 * total

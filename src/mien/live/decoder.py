@@ -251,10 +251,10 @@ class StreamDecoder(threading.Thread):
                 if self.stopping:
                     return "stopped", None, got
                 ptime = packet.pts if packet.pts is not None else packet.dts
-                if ptime is None:  # the flush packet at the end: drains the video decoder
+                if packet.size == 0:  # the flush packet at the end: drains the video decoder
                     if packet.stream is audio or t0 is None:
                         continue
-                else:
+                elif ptime is not None:
                     t = float(ptime * packet.time_base)
                     if t0 is None:
                         t0 = t
@@ -264,6 +264,11 @@ class StreamDecoder(threading.Thread):
                             is_frame=False,
                         )
                         continue
+                elif packet.stream is audio:
+                    continue  # audio without a time cannot be placed
+                # (a video packet without a time is decoded all the same: over RTSP the first
+                # one, the key frame, often has none, and skipping it loses the whole group of
+                # pictures that refers to it)
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError:
@@ -272,6 +277,8 @@ class StreamDecoder(threading.Thread):
                     continue
                 for frame in frames:
                     ft = frame.time
+                    if t0 is None and ft is not None:
+                        t0 = ft
                     damage = watch.frame(
                         corrupt=bool(frame.is_corrupt),
                         key=bool(frame.key_frame),
@@ -281,7 +288,11 @@ class StreamDecoder(threading.Thread):
                         resumed = False
                     if resumed and not damage:
                         damage = (AFTER_DAMAGE,)
-                    rel_ms = (ft - t0) * 1000.0 if ft is not None else last_rel_ms + frame_ms
+                    rel_ms = (
+                        (ft - t0) * 1000.0
+                        if ft is not None and t0 is not None
+                        else last_rel_ms + frame_ms
+                    )
                     if rel_ms <= last_rel_ms:  # non-monotonic or missing times
                         rel_ms = last_rel_ms + frame_ms
                     last_rel_ms = rel_ms
