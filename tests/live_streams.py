@@ -6,7 +6,11 @@
   server that plays a clip in real time (``-re ... -f flv -listen 1``);
 * :func:`publish_rtmp` / :func:`receive_rtmp` run a PyAV RTMP publisher / listening receiver in
   a child process (PyAV holds the GIL while its output connects, so the peer cannot live in
-  the test's own process).
+  the test's own process);
+* :class:`RTSPServer` runs GStreamer's RTSP server (tests/rtsp_server.py, under the system
+  Python) serving a clip, optionally behind a log-in; :func:`rtsp_server_missing` says why it
+  cannot run here;
+* :func:`damaged_clip` makes a short clip with bit errors in its coded pictures.
 """
 
 from __future__ import annotations
@@ -215,3 +219,129 @@ def receive_rtmp(url: str, result: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", _RECEIVE, url, str(result)], stdin=subprocess.DEVNULL
     )
+
+
+def damaged_clip(clip: Path, dst: Path, *, seconds: float = 4.0, seed: int = 5) -> Path:
+    """``clip`` cut to ``seconds`` (stream copy, ``moov`` first), then 3 bytes flipped at 40
+    random places in the middle 60% of its ``mdat`` box: bit errors in the coded pictures,
+    which FFmpeg conceals (frames flagged corrupt, later frames predicted from them)."""
+    import random
+    import struct
+
+    cut = dst.with_name(dst.stem + "-cut.mp4")
+    subprocess.run(
+        [
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
+            "-t", f"{seconds:g}", "-c", "copy", "-movflags", "faststart", str(cut),
+        ],
+        check=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    data = bytearray(cut.read_bytes())
+    pos, mdat = 0, None
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        head = 8
+        if size == 1:
+            size, head = struct.unpack(">Q", data[pos + 8 : pos + 16])[0], 16
+        elif size == 0:
+            size = len(data) - pos
+        if kind == b"mdat":
+            mdat = (pos + head, pos + size)
+            break
+        pos += size
+    assert mdat is not None, "no mdat box"
+    start, end = mdat
+    lo, hi = start + (end - start) // 5, end - (end - start) // 5
+    rng = random.Random(seed)
+    for _ in range(40):
+        at = rng.randrange(lo, hi - 3)
+        for k in range(3):
+            data[at + k] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+# -- RTSP: GStreamer's gst-rtsp-server (tests/rtsp_server.py) under the system Python --------
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+_RTSP_PROBE = (
+    "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+    "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+    "assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))"
+)
+
+
+@functools.cache
+def rtsp_server_missing() -> str | None:
+    """Why the RTSP server cannot run here, or None when it can."""
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"no {SYSTEM_PYTHON} (the RTSP server runs under the system Python)"
+    try:
+        probe = subprocess.run([SYSTEM_PYTHON, "-c", _RTSP_PROBE], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot start {SYSTEM_PYTHON}: {exc}"
+    if probe.returncode != 0:
+        return (
+            "GStreamer's RTSP server is not installed for the system Python (Debian: apt-get "
+            "install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good "
+            "gstreamer1.0-plugins-bad; .ci/run installs them)"
+        )
+    return None
+
+
+class RTSPServer:
+    """A real RTSP server on 127.0.0.1 serving ``clip`` at ``/clip`` (tests/rtsp_server.py),
+    run as a separate process under the system Python; with ``user``/``password`` it wants a
+    log-in. :meth:`kill` and :meth:`start` again restart it on the same port."""
+
+    def __init__(
+        self,
+        clip: Path,
+        *,
+        port: int | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.clip = clip
+        self.port = port if port is not None else free_port()
+        self.user = user
+        self.password = password
+        self.proc: subprocess.Popen[str] | None = None
+        self.start()
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        cmd = [
+            SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port),
+            "--clip", str(self.clip),
+        ]  # fmt: skip
+        if self.user is not None:
+            cmd += ["--user", self.user, "--password", self.password or ""]
+        deadline = time.monotonic() + timeout_s
+        while True:  # the port may still be held for a moment after a kill
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+            )
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()  # "ready", or "" when it exits
+            if line.strip() == "ready":
+                return
+            self.proc.wait(timeout=10)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the RTSP server did not start on port {self.port}")
+            time.sleep(0.3)
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        login = "" if user is None else f"{user}:{password}@"
+        return f"rtsp://{login}127.0.0.1:{self.port}/clip"
+
+    def kill(self) -> None:
+        """Kill the server at once (no goodbye to its clients, as when a camera loses power)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        self.kill()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()

@@ -149,7 +149,7 @@ def redact_events(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, An
         stream_events(
             str(clip("face_noface.mov")),
             analyzer_options=AnalyzerOptions(features=("detection",), num_threads=2),
-            options=LiveOptions(max_frames=60, fail_closed=True, audio=False),
+            options=LiveOptions(max_frames=60, audio=False),
             redact=RedactOptions(method="fill"),
             output=str(out),
         )

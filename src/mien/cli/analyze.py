@@ -64,13 +64,18 @@ def register(sub: Any) -> None:
         metavar="F",
         help="analyse F frames per second of video time (the first frame at or after each 1/F s)",
     )
+    from mien.live.options import field_default, live_default
+    from mien.track.tracker import TrackerOptions
+    from mien.video.analyzer import VideoOptions
+
     vg.add_argument(
         "--detect-side",
         type=int,
-        default=512,
+        default=None,
         metavar="PX",
         help="run the detector on frames shrunk to a longer side of PX (0 = full size; "
-        "default 512)",
+        f"default {field_default(VideoOptions, 'detect_side')} for video files, "
+        f"{live_default('detect_max_side')} for live streams)",
     )
     vg.add_argument(
         "--all-passes",
@@ -80,9 +85,11 @@ def register(sub: Any) -> None:
     vg.add_argument(
         "--max-missed",
         type=int,
-        default=5,
+        default=None,
         metavar="N",
-        help="keep a face's track through N analysed frames without a detection (default 5)",
+        help="keep a face's track through N analysed frames without a detection (default "
+        f"{field_default(TrackerOptions, 'max_missed')} for video files, "
+        f"{live_default('track_max_missed')} for live streams)",
     )
     # --- live streams (mien.live; docs/live.md) ---
     from mien.live.cli import stream_args
@@ -95,12 +102,16 @@ def _video_options(args: argparse.Namespace) -> Any:
     from mien.track.tracker import TrackerOptions
     from mien.video.analyzer import VideoOptions
 
+    # options not given keep the video defaults (VideoOptions, TrackerOptions); live streams
+    # resolve theirs from LiveOptions (mien.live.cli)
+    given = {"detect_side": args.detect_side}
+    tracker = {"max_missed": args.max_missed}
     return VideoOptions(
         every_n=args.every_n,
         sample_fps=args.sample_fps,
-        detect_side=args.detect_side,
         all_passes=args.all_passes,
-        tracker=TrackerOptions(max_missed=args.max_missed),
+        tracker=TrackerOptions(**{k: v for k, v in tracker.items() if v is not None}),
+        **{k: v for k, v in given.items() if v is not None},
     )
 
 

@@ -8,11 +8,18 @@ Events are written as JSON Lines as they happen (docs/live.md): to stdout or ``-
 ``analyze``; to ``--report FILE`` for ``redact`` (whose ``-o`` is the redacted stream). A
 one-line summary goes to stderr at the end (unless ``-q``).
 
+Defaults: every live option's default is :class:`mien.live.LiveOptions`'s (or
+:class:`~mien.live.ReconnectPolicy`'s, :class:`~mien.live.StreamSource`'s); the options here
+default to None and are resolved from there, so a stream gets the live defaults also where an
+option is shared with video files (``analyze --detect-side``: 512 for files, 640 for streams).
+
 Exit codes: 0 — the stream ended, ``--duration``/``--max-frames`` was reached, or SIGTERM
-stopped it (final summary written); 1 — the source could not be opened, or was lost and did
-not come back within the reconnect attempts; 2 — usage error; 3 — mien could not run (model
-verification, output not writable or target unreachable, detector failure without
-``--fail-closed``); 130 — Ctrl-C (final summary written).
+stopped it (final summary written), and no written frame was suspect; 1 — the source could
+not be opened (or refused the credentials), or was lost and did not come back within the
+reconnect attempts; or (redact) some frame was suspect (damaged, or not searched for faces:
+covered harder, or, with ``--on-suspect fail``, the session stopped there); 2 — usage error;
+3 — mien could not run (model verification, output not writable or target unreachable);
+130 — Ctrl-C (final summary written).
 """
 
 from __future__ import annotations
@@ -28,9 +35,13 @@ from types import FrameType
 from typing import IO, Any
 
 from mien.cli.common import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, log
+from mien.live.decoder import ReconnectPolicy
+from mien.live.options import field_default, live_default
+from mien.live.source import StreamSource
+from mien.redact.suspect import ON_SUSPECT
 
 #: Why a session ended -> exit code (see the module docstring).
-_SOURCE_FAILURES = frozenset({"unreachable", "source_lost", "error"})
+_SOURCE_FAILURES = frozenset({"unreachable", "unauthorized", "source_lost", "error"})
 
 
 def _has_option(p: argparse.ArgumentParser, flag: str) -> bool:
@@ -62,45 +73,44 @@ def stream_args(p: argparse.ArgumentParser, *, redact: bool) -> None:
     add(
         "--queue",
         type=int,
-        default=30,
         metavar="N",
-        help="decoded frames that may wait; beyond, the oldest is dropped (default 30)",
+        help="decoded frames that may wait; beyond, the oldest is dropped "
+        f"(default {live_default('queue_frames')})",
     )
+    retry = live_default("reconnect")
     add(
         "--reconnect",
         type=int,
-        default=5,
         metavar="N",
         help="attempts in a row to reopen a dropped source, with back-off 0.5 s, 1 s, 2 s... "
-        "(0 = never, -1 = forever; default 5)",
+        f"(0 = never, -1 = forever; default {retry.max_retries})",
     )
     add(
         "--reconnect-max-delay",
         type=float,
-        default=8.0,
         metavar="S",
-        help="longest wait between two attempts (default 8)",
+        help=f"longest wait between two attempts (default {retry.max_delay_s:g})",
     )
     add(
         "--timeout",
         type=float,
-        default=10.0,
         metavar="S",
-        help="give up opening or waiting for data after S seconds (default 10)",
+        help="give up opening or waiting for data after S seconds "
+        f"(default {field_default(StreamSource, 'open_timeout_s'):g})",
     )
     add(
         "--detect-side",
         type=int,
-        default=640,
         metavar="PX",
-        help="run the detector on frames shrunk to a longer side of PX (0 = full; default 640)",
+        help="run the detector on frames shrunk to a longer side of PX (0 = full; "
+        f"default {live_default('detect_max_side')})",
     )
     add(
         "--max-missed",
         type=int,
-        default=5,
         metavar="N",
-        help="end a face's track after N searched frames without it (default 5)",
+        help="end a face's track after N searched frames without it "
+        f"(default {live_default('track_max_missed')})",
     )
     if not redact:
         add(
@@ -110,77 +120,101 @@ def stream_args(p: argparse.ArgumentParser, *, redact: bool) -> None:
         )
         return
     add(
-        "--fail-closed",
-        action="store_true",
-        help="keep covering the last known area of every face seen in the last --hold "
-        "seconds, also when the detector fails",
+        "--on-suspect",
+        choices=ON_SUSPECT,
+        metavar="{" + ",".join(ON_SUSPECT) + "}",
+        help="a frame that may be damaged or was not searched for faces: cover = also cover "
+        "the known faces' areas grown, or the whole frame when none is known; fail = stop "
+        "there; keep = write it covered as usual; it is reported and the exit code is 1 "
+        f"whatever the choice (default {live_default('on_suspect')})",
     )
-    add("--hold", type=float, default=2.0, metavar="S", help="see --fail-closed (default 2)")
+    add(
+        "--hold",
+        type=float,
+        metavar="S",
+        help="keep covering the last known area of every face seen in the last S seconds, "
+        f"whatever the detector says (default {live_default('hold_ms') / 1000:g})",
+    )
     add(
         "--detect-every",
         type=float,
-        default=200.0,
         metavar="MS",
         help="search a frame for faces at least every MS ms of stream time, even when "
-        "behind (default 200; 0 = every frame)",
+        f"behind (default {live_default('detect_every_ms'):g}; 0 = every frame)",
     )
     add(
         "--max-delay",
         type=float,
-        default=1000.0,
         metavar="MS",
-        help="drop a frame that waited longer than MS ms while newer ones wait (default 1000)",
+        help="drop a frame that waited longer than MS ms while newer ones wait "
+        f"(default {live_default('max_delay_ms'):g})",
     )
-    add("--hls-time", type=float, default=2.0, metavar="S", help="HLS segment length (default 2)")
+    add(
+        "--hls-time",
+        type=float,
+        metavar="S",
+        help=f"HLS segment length (default {live_default('hls_time'):g})",
+    )
     add(
         "--hls-list-size",
         type=int,
-        default=0,
         metavar="N",
-        help="segments kept in the HLS playlist (0 = all; default 0)",
+        help="segments kept in the HLS playlist "
+        f"(0 = all; default {live_default('hls_list_size')})",
     )
     add("--no-audio", action="store_true", help="do not pass the source's audio through")
 
 
-def _source(args: argparse.Namespace, address: str) -> Any:
-    from mien.live.source import StreamSource
+def _given(args: argparse.Namespace, name: str) -> Any:
+    """An option's value, or None when it was not given (the library default then applies)."""
+    return getattr(args, name, None)
 
+
+def _source(args: argparse.Namespace, address: str) -> Any:
+    timeout = _given(args, "timeout")
+    kw = {} if timeout is None else {"open_timeout_s": timeout, "read_timeout_s": timeout}
     return StreamSource(
         address,
         input_format=getattr(args, "input_format", None),
         listen=bool(getattr(args, "listen", False)),
-        open_timeout_s=float(getattr(args, "timeout", 10.0)),
-        read_timeout_s=float(getattr(args, "timeout", 10.0)),
+        **kw,
     )
 
 
 def _live_options(args: argparse.Namespace, *, redact: bool) -> Any:
-    from mien.live.decoder import ReconnectPolicy
+    """:class:`LiveOptions` from the options given; the others keep the library's defaults."""
     from mien.live.options import LiveOptions
 
-    side = int(getattr(args, "detect_side", 640) or 0)
+    retry = live_default("reconnect")
+    retries, max_delay = _given(args, "reconnect"), _given(args, "reconnect_max_delay")
     kw: dict[str, Any] = {
-        "queue_frames": int(getattr(args, "queue", 30)),
         "reconnect": ReconnectPolicy(
-            max_retries=int(getattr(args, "reconnect", 5)),
-            max_delay_s=max(0.5, float(getattr(args, "reconnect_max_delay", 8.0))),
+            max_retries=retry.max_retries if retries is None else int(retries),
+            max_delay_s=retry.max_delay_s if max_delay is None else max(0.5, float(max_delay)),
         ),
         "realtime": bool(getattr(args, "realtime", False)),
-        "duration_s": getattr(args, "duration", None),
-        "max_frames": getattr(args, "max_frames", None),
-        "track_max_missed": int(getattr(args, "max_missed", 5)),
-        "detect_max_side": side or None,
+        "duration_s": _given(args, "duration"),
+        "max_frames": _given(args, "max_frames"),
     }
+    given = {
+        "queue_frames": _given(args, "queue"),
+        "track_max_missed": _given(args, "max_missed"),
+    }
+    side = _given(args, "detect_side")
+    if side is not None:
+        kw["detect_max_side"] = int(side) or None  # 0: the full frame
     if redact:
-        kw.update(
-            fail_closed=bool(getattr(args, "fail_closed", False)),
-            hold_ms=float(getattr(args, "hold", 2.0)) * 1000.0,
-            detect_every_ms=float(getattr(args, "detect_every", 200.0)),
-            max_delay_ms=float(getattr(args, "max_delay", 1000.0)),
-            hls_time=float(getattr(args, "hls_time", 2.0)),
-            hls_list_size=int(getattr(args, "hls_list_size", 0)),
-            audio=not getattr(args, "no_audio", False),
+        hold = _given(args, "hold")
+        given.update(
+            on_suspect=_given(args, "on_suspect"),
+            hold_ms=None if hold is None else float(hold) * 1000.0,
+            detect_every_ms=_given(args, "detect_every"),
+            max_delay_ms=_given(args, "max_delay"),
+            hls_time=_given(args, "hls_time"),
+            hls_list_size=_given(args, "hls_list_size"),
         )
+        kw["audio"] = not getattr(args, "no_audio", False)
+    kw.update({k: v for k, v in given.items() if v is not None})
     return LiveOptions(**kw)
 
 
@@ -254,6 +288,8 @@ def _drive(session: Any, out: IO[str] | None, args: argparse.Namespace) -> int:
         return EXIT_CANNOT_RUN
     if summary.get("reason") in _SOURCE_FAILURES and not state["terminated"]:
         return EXIT_SOME_FAILED
+    if summary.get("suspect_frames"):  # covered harder, kept, or stopped: reported, exit 1
+        return EXIT_SOME_FAILED
     if error and summary.get("reason") not in ("stopped", "duration", "max_frames"):
         return EXIT_CANNOT_RUN
     return EXIT_OK
@@ -278,6 +314,9 @@ def _describe(r: dict[str, Any]) -> str:
     )
     if "frames_written" in r:
         text += f"; {r['frames_written']} frames written to {r.get('output')}"
+    if r.get("suspect_frames"):
+        reasons = ", ".join(f"{k} {v}" for k, v in (r.get("suspect_reasons") or {}).items())
+        text += f"; {r['suspect_frames']} suspect frames ({reasons})"
     return text
 
 

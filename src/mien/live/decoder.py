@@ -9,6 +9,16 @@ tries again after 0.5 s, 1 s, 2 s... (up to ``ReconnectPolicy.max_delay_s``), at
 ``max_retries`` times in a row, and tells the analysis loop through :class:`Notice` items, so
 the session can report ``reconnecting`` and ``gap`` events.
 
+Damage: each connection has its own :class:`mien.media.damage.DamageWatch`, fed with the
+decoder's events (a packet that fails to decode, a frame the decoder flags as corrupt, a
+timestamp gap), and every :class:`DecodedFrame` carries the reasons it may be damaged
+(``damage``). A new connection after a drop starts in the middle of the stream: until its
+first clean key frame, its frames count as ``after_damage`` too (they may be predicted from
+pictures this connection never received).
+
+Authentication: a server that refuses the credentials (401/403) is not asked again; the
+session ends with reason ``unauthorized``.
+
 Timestamps: ``timestamp_ms`` is the stream's own presentation time, counted from the first
 frame of the session, made continuous across reconnects: a new connection continues after the
 last frame before the drop plus the wall-clock length of the gap.
@@ -28,10 +38,11 @@ import numpy.typing as npt
 
 from mien.live.buffer import FrameBuffer
 from mien.live.source import StreamSource, hide_credentials
+from mien.media.damage import AFTER_DAMAGE, DamageWatch
 
 log = logging.getLogger("mien.live")
 
-EndReason = Literal["end", "stopped", "source_lost", "unreachable", "error"]
+EndReason = Literal["end", "stopped", "source_lost", "unreachable", "unauthorized", "error"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class DecodedFrame:
     arrived: float  # time.monotonic() when decoded
     rgb: npt.NDArray[np.uint8]
     connection: int
+    damage: tuple[str, ...] = ()  # why the picture may be damaged (mien.media.damage)
 
 
 @dataclass
@@ -163,6 +175,8 @@ class StreamDecoder(threading.Thread):
             except Exception as exc:  # PyAV raises OSError subclasses and FFmpegError
                 last_error = _describe(exc)
                 failures += 1
+                if _refused_credentials(exc):  # asking again with the same ones cannot help
+                    return "unauthorized", last_error
                 if kind in ("pipe", "file"):
                     return "unreachable", last_error
                 continue
@@ -229,16 +243,18 @@ class StreamDecoder(threading.Thread):
         frame_ms = 1000.0 / fps if fps else 40.0
         last_rel_ms = -frame_ms
         got = False
+        watch = DamageWatch(step_ms=frame_ms if fps else None)  # one per connection
+        resumed = connection > 1  # joined a running stream: damaged until a clean key frame
         streams = [video] if audio is None else [video, audio]
         try:
             for packet in container.demux(streams):
                 if self.stopping:
                     return "stopped", None, got
                 ptime = packet.pts if packet.pts is not None else packet.dts
-                if ptime is None:  # the flush packet at the end: drains the video decoder
+                if packet.size == 0:  # the flush packet at the end: drains the video decoder
                     if packet.stream is audio or t0 is None:
                         continue
-                else:
+                elif ptime is not None:
                     t = float(ptime * packet.time_base)
                     if t0 is None:
                         t0 = t
@@ -248,14 +264,35 @@ class StreamDecoder(threading.Thread):
                             is_frame=False,
                         )
                         continue
+                elif packet.stream is audio:
+                    continue  # audio without a time cannot be placed
+                # (a video packet without a time is decoded all the same: over RTSP the first
+                # one, the key frame, often has none, and skipping it loses the whole group of
+                # pictures that refers to it)
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError:
                     self.decode_errors += 1
+                    watch.packet_failed()
                     continue
                 for frame in frames:
                     ft = frame.time
-                    rel_ms = (ft - t0) * 1000.0 if ft is not None else last_rel_ms + frame_ms
+                    if t0 is None and ft is not None:
+                        t0 = ft
+                    damage = watch.frame(
+                        corrupt=bool(frame.is_corrupt),
+                        key=bool(frame.key_frame),
+                        timestamp_ms=None if ft is None else ft * 1000.0,
+                    )
+                    if resumed and frame.key_frame and not damage:
+                        resumed = False
+                    if resumed and not damage:
+                        damage = (AFTER_DAMAGE,)
+                    rel_ms = (
+                        (ft - t0) * 1000.0
+                        if ft is not None and t0 is not None
+                        else last_rel_ms + frame_ms
+                    )
                     if rel_ms <= last_rel_ms:  # non-monotonic or missing times
                         rel_ms = last_rel_ms + frame_ms
                     last_rel_ms = rel_ms
@@ -270,7 +307,13 @@ class StreamDecoder(threading.Thread):
                     ts = base_ms + rel_ms
                     self.buffer.put(
                         DecodedFrame(
-                            self.frames_decoded, ts, time.time(), time.monotonic(), rgb, connection
+                            self.frames_decoded,
+                            ts,
+                            time.time(),
+                            time.monotonic(),
+                            rgb,
+                            connection,
+                            damage,
                         ),
                         is_frame=True,
                     )
@@ -283,6 +326,14 @@ class StreamDecoder(threading.Thread):
         except Exception as exc:  # network errors, timeouts, corrupt data
             return "error", _describe(exc), got
         return "eof", None, got
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    """Whether opening failed because the server refused the log-in (HTTP/RTSP 401 or 403)."""
+    import av
+
+    refused = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)
+    return isinstance(exc, refused) or "401 Unauthorized" in str(exc)
 
 
 def _describe(exc: BaseException) -> str:

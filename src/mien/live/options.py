@@ -1,10 +1,16 @@
-"""Options of a live session (validated on construction)."""
+"""Options of a live session (validated on construction).
+
+:class:`LiveOptions` holds every live default in one place: the CLI (:mod:`mien.live.cli`)
+reads them from here (:func:`live_default`) rather than repeating them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 from mien.live.decoder import ReconnectPolicy
+from mien.redact.suspect import OnSuspect, validate_on_suspect
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,14 @@ class LiveOptions:
       faces (0: search every frame; falling behind then drops frames instead).
     * ``max_delay_ms``: in redaction, a frame that has waited longer than this while newer
       frames wait too is dropped rather than written late (bounds the added latency).
-    * ``fail_closed`` / ``hold_ms``: in redaction, keep covering the last known area of every
-      face seen in the last ``hold_ms`` when the detector fails or misses it (see
-      docs/live.md).
+    * ``hold_ms``: in redaction, keep covering the last known area of every face seen in the
+      last ``hold_ms`` whatever the detector says, also when it fails or misses the face.
+    * ``on_suspect``: in redaction, what to do with a *suspect* frame (damaged in decoding, or
+      not searched for faces: :mod:`mien.redact.suspect`): ``"cover"`` (default) also covers
+      the known regions grown :data:`~mien.redact.suspect.SUSPECT_GROWTH` times, or the whole
+      frame when no face is known; ``"fail"`` ends the session with
+      :class:`mien.errors.SuspectFramesError`; ``"keep"`` writes it covered as usual. Every
+      suspect frame is reported whatever the choice (docs/live.md, "Fail closed").
     * ``hls_time`` / ``hls_list_size``: segment length (s) and playlist length (0: all) for
       HLS folder output.
     * ``audio``: pass the source's audio through to the redacted output.
@@ -44,8 +55,8 @@ class LiveOptions:
     detect_max_side: int | None = 640
     detect_every_ms: float = 200.0
     max_delay_ms: float = 1000.0
-    fail_closed: bool = False
     hold_ms: float = 2000.0
+    on_suspect: OnSuspect = "cover"
     hls_time: float = 2.0
     hls_list_size: int = 0
     audio: bool = True
@@ -65,3 +76,21 @@ class LiveOptions:
             raise ValueError("detect_max_side must be >= 64 px")
         if not 0.5 <= self.hls_time <= 60 or self.hls_list_size < 0:
             raise ValueError("hls_time must lie in [0.5, 60] s and hls_list_size be >= 0")
+        validate_on_suspect(self.on_suspect)
+
+
+def field_default(cls: Any, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name`` (its factory's value if it has one)."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+            break
+    raise KeyError(f"{cls.__name__} has no default for {name!r}")
+
+
+def live_default(name: str) -> Any:
+    """The default of :class:`LiveOptions`'s field ``name`` (for the CLI and its help)."""
+    return field_default(LiveOptions, name)

@@ -12,6 +12,12 @@ takes frames from the bounded :class:`FrameBuffer` and, per frame:
   covered where the tracker predicts the faces are (cheap), so frames keep flowing with a
   bounded delay. Frames only leave mien through :func:`mien.redact.redact_regions`.
 
+  Redaction fails closed by the same rule as file redaction (:mod:`mien.redact.suspect`): a
+  frame the decoder says may be damaged (``DecodedFrame.damage``) or that was not searched
+  (the detector failed on it, or it was covered by prediction alone for longer than
+  ``detect_every_ms``) is *suspect*; ``LiveOptions.on_suspect`` covers it harder (default),
+  stops the session, or keeps it, and its ``frame`` event lists the reasons and the action.
+
 Library use (one thread iterates; any thread may call :meth:`LiveSession.stop`)::
 
     session = LiveSession("rtsp://camera/stream", analyzer_options=AnalyzerOptions())
@@ -32,9 +38,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mien.errors import MienError
+from mien.errors import MienError, SuspectFramesError
 from mien.live.buffer import FrameBuffer
-from mien.live.decoder import AudioPacket, DecodedFrame, Notice, StreamDecoder
+from mien.live.decoder import AudioPacket, DecodedFrame, Notice, StreamDecoder, log
 from mien.live.events import EventCounter, LiveEvent, iso_time
 from mien.live.options import LiveOptions
 from mien.live.sink import LiveOutputError, LiveSink
@@ -46,6 +52,14 @@ from mien.types import Faces
 #: In redaction, a frame is searched for faces at least this often (ms of stream time), even
 #: when analysis is behind.
 MAX_UNSEARCHED_MS = 1000.0
+
+#: Why the decoder ended -> the code of the session's ``error`` event.
+_END_CODES = {
+    "unreachable": "StreamUnreachable",
+    "unauthorized": "StreamUnauthorized",
+    "source_lost": "StreamLost",
+    "error": "StreamError",
+}
 
 #: Seconds between two ``dropped`` events (the summary has the exact total).
 DROPPED_EVERY_S = 1.0
@@ -90,7 +104,10 @@ class LiveSession:
         self._ev = EventCounter()
         self._tracks: LiveTracks | None = None
         self._track_total = 0
-        self._last_detect_ms = -1e18
+        self._last_detect_ms = -1e18  # last frame the detector was run on
+        self._last_searched_ms = -1e18  # last frame it searched (did not fail on)
+        self._suspect_frames = 0
+        self._suspect_reasons: dict[str, int] = {}
         self._latencies: deque[float] = deque(maxlen=200_000)
         self._skipped = 0
         self._dropped_reported = 0
@@ -139,7 +156,7 @@ class LiveSession:
             self._fail(exc.code, exc.message, "output_error")
             yield self._ev.make("error", code=exc.code, message=exc.message)
         except MienError as exc:
-            reason = "detector_error" if isinstance(exc, DetectorFailedError) else "error"
+            reason = "suspect_frame" if isinstance(exc, SuspectFramesError) else "error"
             self._fail(exc.code, exc.message, reason)
             yield self._ev.make("error", code=exc.code, message=exc.message)
         else:
@@ -276,11 +293,11 @@ class LiveSession:
             reason = data.get("reason", "end")
             if not self._stop.is_set() or self._end_reason == "end":
                 self._end_reason = str(reason)
-            if reason in ("unreachable", "source_lost", "error"):
+            if reason in _END_CODES:
                 msg = data.get("message") or "the stream could not be read"
-                code = "StreamUnreachable" if reason == "unreachable" else "StreamError"
-                if reason == "source_lost":
-                    code = "StreamLost"
+                code = _END_CODES[reason]
+                if reason == "unauthorized":
+                    msg = f"the server refused the credentials ({msg})"
                 self._error = {"code": code, "message": str(msg)}
                 yield self._ev.make("error", code=code, message=str(msg))
 
@@ -334,21 +351,26 @@ class LiveSession:
 
     def _redact(self, f: DecodedFrame, *, detect: bool) -> Iterator[LiveEvent]:
         from mien.redact.draw import redact_regions
+        from mien.redact.suspect import NOT_SEARCHED, cover_whole_frame, whole_frame_box
 
         assert self._sink is not None and self._tracks is not None
+        opts = self.options
         ts = f.timestamp_ms
         regions: list[dict[str, Any]] = []
+        suspect = list(f.damage)
         detected = False
         if detect:
             self._last_detect_ms = ts
             try:
                 faces = self._process(f)
-            except Exception as exc:  # the detector failed on this frame
+            except Exception as exc:  # the detector failed on this frame: it is not searched
                 self._detector_failures += 1
-                if not self.options.fail_closed:
-                    raise DetectorFailedError(f"face detection failed: {exc}") from exc
+                if self._detector_failures == 1:
+                    log.warning("face detection failed (frames covered as suspect): %s", exc)
+                suspect.append(NOT_SEARCHED)
             else:
                 detected = True
+                self._last_searched_ms = ts
                 boxes, scores = faces.boxes, faces.scores
                 ids = faces.track_ids if faces.track_ids is not None else np.zeros(0, np.int64)
                 self._analysed += 1
@@ -360,24 +382,59 @@ class LiveSession:
         if not detected:
             self._predicted_frames += 1
             regions += [_region(b, s, "tracked", t) for t, b, s in self._tracks.predicted(ts)]
-        if self.options.fail_closed:
-            # the last known area of every recent face, besides where it is predicted to be
-            # (faces detected in this very frame need nothing more)
-            have = {r["track_id"] for r in regions if r["source"] == "detected"}
-            held = [_region(b, s, "held", t) for t, b, s in self._tracks.held(ts) if t not in have]
-            if held:
-                self._held_frames += 1
-            regions += held
-        boxes_out = np.array([r["box"] for r in regions], np.float32).reshape(-1, 4)
-        covered = redact_regions(f.rgb, boxes_out, self.redact)
+            if NOT_SEARCHED not in suspect and ts - self._last_searched_ms > opts.detect_every_ms:
+                # covered only by prediction for longer than detect_every_ms allows
+                suspect.append(NOT_SEARCHED)
+        # the last known area of every recent face, besides where it is predicted to be (faces
+        # detected in this very frame need nothing more)
+        have = {r["track_id"] for r in regions if r["source"] == "detected"}
+        held = [_region(b, s, "held", t) for t, b, s in self._tracks.held(ts) if t not in have]
+        if held:
+            self._held_frames += 1
+        regions += held
+        action = self._suspect_action(f, tuple(dict.fromkeys(suspect)), known=bool(regions))
+        if action == "covered_regions":
+            regions += _grown(regions)
+        if action == "covered_frame":
+            h, w = f.rgb.shape[:2]
+            regions.append(_region(whole_frame_box(w, h)[0], None, "whole_frame", None))
+            covered = cover_whole_frame(f.rgb, self.redact)
+        else:
+            boxes_out = np.array([r["box"] for r in regions], np.float32).reshape(-1, 4)
+            covered = redact_regions(f.rgb, boxes_out, self.redact)
         self._sink.write_frame(covered, ts)
         latency = (time.monotonic() - f.arrived) * 1000.0
         self._latencies.append(latency)
         fields = self._frame_fields(f)
         fields["detected"] = detected
         fields["covered"] = regions
+        if action is not None:
+            fields["suspect"] = list(dict.fromkeys(suspect))
+            fields["action"] = action
         fields["latency_ms"] = round(latency, 1)
         yield self._ev.make("frame", **fields)
+
+    def _suspect_action(
+        self, f: DecodedFrame, reasons: tuple[str, ...], *, known: bool
+    ) -> str | None:
+        """What ``on_suspect`` does with a frame (None: not suspect; ``known``: some region of
+        a face is known in it); counts it; raises :class:`SuspectFramesError` for "fail"."""
+        if not reasons:
+            return None
+        self._suspect_frames += 1
+        for r in reasons:
+            self._suspect_reasons[r] = self._suspect_reasons.get(r, 0) + 1
+        policy = self.options.on_suspect
+        if policy == "fail":
+            raise SuspectFramesError(
+                f"frame {f.index} at {f.timestamp_ms:.0f} ms may show an uncovered face "
+                f"({', '.join(reasons)}); stopped (on_suspect=fail), the output so far is closed"
+            )
+        if policy == "keep":
+            return "kept"
+        # the regions known in this frame (detected, tracked, held) are grown; with none, the
+        # whole frame is covered
+        return "covered_regions" if known else "covered_frame"
 
     def _track_events(self, f: DecodedFrame, faces: Faces) -> Iterator[LiveEvent]:
         assert self._tracks is not None
@@ -472,6 +529,8 @@ class LiveSession:
             out["frames_predicted"] = self._predicted_frames
             out["frames_held"] = self._held_frames
             out["detector_failures"] = self._detector_failures
+            out["suspect_frames"] = self._suspect_frames
+            out["suspect_reasons"] = dict(sorted(self._suspect_reasons.items()))
         if self._error is not None:
             out["error"] = self._error
         return out
@@ -492,12 +551,6 @@ class LiveSession:
 
 class _EndSession(Exception):
     pass
-
-
-class DetectorFailedError(MienError):
-    """The face detector failed on a frame while redacting without ``fail_closed``."""
-
-    code = "DetectorError"
 
 
 def _default_analyzer_options(redacting: bool) -> AnalyzerOptions:
@@ -542,10 +595,21 @@ def _flag_dict(flag: Any, ids: npt.NDArray[np.int64]) -> dict[str, Any]:
 def _region(box: Any, score: Any, source: str, track_id: int | None) -> dict[str, Any]:
     return {
         "box": [round(float(v), 1) for v in np.asarray(box).reshape(4)],
-        "score": round(float(score), 4),
+        "score": None if score is None else round(float(score), 4),
         "source": source,
         "track_id": track_id,
     }
+
+
+def _grown(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The regions grown :data:`mien.redact.suspect.SUSPECT_GROWTH` times (``"suspect"``)."""
+    from mien.redact.suspect import grow_boxes
+
+    if not regions:
+        return []
+    grown = grow_boxes([r["box"] for r in regions])
+    pairs = zip(grown, regions, strict=True)
+    return [_region(b, r["score"], "suspect", r["track_id"]) for b, r in pairs]
 
 
 def _r(v: float | None) -> float | None:

@@ -7,8 +7,8 @@ that live redaction can
 
 * cover a face where it is *predicted* in frames that were not searched (analysis behind) or
   where the detector missed it (:meth:`LiveTracks.missing`, :meth:`LiveTracks.predicted`), and
-* with ``fail_closed``, keep covering the *last known* area of every face detected in the last
-  ``hold_ms`` whatever the detector says, also when it fails (:meth:`LiveTracks.held`).
+* keep covering the *last known* area of every face detected in the last ``hold_ms`` whatever
+  the detector says, also when it fails (:meth:`LiveTracks.held`).
 
 It keeps boxes and scores only, never pixels.
 """
@@ -63,7 +63,7 @@ class LiveTracks:
         return [(t.track_id, _box(t.predict(timestamp_ms)), t.score) for t in self.tracker.tracks]
 
     def held(self, timestamp_ms: float) -> list[tuple[int, Box, float]]:
-        """Last detected box of every track detected within ``hold_ms`` (fail-closed)."""
+        """Last detected box of every track detected within ``hold_ms``."""
         for t in [t for t, v in self._last.items() if timestamp_ms - v[2] > self.hold_ms]:
             del self._last[t]
         return [(t, box, score) for t, (box, score, _) in self._last.items()]
