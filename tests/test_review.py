@@ -194,11 +194,14 @@ def test_review_page_in_chromium(live: Live) -> None:
             # the page's export link works with the session; /v1 does not take the cookie
             csv_text = page.request.get(f"{live.base}/review/export?format=csv").text()
             assert page.request.get(f"{live.base}/v1/review/export?format=csv").status == 401
+            with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
+                assert "astronaut" in replayer.get(f"{live.base}/review").text  # the cookie works
             page.click("#sign-out")
             page.wait_for_selector("#sign-in")
             assert "mien_session" not in {c["name"] for c in page.context.cookies()}
             # the session is gone on the server: its old cookie opens nothing any more
-            replay = httpx.get(f"{live.base}/review", cookies={"mien_session": session["value"]})
+            with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
+                replay = replayer.get(f"{live.base}/review")
             assert replay.status_code == 401 and "astronaut" not in replay.text
             # the Content Security Policy held everything the page uses (no violation reported)
             assert not [m for m in console if "Content Security Policy" in m], console

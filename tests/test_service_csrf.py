@@ -209,9 +209,10 @@ V1_ROUTES = [
 
 def test_a_cookie_does_not_authenticate_v1(service: Service, fresh: TestClient) -> None:
     # the old attack: the API key itself in the cookie the review page used to set
-    for method, path in V1_ROUTES:
-        r = service.client.request(method, path, content=JPEG, cookies={"mien_key": service.key})
-        problem(r, 401, "Unauthorized")
+    with browser(service) as old_browser:
+        old_browser.cookies.set("mien_key", service.key)
+        for method, path in V1_ROUTES:
+            problem(old_browser.request(method, path, content=JPEG), 401, "Unauthorized")
     # a live review session does not open /v1 either
     sign_in(service, fresh, service.key)
     assert fresh.get("/review").status_code == 200
@@ -328,6 +329,9 @@ def test_sign_out_invalidates_the_session(service: Service, fresh: TestClient) -
     assert stolen
     thumb_path = f"/review/items/{item}/thumbnail"
     assert fresh.get(thumb_path).status_code != 401  # the session opens the page's routes
+    with browser(service) as copy:  # a copy of the cookie works while the session lives
+        copy.cookies.set("mien_session", stolen)
+        assert copy.get("/review").status_code == 200
     out = fresh.post("/review/logout", data={"csrf_token": token})
     assert out.status_code == 303
     assert any(c.startswith("mien_session=") for c in out.headers.get_list("set-cookie"))
