@@ -478,3 +478,34 @@ def test_pages_load_nothing_from_elsewhere_and_run_no_script(
     assert 'href="/openapi.json"' in docs.text
     assert fresh.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]
     assert fresh.get("/docs/oauth2-redirect").status_code == 404  # no Swagger UI left
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def short_sessions(request: pytest.FixtureRequest, tmp_path) -> Iterator[Service]:
+    from .service_fixtures import make_database, start_service
+
+    db = make_database(request.param)
+    try:
+        yield from start_service(tmp_path, request.param, db.url, workers=0, review_session_s=3)
+    finally:
+        db.drop()
+
+
+def test_the_configured_lifetime_ends_the_session(short_sessions: Service) -> None:
+    svc = short_sessions
+    with browser(svc) as client:
+        login = client.get("/review")
+        r = client.post(
+            "/review/login",
+            data={"key": svc.key, "reviewer": "Ada", "csrf_token": csrf_of(login.text)},
+        )
+        (cookie,) = [c for c in r.headers.get_list("set-cookie") if c.startswith("mien_session=")]
+        assert "max-age=3" in [a.strip().lower() for a in cookie.split(";")]
+        started = time.monotonic()
+        value = cookie.split(";")[0].split("=", 1)[1]
+    # a copy of the cookie without its Max-Age (as a thief would keep it): the server decides
+    with browser(svc) as copy:
+        copy.cookies.set("mien_session", value)
+        assert copy.get("/review").status_code == 200
+        time.sleep(max(0.0, 3.2 - (time.monotonic() - started)))
+        assert copy.get("/review").status_code == 401
