@@ -476,7 +476,10 @@ def test_pages_load_nothing_from_elsewhere_and_run_no_script(
     # the reference covers the API and points to the machine-readable document
     assert "POST /v1/jobs" in docs.text and "/v1/faces:analyze" in docs.text
     assert 'href="/openapi.json"' in docs.text
-    assert fresh.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]
+    paths = fresh.get("/openapi.json").json()["paths"]
+    assert "403" in paths["/v1/jobs"]["post"]["responses"]  # the cross-site refusal
+    assert "403" in paths["/v1/jobs/{job_id}"]["delete"]["responses"]
+    assert "403" not in paths["/v1/jobs/{job_id}"]["get"]["responses"]
     assert fresh.get("/docs/oauth2-redirect").status_code == 404  # no Swagger UI left
 
 

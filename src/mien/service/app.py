@@ -21,7 +21,7 @@ from mien.service import problem
 from mien.service.analysis import AnalyzerCache
 from mien.service.config import ServiceConfig
 from mien.service.routes import analyze, apidocs, health, jobs, review
-from mien.service.security import BrowserGuard
+from mien.service.security import SAFE_METHODS, BrowserGuard
 from mien.service.state import AppState
 from mien.service.store import Store
 from mien.service.supervisor import Supervisor
@@ -37,6 +37,13 @@ cookie). Errors are RFC 9457 `application/problem+json` with a stable `code`.
 
 mien never infers who a person is or what group they belong to: asking for ethnicity, race,
 gender, age, emotion or identity answers 422 `RefusedAttribute`."""
+
+
+CROSS_SITE_RESPONSE: dict[str, Any] = {
+    "description": "CrossSiteRequest: a browser sent the request for another site (Origin or "
+    "Sec-Fetch-Site)",
+    "content": {problem.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
 
 
 def create_app(config: ServiceConfig | None = None, *, start_workers: bool = True) -> FastAPI:
@@ -99,6 +106,11 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             problem.PROBLEM_SCHEMA
         )
+        # every state-changing operation may be refused by the cross-site check (BrowserGuard)
+        for item in schema.get("paths", {}).values():
+            for method, op in item.items():
+                if method.upper() not in SAFE_METHODS and isinstance(op, dict):
+                    op.setdefault("responses", {}).setdefault("403", CROSS_SITE_RESPONSE)
         app.openapi_schema = schema
         return schema
 
