@@ -1,5 +1,6 @@
 """The review page in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium):
-sign in, see flagged items with annotated thumbnails and reasons, approve, reject, export.
+sign in, see flagged items with annotated thumbnails and reasons, approve, reject, export, sign
+out (a server-side session: the cookie holds its id, never the key; forms carry CSRF tokens).
 Against a real uvicorn server on SQLite and on the real PostgreSQL."""
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ def test_review_page_in_chromium(live: Live) -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda msg: console.append(msg.text))
             resp = page.goto(f"{live.base}/review")
             assert resp is not None and resp.status == 401  # sign-in form, no data
             assert page.locator("#key").count() == 1 and "astronaut" not in page.content()
@@ -181,7 +184,27 @@ def test_review_page_in_chromium(live: Live) -> None:
             assert "rejected by Ada" in page.inner_text(f"#item-{second['id']} .decision")
             page.reload()
             assert page.locator(f"#item-{first['id']}.approved").count() == 1
-            csv_text = page.request.get(f"{live.base}/v1/review/export?format=csv").text()
+            # the browser holds a session id, never the key (HttpOnly, SameSite=Strict)
+            cookies = {c["name"]: c for c in page.context.cookies()}
+            session = cookies["mien_session"]
+            assert session["httpOnly"] and session["sameSite"] == "Strict"
+            assert session["path"] == "/" and not session["secure"]  # plain http here
+            assert all(live.key not in c["value"] for c in cookies.values())
+            assert page.evaluate("document.cookie") == ""  # HttpOnly: no script sees it
+            # the page's export link works with the session; /v1 does not take the cookie
+            csv_text = page.request.get(f"{live.base}/review/export?format=csv").text()
+            assert page.request.get(f"{live.base}/v1/review/export?format=csv").status == 401
+            with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
+                assert "astronaut" in replayer.get(f"{live.base}/review").text  # the cookie works
+            page.click("#sign-out")
+            page.wait_for_selector("#sign-in")
+            assert "mien_session" not in {c["name"] for c in page.context.cookies()}
+            # the session is gone on the server: its old cookie opens nothing any more
+            with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
+                replay = replayer.get(f"{live.base}/review")
+            assert replay.status_code == 401 and "astronaut" not in replay.text
+            # the Content Security Policy held everything the page uses (no violation reported)
+            assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()
 

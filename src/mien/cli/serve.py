@@ -65,6 +65,12 @@ def register(sub: Any) -> None:
         help="photos analysed or redacted at once by the server (default: one per core); "
         "further requests wait",
     )
+    p.add_argument(
+        "--review-session",
+        default="8h",
+        metavar="D",
+        help="how long a sign-in on the review page lasts (default 8h)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -105,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         heartbeat_s=min(2.0, args.job_lease / 3),
         num_threads=args.threads,
         max_concurrent_analyses=args.max_concurrent,
+        review_session_s=parse_duration(args.review_session),
     )
     app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -1,7 +1,8 @@
 """The FastAPI application of ``mien serve``.
 
 :func:`create_app` opens (and migrates) the store, starts the worker processes and the retention
-purger for the app's lifetime, and mounts the routes. Every error is problem+json.
+purger for the app's lifetime, and mounts the routes. Every error is problem+json, and every
+response carries the security headers of :mod:`mien.service.security`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from mien import __version__
 from mien.service import problem
 from mien.service.analysis import AnalyzerCache
 from mien.service.config import ServiceConfig
-from mien.service.routes import analyze, health, jobs, review
+from mien.service.routes import analyze, apidocs, health, jobs, review
+from mien.service.security import SAFE_METHODS, BrowserGuard
 from mien.service.state import AppState
 from mien.service.store import Store
 from mien.service.supervisor import Supervisor
@@ -30,10 +32,18 @@ log = logging.getLogger("mien.service")
 DESCRIPTION = """Self-hosted face analysis: where faces are, landmarks, head pose, quality and
 observable attributes, for photos (`/v1/faces:analyze`), redaction (`/v1/redact`) and jobs for
 videos and image batches (`/v1/jobs`). Every route except `/health` needs an API key
-(`mien keys create`). Errors are RFC 9457 `application/problem+json` with a stable `code`.
+(`mien keys create`), sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` (never as a
+cookie). Errors are RFC 9457 `application/problem+json` with a stable `code`.
 
 mien never infers who a person is or what group they belong to: asking for ethnicity, race,
 gender, age, emotion or identity answers 422 `RefusedAttribute`."""
+
+
+CROSS_SITE_RESPONSE: dict[str, Any] = {
+    "description": "CrossSiteRequest: a browser sent the request for another site (Origin or "
+    "Sec-Fetch-Site)",
+    "content": {problem.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
 
 
 def create_app(config: ServiceConfig | None = None, *, start_workers: bool = True) -> FastAPI:
@@ -63,7 +73,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # /docs is our own page without scripts or external assets (apidocs)
         redoc_url=None,
     )
     problem.install(app)
@@ -73,6 +83,16 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
     app.include_router(jobs.router)
     app.include_router(review.router)
     app.include_router(review.api)
+    app.include_router(apidocs.router)
+
+    # The guard goes around the whole stack, Starlette's error handler included, so that a 500
+    # carries the security headers too (app.add_middleware would put it inside that handler).
+    build_stack = app.build_middleware_stack
+
+    def guarded_stack() -> Any:
+        return BrowserGuard(build_stack())
+
+    app.build_middleware_stack = guarded_stack  # type: ignore[method-assign]
 
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -86,6 +106,11 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             problem.PROBLEM_SCHEMA
         )
+        # every state-changing operation may be refused by the cross-site check (BrowserGuard)
+        for item in schema.get("paths", {}).values():
+            for method, op in item.items():
+                if method.upper() not in SAFE_METHODS and isinstance(op, dict):
+                    op.setdefault("responses", {}).setdefault("403", CROSS_SITE_RESPONSE)
         app.openapi_schema = schema
         return schema
 

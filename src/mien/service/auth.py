@@ -1,4 +1,9 @@
-"""API-key authentication: ``Authorization: Bearer <key>``, ``X-API-Key`` or the review cookie."""
+"""API-key authentication: ``Authorization: Bearer <key>`` or ``X-API-Key``, headers only.
+
+No cookie ever carries an API key or authenticates a ``/v1`` route: the review page has its own
+sessions (:mod:`mien.service.sessions`). A browser cannot attach these headers to a request
+another site makes it send, so the API cannot be driven by cross-site request forgery.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,13 @@ import time
 from typing import Annotated
 
 from fastapi import Request, Security
-from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from mien.service.keys import verify_key
 from mien.service.problem import Problem
 
-COOKIE = "mien_key"
 _bearer = HTTPBearer(auto_error=False, description="an API key from `mien keys create`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
-_cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="set by the review page login")
 
 _TTL_S = 10.0
 
@@ -45,16 +48,24 @@ class KeyCache:
             self._seen[digest] = (key_id, time.monotonic() + _TTL_S)
 
 
-def presented_key(
-    bearer: HTTPAuthorizationCredentials | None, header: str | None, cookie: str | None
-) -> str | None:
+def presented_key(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
     if bearer is not None and bearer.credentials:
         return bearer.credentials.strip()
     if header:
         return header.strip()
-    if cookie:
-        return cookie.strip()
     return None
+
+
+def key_from_headers(request: Request) -> str | None:
+    """The API key of ``Authorization: Bearer`` or ``X-API-Key`` (for routes outside ``/v1``
+    that also accept a review-page session)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    bearer = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials.strip())
+        if scheme.lower() == "bearer"
+        else None
+    )
+    return presented_key(bearer, request.headers.get("x-api-key"))
 
 
 def check_key(request: Request, presented: str | None) -> str:
@@ -74,7 +85,6 @@ def require_key(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
-    cookie: Annotated[str | None, Security(_cookie)],
 ) -> str:
     """The id of the caller's API key (401 ``Unauthorized`` without a valid one)."""
-    return check_key(request, presented_key(bearer, header, cookie))
+    return check_key(request, presented_key(bearer, header))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_RETENTION_S = 24 * 3600
+DEFAULT_REVIEW_SESSION_S = 8 * 3600
 
 
 def default_data_dir() -> Path:
@@ -53,6 +54,8 @@ class ServiceConfig:
     * ``purge_interval_s``: how often the retention purger runs.
     * ``max_concurrent_analyses``: synchronous analyses (``/v1/faces:analyze``, ``/v1/redact``)
       run at once in the server; more requests wait their turn (0: the number of CPU cores).
+    * ``review_session_s``: how long a review-page sign-in lasts (then the reviewer signs in
+      again).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -69,6 +72,7 @@ class ServiceConfig:
     poll_s: float = 0.5
     num_threads: int = 0
     max_concurrent_analyses: int = 0
+    review_session_s: int = DEFAULT_REVIEW_SESSION_S
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -78,6 +82,8 @@ class ServiceConfig:
             raise ValueError("limits must be >= 1")
         if self.max_concurrent_analyses < 0:
             raise ValueError("max_concurrent_analyses must be >= 0")
+        if self.review_session_s < 1:
+            raise ValueError("the review session must last at least 1 s")
         if self.retention_s < 0:
             raise ValueError("retention must be >= 0")
         if self.heartbeat_s <= 0 or self.job_lease_s <= self.heartbeat_s:

@@ -93,3 +93,17 @@ results = Table(
 )
 Index("ix_results_job", results.c.job_id, results.c.id)
 Index("ix_results_flagged", results.c.flagged, results.c.id)
+
+review_sessions = Table(
+    "review_sessions",
+    metadata,
+    # SHA-256 of the random session id; the id itself is only in the browser's cookie
+    Column("id_hash", String(64), primary_key=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    # who signs the decisions: today a typed name, later a reviewer account
+    Column("reviewer", String(200), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_review_sessions_expires", review_sessions.c.expires_at)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
 
-from mien.service.schema import api_keys, job_items, jobs, results
+from mien.service.schema import api_keys, job_items, jobs, results, review_sessions
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -479,6 +479,46 @@ class Store:
         with self.engine.connect() as c:
             for r in c.execute(q).mappings():
                 yield dict(r)
+
+    # -- review-page sessions --------------------------------------------------------------
+
+    def create_session(
+        self, id_hash: str, *, key_id: str, reviewer: str, csrf_token: str, ttl_s: float
+    ) -> None:
+        """Store a new session (and drop every session that has expired)."""
+        now = time.time()
+        with self.engine.begin() as c:
+            c.execute(review_sessions.delete().where(review_sessions.c.expires_at <= now))
+            c.execute(
+                insert(review_sessions).values(
+                    id_hash=id_hash,
+                    key_id=key_id,
+                    reviewer=reviewer,
+                    csrf_token=csrf_token,
+                    created_at=now,
+                    expires_at=now + ttl_s,
+                )
+            )
+
+    def get_session(self, id_hash: str) -> dict[str, Any] | None:
+        """A session that has not expired and whose API key is not revoked, else None."""
+        q = (
+            select(review_sessions)
+            .join(api_keys, api_keys.c.id == review_sessions.c.key_id)
+            .where(
+                review_sessions.c.id_hash == id_hash,
+                review_sessions.c.expires_at > time.time(),
+                api_keys.c.revoked_at.is_(None),
+            )
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def delete_session(self, id_hash: str) -> bool:
+        with self.engine.begin() as c:
+            res = c.execute(review_sessions.delete().where(review_sessions.c.id_hash == id_hash))
+        return bool(res.rowcount)
 
 
 def new_id() -> str:

@@ -1,5 +1,9 @@
-"""The review page (``/review``, HTML, signed in with an API key kept in an HttpOnly cookie) and
-its JSON API (``/v1/review/...``): flagged results, approve/reject, export as CSV or JSON."""
+"""The review page (``/review``, HTML) and its JSON API (``/v1/review/...``): flagged results,
+approve/reject, export as CSV or JSON.
+
+The page signs a reviewer in with an API key and a name and then works with a server-side
+session (:mod:`mien.service.sessions`): the cookie holds the session id only, every form carries
+the session's CSRF token. The JSON API takes API keys from headers only."""
 
 from __future__ import annotations
 
@@ -17,16 +21,28 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from mien.service.auth import COOKIE, check_key, require_key
+from mien.service.auth import check_key, key_from_headers, require_key
 from mien.service.media import job_dir
 from mien.service.problem import Problem, responses
 from mien.service.routes.common import in_thread, state
+from mien.service.sessions import (
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    check_csrf,
+    clear_login_cookie,
+    clear_session_cookie,
+    current_session,
+    end_session,
+    login_token,
+    set_login_cookie,
+    set_session_cookie,
+    start_session,
+)
 from mien.service.thumbnails import annotated_thumbnail
 
 router = APIRouter(tags=["review"], include_in_schema=False)
 api = APIRouter(tags=["review"])
 
-REVIEWER_COOKIE = "mien_reviewer"
 _DECISIONS = {"approve": "approved", "reject": "rejected"}
 
 
@@ -97,7 +113,7 @@ def _reason(flag: dict[str, Any]) -> str:
     return f"<li>{''.join(parts)}</li>"
 
 
-def _render_item(it: ReviewItem) -> str:
+def _render_item(it: ReviewItem, csrf: str) -> str:
     if it.media_retained and it.kind == "image":
         thumb = (
             f"<img src='/review/items/{it.id}/thumbnail' alt='annotated picture of "
@@ -116,6 +132,7 @@ def _render_item(it: ReviewItem) -> str:
         decision_text = "<span class='state'>undecided</span>"
     return _template("item.html").substitute(
         id=it.id,
+        csrf=csrf,
         state=it.decision or "undecided",
         decision=it.decision or "",
         thumb=thumb,
@@ -129,75 +146,95 @@ def _render_item(it: ReviewItem) -> str:
     )
 
 
-def _login_page(error: str = "", status: int = 200) -> HTMLResponse:
-    body = _template("login.html").substitute(error=html.escape(error))
-    return HTMLResponse(body, status_code=status)
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
-def _signed_in(request: Request) -> tuple[str, str] | None:
-    presented = request.cookies.get(COOKIE)
-    if not presented:
-        return None
-    try:
-        key_id = check_key(request, presented)
-    except Problem:
-        return None
-    return key_id, request.cookies.get(REVIEWER_COOKIE) or key_id
+def _login_page(request: Request, error: str = "", status: int = 200) -> HTMLResponse:
+    token, new = login_token(request)
+    body = _template("login.html").substitute(error=html.escape(error), csrf=token)
+    resp = HTMLResponse(body, status_code=status)
+    if new:
+        set_login_cookie(resp, request, token)
+    _no_store(resp)
+    return resp
+
+
+def _session_or_key(request: Request) -> str:
+    """The key id of the review page's session, else of an API-key header (401 without)."""
+    session = current_session(request)
+    if session is not None:
+        return session.key_id
+    return check_key(request, key_from_headers(request))
 
 
 @router.get("/review", response_class=HTMLResponse)
-def review_page(request: Request) -> HTMLResponse:
-    who = _signed_in(request)
-    if who is None:
-        return _login_page("", status=401)
-    items = [_item(r) for r in state(request).store.flagged(key_id=who[0], limit=500)]
+def review_page(request: Request) -> Response:
+    session = current_session(request)
+    if session is None:
+        return _login_page(request, "", status=401)
+    items = [_item(r) for r in state(request).store.flagged(key_id=session.key_id, limit=500)]
     page = _template("review.html").substitute(
-        reviewer=html.escape(who[1]),
+        reviewer=html.escape(session.reviewer),
+        csrf=session.csrf_token,
         count=len(items),
-        items="\n".join(_render_item(it) for it in items),
+        items="\n".join(_render_item(it, session.csrf_token) for it in items),
     )
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    return _no_store(HTMLResponse(page))
 
 
 @router.post("/review/login")
 async def login(request: Request) -> Response:
     form = await request.form()
+    check_csrf(request.cookies.get(LOGIN_COOKIE), form.get(CSRF_FIELD))
     key = str(form.get("key") or "").strip()
     reviewer = str(form.get("reviewer") or "").strip()[:200]
     try:
-        await in_thread(check_key, request, key)
+        key_id = await in_thread(check_key, request, key)
     except Problem:
-        return _login_page("That API key is not valid.", status=401)
+        return _login_page(request, "That API key is not valid.", status=401)
     if not reviewer:
-        return _login_page("Enter your name: it is stored with each decision.", status=400)
+        return _login_page(request, "Enter your name: it is stored with each decision.", 400)
+    st = state(request)
+    old = await in_thread(current_session, request)
+    await in_thread(end_session, request, old)  # a new sign-in never reuses a session id
+    ttl = st.config.review_session_s
+    session_id = await in_thread(start_session, st.store, key_id, reviewer, ttl)
     resp = RedirectResponse("/review", status_code=303)
-    secure = request.url.scheme == "https"
-    resp.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=secure, path="/")
-    resp.set_cookie(
-        REVIEWER_COOKIE, reviewer, httponly=True, samesite="strict", secure=secure, path="/"
-    )
-    return resp
+    set_session_cookie(resp, request, session_id, ttl)
+    clear_login_cookie(resp, request)
+    return _no_store(resp)
 
 
 @router.post("/review/logout")
-def logout() -> Response:
+async def logout(request: Request) -> Response:
+    form = await request.form()
+    session = await in_thread(current_session, request)
+    if session is not None:
+        check_csrf(session.csrf_token, form.get(CSRF_FIELD))
+        await in_thread(end_session, request, session)
     resp = RedirectResponse("/review", status_code=303)
-    resp.delete_cookie(COOKIE, path="/")
-    resp.delete_cookie(REVIEWER_COOKIE, path="/")
-    return resp
+    clear_session_cookie(resp, request)
+    return _no_store(resp)
 
 
 @router.post("/review/items/{result_id}")
 async def decide_form(result_id: int, request: Request) -> Response:
-    who = _signed_in(request)
-    if who is None:
-        return _login_page("Sign in first.", status=401)
+    session = await in_thread(current_session, request)
+    if session is None:
+        return _login_page(request, "Sign in first.", status=401)
     form = await request.form()
+    check_csrf(session.csrf_token, form.get(CSRF_FIELD))
     decision = str(form.get("decision") or "")
     if decision not in _DECISIONS:
         raise Problem("InvalidParameter", "decision must be 'approve' or 'reject'")
     ok = await in_thread(
-        state(request).store.decide, result_id, _DECISIONS[decision], who[1], who[0]
+        state(request).store.decide,
+        result_id,
+        _DECISIONS[decision],
+        session.reviewer,
+        session.key_id,
     )
     if not ok:
         raise Problem("NotFound", f"no flagged item {result_id}")
@@ -205,7 +242,8 @@ async def decide_form(result_id: int, request: Request) -> Response:
 
 
 @router.get("/review/items/{result_id}/thumbnail")
-def thumbnail(result_id: int, request: Request, key_id: str = Depends(require_key)) -> Response:
+def thumbnail(result_id: int, request: Request) -> Response:
+    key_id = _session_or_key(request)
     st = state(request)
     row = st.store.result_with_media(result_id, key_id=key_id)
     if row is None or not row["flagged"]:
@@ -219,6 +257,16 @@ def thumbnail(result_id: int, request: Request, key_id: str = Depends(require_ke
         raise Problem("MediaPurged", "the picture is no longer retained")
     data = annotated_thumbnail(path, json.loads(row["data"]))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/review/export")
+def export_page(request: Request, format: str = Query("json", pattern="^(csv|json)$")) -> Response:
+    """The export links of the review page (the session's key); same content as
+    ``/v1/review/export``."""
+    session = current_session(request)
+    if session is None:
+        raise Problem("Unauthorized", "sign in on /review first")
+    return _no_store(_export(request, session.key_id, format))
 
 
 @router.get("/review/static/review.css")
@@ -289,6 +337,10 @@ def export(
     key_id: str = Depends(require_key),
     format: str = Query("json", pattern="^(csv|json)$"),
 ) -> Response:
+    return _export(request, key_id, format)
+
+
+def _export(request: Request, key_id: str, format: str) -> Response:
     rows = []
     for r in state(request).store.decisions(key_id=key_id):
         flags = json.loads(r["flags"])
