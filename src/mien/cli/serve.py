@@ -65,6 +65,15 @@ def register(sub: Any) -> None:
         help="photos analysed or redacted at once by the server (default: one per core); "
         "further requests wait",
     )
+    p.add_argument(
+        "--allow-stream-hosts",
+        action="append",
+        default=[],
+        metavar="LIST",
+        help="addresses stream jobs may open although they are loopback, private, link-local "
+        "or otherwise internal (refused by default): CIDRs, addresses and host names, each "
+        "optionally with :PORT, comma separated or repeated, e.g. 10.20.0.0/16,cam1.lan:554",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -105,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         heartbeat_s=min(2.0, args.job_lease / 3),
         num_threads=args.threads,
         max_concurrent_analyses=args.max_concurrent,
+        allow_stream_hosts=tuple(args.allow_stream_hosts),
     )
     app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
