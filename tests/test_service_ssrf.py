@@ -15,6 +15,8 @@ import http.server
 import ipaddress
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -597,3 +599,11 @@ def test_serve_option_and_config(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="allow-list"):
         ServiceConfig(data_dir=tmp_path, allow_stream_hosts=("10.0.0.0/8", "no such host!"))
     assert ServiceConfig(data_dir=tmp_path).outbound_policy().allow == ()
+    # a bad entry is a usage error (exit 2) before anything starts
+    bad = subprocess.run(
+        [sys.executable, "-m", "mien", "serve", "--data-dir", str(tmp_path),
+         "--allow-stream-hosts", "10.0.0.0/8,bad!"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
+    assert "not an allow-list entry: 'bad!'" in bad.stderr

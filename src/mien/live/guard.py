@@ -13,16 +13,19 @@ connection by itself:
   redirects are followed here (each one checked the same way, at most
   :data:`MAX_REDIRECTS`). Encrypted segments (``crypto+...``), ``file:``, ``data:`` and every
   other scheme are refused. FFmpeg's own protocols are switched off for this input.
-* **RTSP and RTMP**: the host is resolved and checked once, and FFmpeg is given a relay on
-  127.0.0.1 (:class:`PinnedRelay`) that forwards to the checked address only, whatever
-  the stream says. TLS (``rtsps``/``rtmps``) is spoken by the relay; FFmpeg may use no
+* **RTSP and RTMP**: FFmpeg is given a relay on 127.0.0.1 (:class:`PinnedRelay`) instead
+  of the address; for each connection FFmpeg makes to it, the relay resolves and checks the
+  source's host and connects to the checked address — never anywhere else, whatever the
+  stream says. TLS (``rtsps``/``rtmps``) is spoken by the relay; FFmpeg may use no
   protocol but ``tcp`` (and ``rtmp``). For RTSP the relay reads the server's replies and
   ends the connection on a redirect (any ``3xx`` reply, or a ``REDIRECT`` request), which
   FFmpeg would otherwise follow to another host. RTSP is always interleaved over that one
   TCP connection (no UDP). RTMP has no redirects in FFmpeg; its ``tcUrl`` keeps the
   original host so that virtual hosts on the server still work.
 
-TLS certificates are not verified (as FFmpeg does not verify them by default).
+TLS certificates are not verified (as FFmpeg does not verify them by default). A playlist
+that was fetched through a redirect keeps its original address as the base of its relative
+URLs (FFmpeg cannot be told the new one through custom I/O).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from mien.live.outbound import OutboundPolicy, OutboundRefused
 log = logging.getLogger("mien.live")
 
 MAX_REDIRECTS: Final = 5
+#: The most bytes read from one HTTP response (a playlist or a segment); the rest is dropped.
+MAX_RESPONSE_BYTES: Final = 512 * 1024 * 1024
 #: FFmpeg's protocol whitelist for an input whose I/O is ours: a name no protocol has.
 NO_PROTOCOLS: Final = "mien-guarded-io"
 _RTSP_MAX_HEADER: Final = 64 * 1024
@@ -97,9 +102,15 @@ class _Body:
     def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
         self._conn = conn
         self._response = response
+        self._left = MAX_RESPONSE_BYTES
 
     def read(self, size: int = -1) -> bytes:
-        return self._response.read(size if size >= 0 else None)
+        want = self._left if size < 0 else min(size, self._left)
+        if want <= 0:
+            return b""
+        data = self._response.read(want)
+        self._left -= len(data)
+        return data
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
