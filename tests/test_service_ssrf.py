@@ -14,7 +14,9 @@ import contextlib
 import http.server
 import ipaddress
 import json
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -366,6 +368,44 @@ def test_guarded_source_allowed_by_name_and_no_rebinding(hls_folder: Path) -> No
         same_port_trap.close()
         trap.close()
         server.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_guarded_https_hls_with_a_redirect(hls_folder: Path, tmp_path: Path) -> None:
+    """HLS over https through the guard: TLS to the checked address, a redirect to an allowed
+    place followed (and checked), the stream decoded end to end."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    server = Routes("127.0.0.1", folder=hls_folder)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.httpd.socket = ctx.wrap_socket(server.httpd.socket, server_side=True)
+    hop = Routes(
+        "127.0.0.1",
+        {
+            "/live.m3u8": (
+                302,
+                {"Location": server.url("/index.m3u8").replace("http:", "https:")},
+                b"",
+            )
+        },
+    )
+    try:
+        policy = OutboundPolicy.from_entries(["127.0.0.1"])
+        url = f"https://127.0.0.1:{server.port}/index.m3u8"
+        assert _open(url, policy) == 25
+        assert _open(hop.url("/live.m3u8"), policy) == 25  # http -> https redirect
+        assert "/live.m3u8" in hop.paths and server.paths.count("/index.m3u8") == 2
+        with pytest.raises(OSError):  # the same, not allowed
+            _open(url, OutboundPolicy())
+        assert server.paths.count("/index.m3u8") == 2
+    finally:
+        server.close()
+        hop.close()
 
 
 def test_guarded_rtsp_redirect_is_not_followed() -> None:

@@ -23,9 +23,9 @@ connection by itself:
   TCP connection (no UDP). RTMP has no redirects in FFmpeg; its ``tcUrl`` keeps the
   original host so that virtual hosts on the server still work.
 
-TLS certificates are not verified (as FFmpeg does not verify them by default). A playlist
-that was fetched through a redirect keeps its original address as the base of its relative
-URLs (FFmpeg cannot be told the new one through custom I/O).
+TLS certificates are not verified (as FFmpeg does not verify them by default). FFmpeg cannot
+see a redirect through custom I/O, so a playlist reached through one has its relative URIs
+made absolute against the address it came from before FFmpeg reads it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import re
 import select
 import socket
 import ssl
@@ -48,6 +49,8 @@ log = logging.getLogger("mien.live")
 MAX_REDIRECTS: Final = 5
 #: The most bytes read from one HTTP response (a playlist or a segment); the rest is dropped.
 MAX_RESPONSE_BYTES: Final = 512 * 1024 * 1024
+#: The most bytes of a playlist that came through a redirect (it is read whole and rewritten).
+MAX_PLAYLIST_BYTES: Final = 16 * 1024 * 1024
 #: FFmpeg's protocol whitelist for an input whose I/O is ours: a name no protocol has.
 NO_PROTOCOLS: Final = "mien-guarded-io"
 _RTSP_MAX_HEADER: Final = 64 * 1024
@@ -125,7 +128,7 @@ class GuardedHTTP:
         self.policy = policy
         self.timeout_s = timeout_s
 
-    def __call__(self, url: str, flags: int, options: dict[str, str]) -> _Body:
+    def __call__(self, url: str, flags: int, options: dict[str, str]) -> _Body | _Bytes | _Chain:
         if flags & 2:  # AVIO_FLAG_WRITE
             raise OutboundRefused("writing is not allowed")
         start = int(options.get("offset", "0") or 0)
@@ -133,6 +136,7 @@ class GuardedHTTP:
         headers = {"User-Agent": "mien", "Accept": "*/*", "Connection": "close"}
         if start > 0 or end > 0:
             headers["Range"] = f"bytes={start}-{end - 1 if end > 0 else ''}"
+        first = url
         for _ in range(MAX_REDIRECTS + 1):
             scheme, host, port = _host_port(url)
             if scheme not in ("http", "https"):
@@ -159,8 +163,62 @@ class GuardedHTTP:
                 response.close()
                 conn.close()
                 raise OSError(f"HTTP {status}")
+            if url != first:
+                return _rebased(_Body(conn, response), url)
             return _Body(conn, response)
         raise OSError("too many redirects")
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def read(self, size: int = -1) -> bytes:
+        size = len(self._data) if size < 0 else size
+        out, self._data = bytes(self._data[:size]), self._data[size:]
+        return out
+
+    def close(self) -> None:
+        self._data = memoryview(b"")
+
+
+_URI_ATTR = re.compile(r'(URI=")([^"]*)(")')
+
+
+def _rebased(body: _Body, final_url: str) -> _Bytes | _Chain:
+    """A response reached through a redirect: when it is a playlist, its relative URIs made
+    absolute against the address it really came from (FFmpeg, which cannot see the redirect
+    through custom I/O, would resolve them against the first address)."""
+    head = body.read(7)
+    if head != b"#EXTM3U":
+        rest = _Bytes(head)
+        return _Chain(rest, body)
+    data = head + body.read(MAX_PLAYLIST_BYTES)
+    body.close()
+    lines = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            line = urljoin(final_url, text)
+        elif text.startswith("#EXT"):
+            line = _URI_ATTR.sub(lambda m: m[1] + urljoin(final_url, m[2]) + m[3], line)
+        lines.append(line)
+    return _Bytes(("\n".join(lines) + "\n").encode())
+
+
+class _Chain:
+    def __init__(self, first: _Bytes, then: _Body) -> None:
+        self._first = first
+        self._then = then
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._first.read(size)
+        if data:
+            return data
+        return self._then.read(size)
+
+    def close(self) -> None:
+        self._then.close()
 
 
 # -- RTSP / RTMP: a relay to the checked address -----------------------------------------
