@@ -39,7 +39,7 @@ from mien.live.source import StreamSource
 
 from .conftest import shared
 from .live_streams import ffmpeg_rtmp_server, free_port, has_ffmpeg, write_hls
-from .service_fixtures import Service, start_service
+from .service_fixtures import Service, service_fixture, start_service
 from .test_service_stream import all_results, post_stream
 
 UNREACHABLE = {"code": "StreamUnreachable", "message": "source unreachable"}
@@ -430,11 +430,8 @@ def test_guarded_rtsp_redirect_is_not_followed() -> None:
 # -- the service ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The default policy: nothing internal is allowed."""
-    tmp = tmp_path_factory.mktemp("svc-ssrf")
-    yield from start_service(tmp, "sqlite", None, max_jobs_per_key=64)
+#: The default policy (nothing internal is allowed), on SQLite and on PostgreSQL.
+svc = service_fixture(max_jobs_per_key=64)
 
 
 @pytest.fixture(scope="module")
