@@ -466,11 +466,9 @@ def open_guarded(
     )
     parts = urlsplit(address)
     userinfo = parts.netloc.rpartition("@")[0]
-    netloc = (
-        f"{userinfo}@127.0.0.1:{relay.local_port}"
-        if userinfo
-        else (f"127.0.0.1:{relay.local_port}")
-    )
+    netloc = f"127.0.0.1:{relay.local_port}"
+    if userinfo:  # credentials go to the server through the relay, as before
+        netloc = f"{userinfo}@{netloc}"
     plain = "rtsp" if kind == "rtsp" else "rtmp"
     local = urlunsplit((plain, netloc, parts.path, parts.query, ""))
     if kind == "rtsp":

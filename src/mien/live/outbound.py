@@ -229,8 +229,7 @@ def system_resolver(host: str, port: int) -> list[str]:
 class OutboundPolicy:
     """Refuses non-public addresses unless ``allow`` names them (see the module docs).
 
-    ``resolver`` turns a host name into addresses (default: the system's ``getaddrinfo``);
-    ``timeout_s`` bounds each connection attempt.
+    ``resolver`` turns a host name into addresses (default: the system's ``getaddrinfo``).
     """
 
     allow: tuple[AllowEntry, ...] = ()
