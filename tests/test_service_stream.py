@@ -1,5 +1,6 @@
 """Stream jobs of the service, for real: a worker analyses an HLS stream served on loopback,
-its events are stored as results and sent as Server-Sent Events (SQLite store)."""
+its events are stored as results and sent as Server-Sent Events (SQLite store). The server
+allows 127.0.0.1 (``allow_stream_hosts``); what it refuses is in test_service_ssrf.py."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from .service_fixtures import Service, start_service
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    yield from start_service(tmp_path_factory.mktemp("svc-stream"), "sqlite", None)
+    # the HLS server is on loopback, which stream jobs may open only when the operator allows it
+    tmp = tmp_path_factory.mktemp("svc-stream")
+    yield from start_service(tmp, "sqlite", None, allow_stream_hosts=("127.0.0.1/32",))
 
 
 @pytest.fixture(scope="module")

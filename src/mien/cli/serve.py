@@ -71,6 +71,15 @@ def register(sub: Any) -> None:
         metavar="D",
         help="how long a sign-in on the review page lasts (default 8h)",
     )
+    p.add_argument(
+        "--allow-stream-hosts",
+        action="append",
+        default=[],
+        metavar="LIST",
+        help="addresses stream jobs may open although they are loopback, private, link-local "
+        "or otherwise internal (refused by default): CIDRs, addresses and host names, each "
+        "optionally with :PORT, comma separated or repeated, e.g. 10.20.0.0/16,cam1.lan:554",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -112,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         max_concurrent_analyses=args.max_concurrent,
         review_session_s=parse_duration(args.review_session),
+        allow_stream_hosts=tuple(args.allow_stream_hosts),
     )
     app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

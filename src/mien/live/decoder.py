@@ -42,6 +42,9 @@ from mien.media.damage import AFTER_DAMAGE, DamageWatch
 
 log = logging.getLogger("mien.live")
 
+#: The one message of every failure of a source opened under an outbound policy.
+SOURCE_UNREACHABLE = "source unreachable"
+
 EndReason = Literal["end", "stopped", "source_lost", "unreachable", "unauthorized", "error"]
 
 
@@ -141,7 +144,7 @@ class StreamDecoder(threading.Thread):
             reason, message = self._loop()
         except Exception as exc:  # never let the thread die silently
             log.exception("live decoder failed")
-            reason, message = "error", _describe(exc)
+            reason, message = "error", self._describe(exc)
         finally:
             data: dict[str, Any] = {"reason": reason}
             if message:
@@ -171,21 +174,23 @@ class StreamDecoder(threading.Thread):
                     break
             first = False
             try:
-                container = self.source.open()
+                opened = self.source.connect()
             except Exception as exc:  # PyAV raises OSError subclasses and FFmpegError
-                last_error = _describe(exc)
+                last_error = self._describe(exc)
                 failures += 1
-                if _refused_credentials(exc):  # asking again with the same ones cannot help
+                # asking again with the same credentials cannot help; under an outbound policy
+                # a refusal is told from no other failure (docs/security.md)
+                if _refused_credentials(exc) and self.source.policy is None:
                     return "unauthorized", last_error
                 if kind in ("pipe", "file"):
                     return "unreachable", last_error
                 continue
             try:
-                outcome, error, got_frames = self._read(container)
+                outcome, error, got_frames = self._read(opened.container)
             finally:
                 # closing a broken connection must not hide the real error
                 with contextlib.suppress(Exception):
-                    container.close()
+                    opened.close()
             if outcome == "stopped":
                 break
             if outcome == "fatal":
@@ -195,6 +200,8 @@ class StreamDecoder(threading.Thread):
             if kind in ("pipe", "file"):
                 return "source_lost", error
             # the source dropped, or a live server ended its stream: try again
+            if error is None and self.source.policy is not None:
+                error = SOURCE_UNREACHABLE  # an open port is not told from a closed one
             last_error = error or "the stream ended"
             if self._lost_at is None:
                 self._lost_at = time.monotonic()
@@ -324,8 +331,17 @@ class StreamDecoder(threading.Thread):
         except EOFError:
             return "eof", None, got
         except Exception as exc:  # network errors, timeouts, corrupt data
-            return "error", _describe(exc), got
+            return "error", self._describe(exc), got
         return "eof", None, got
+
+    def _describe(self, exc: BaseException) -> str:
+        """The text of a source failure. Under an outbound policy it is the same for every
+        failure (a refused address, a closed port, a port that speaks something else, an HTTP
+        error): the details, which would let a caller scan the network, only go to the log."""
+        if self.source.policy is None:
+            return _describe(exc)
+        log.info("stream source %s: %s", self.source.display, _describe(exc))
+        return SOURCE_UNREACHABLE
 
 
 def _refused_credentials(exc: BaseException) -> bool:

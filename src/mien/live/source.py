@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from mien.live.guard import Guarded, open_guarded
+from mien.live.outbound import OutboundPolicy
+
 SourceKind = Literal["rtsp", "rtmp", "hls", "v4l2", "pipe", "file"]
 
 _NETWORK_SCHEMES: Final[dict[str, SourceKind]] = {
@@ -90,6 +93,11 @@ class StreamSource:
     * ``listen``: for ``rtmp://``, accept one publisher instead of connecting to a server.
     * ``open_timeout_s`` / ``read_timeout_s``: give up opening / waiting for data after this.
     * ``options``: extra FFmpeg options passed to the demuxer/protocol (strings).
+    * ``policy``: an :class:`~mien.live.outbound.OutboundPolicy`: network addresses are then
+      opened only where it allows, for the first connection and every one FFmpeg would
+      make afterwards (see :mod:`mien.live.guard`), and a failure to open is reported as a
+      plain "source unreachable" (the reason goes to the ``mien.live`` log only). The
+      HTTP service always sets one; the ``mien live`` command does not.
     """
 
     address: str
@@ -98,6 +106,7 @@ class StreamSource:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     options: dict[str, str] = field(default_factory=dict)
+    policy: OutboundPolicy | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address:
@@ -106,6 +115,8 @@ class StreamSource:
             raise ValueError("timeouts must be > 0 seconds")
         if self.listen and self.kind != "rtmp":
             raise ValueError("listen is only supported for rtmp:// addresses")
+        if self.policy is not None and (self.listen or not self.is_network):
+            raise ValueError("an outbound policy applies to rtsp, rtmp and HLS addresses only")
 
     @property
     def kind(self) -> SourceKind:
@@ -136,13 +147,25 @@ class StreamSource:
         opts.update(self.options)
         return opts
 
+    def connect(self) -> Guarded:
+        """Open the source; its ``container`` is PyAV's input, and ``close()`` closes it with
+        whatever the policy needed to open it (a relay). Errors as :meth:`open`."""
+        if self.policy is None:
+            return Guarded(self.open())
+        timeout = (self.open_timeout_s, self.read_timeout_s)
+        return open_guarded(self.address, self.kind, self.demuxer_options(), self.policy, timeout)
+
     def open(self) -> Any:
         """Open the source with PyAV; returns an ``av.container.InputContainer``.
 
         Raises PyAV's errors (``av.error.FFmpegError``, an ``OSError``) when it cannot be
-        opened; the caller decides whether to try again.
+        opened; the caller decides whether to try again. A source with a ``policy`` is opened
+        with :meth:`connect`.
         """
         import av
+
+        if self.policy is not None:
+            raise ValueError("a source with an outbound policy is opened with connect()")
 
         fmt = self.input_format
         target: Any = self.address

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mien.live.outbound import OutboundPolicy, parse_allow_list
+
 DEFAULT_RETENTION_S = 24 * 3600
 DEFAULT_REVIEW_SESSION_S = 8 * 3600
 
@@ -56,6 +58,11 @@ class ServiceConfig:
       run at once in the server; more requests wait their turn (0: the number of CPU cores).
     * ``review_session_s``: how long a review-page sign-in lasts (then the reviewer signs in
       again).
+    * ``allow_stream_hosts``: the outbound allow list of stream jobs: CIDR networks, addresses
+      and host names (each optionally ``:PORT``; ``*.domain`` for every name under it) that
+      a stream job may open although they are loopback, private, link-local... (refused by
+      default; see :mod:`mien.live.outbound` and docs/security.md). Public addresses are
+      always allowed.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -73,9 +80,14 @@ class ServiceConfig:
     num_threads: int = 0
     max_concurrent_analyses: int = 0
     review_session_s: int = DEFAULT_REVIEW_SESSION_S
+    allow_stream_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if isinstance(self.allow_stream_hosts, str):
+            raise ValueError("allow_stream_hosts is a list of entries, not one string")
+        allow = tuple(e.text for e in parse_allow_list(self.allow_stream_hosts))
+        object.__setattr__(self, "allow_stream_hosts", allow)
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
         if self.max_upload_bytes < 1 or self.max_jobs_per_key < 1 or self.max_items_per_job < 1:
@@ -99,6 +111,10 @@ class ServiceConfig:
                 url = "postgresql+psycopg://" + url[len("postgres://") :]
             return url
         return f"sqlite:///{self.data_dir / 'mien.db'}"
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """The policy stream jobs open their addresses under."""
+        return OutboundPolicy.from_entries(self.allow_stream_hosts)
 
     @property
     def media_dir(self) -> Path:

@@ -6,7 +6,9 @@ The address, which may carry credentials, is kept only in a file of the job's me
 ``retention=0``); the job's params, results and errors show it with credentials hidden
 (:func:`mien.live.display_url`).
 
-The worker runs a :class:`mien.live.LiveSession` and stores every event as a result row
+The worker opens the address under the server's outbound policy (``--allow-stream-hosts``;
+:mod:`mien.live.outbound`, :mod:`mien.live.guard`, docs/security.md) and runs a
+:class:`mien.live.LiveSession` and stores every event as a result row
 (``kind`` = the event type, ``seq`` = the event's ``seq``). ``GET /v1/jobs/{id}/events``
 sends the stored events as Server-Sent Events and follows new ones until the job is final.
 """
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from mien.live.outbound import OutboundPolicy
 from mien.service.problem import Problem
 from mien.service.store import FINAL, Store
 
@@ -92,8 +95,13 @@ def run_stream(
     num_threads: int,
     ruleset: Any,
     should_stop: Callable[[], bool],
+    policy: OutboundPolicy,
 ) -> tuple[str, str] | None:
     """Analyse the stream until it ends, stores its events; the error that ended it, if any.
+
+    The address is opened under ``policy`` (the server's outbound policy): every connection,
+    the first and each one the stream leads to, goes only where it allows, and every failure
+    to reach the source reads the same ("source unreachable").
 
     ``should_stop`` is asked a few times a second (from a watcher thread, so a silent stream
     stops too); when it says so the session is stopped and ends with ``track_ended`` and
@@ -107,7 +115,7 @@ def run_stream(
         reconnect=ReconnectPolicy(max_retries=int(stream.get("retries", DEFAULT_RETRIES))),
     )
     session = LiveSession(
-        StreamSource(url),
+        StreamSource(url, policy=policy),
         analyzer_options=params.options(num_threads),
         options=options,
         rules=ruleset,

@@ -179,6 +179,7 @@ class Worker:
                 self.config.num_threads,
                 self.cache.ruleset(params.profile),
                 should_stop,
+                self.config.outbound_policy(),
             )
         finally:
             if int(job["retention_s"]) == 0:
