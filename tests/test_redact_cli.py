@@ -191,8 +191,11 @@ def test_video_input_goes_to_redact_video(tmp_path: Path, monkeypatch: pytest.Mo
         calls.append({"source": source, "output": output, **kw})
         return RedactionReport(source, output, "video", frames=3)
 
+    from mien.redact.video import VideoRedactOptions
+
     mod = types.ModuleType("mien.redact.video")
     mod.redact_video = fake_redact_video  # type: ignore[attr-defined]
+    mod.VideoRedactOptions = VideoRedactOptions  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mien.redact.video", mod)
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00")
@@ -213,6 +216,7 @@ def test_video_input_goes_to_redact_video(tmp_path: Path, monkeypatch: pytest.Mo
     (call,) = calls
     assert call["source"] == str(clip) and call["options"].method == "pixelate"
     assert call["analyzer_options"].threshold == 0.4
+    assert call["video"].on_suspect == "cover"  # the default: suspect frames are covered
     assert json.loads(rep.read_text())["kind"] == "video"
 
 

@@ -142,9 +142,12 @@ def test_report_to_dict_is_json() -> None:
         "detected": 1,
         "tracked": 1,
         "interpolated": 1,
+        "suspect": 0,
         "frames": 10,
         "frames_with_regions": 3,
+        "suspect_frames": 0,
     }
+    assert d["suspect_frames"] == [] and rep.complete
     assert d["regions"][1] == {
         "box": [5.0, 6.0, 7.0, 8.0],
         "score": 0.7,
