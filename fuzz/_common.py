@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Final
 
 from fuzz import TARGETS
 
@@ -105,9 +106,17 @@ class Finding:
     seconds: float
 
 
+#: An input that raises the process' peak memory by more than this (MiB) is a finding: the
+#: targets' limits keep an accepted input to a few tens of MB.
+MEMORY_STEP_MB: Final = 256
+
+
 def run_one(fuzz_one: Callable[[bytes], object], data: bytes, seconds: float) -> Finding | None:
-    """Run one input under the time bound; a Finding for any exception, hang or slow run."""
+    """Run one input under the time bound; a Finding for any exception, hang, slow run, or a rise
+    of the peak memory by over :data:`MEMORY_STEP_MB` (the peak only rises, so this catches the
+    first input that needs so much, not every one)."""
     start = time.perf_counter()
+    peak = peak_rss_mb()
     try:
         with time_bound(seconds):
             fuzz_one(data)
@@ -117,6 +126,9 @@ def run_one(fuzz_one: Callable[[bytes], object], data: bytes, seconds: float) ->
     elapsed = time.perf_counter() - start
     if elapsed > seconds:
         return Finding(data, "slow", f"slow: {elapsed:.1f} s (bound {seconds:g} s)", elapsed)
+    grown = peak_rss_mb() - peak
+    if grown > MEMORY_STEP_MB:
+        return Finding(data, "memory", f"memory: the peak grew by {grown:.0f} MiB", elapsed)
     return None
 
 

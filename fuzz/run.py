@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from fuzz import INSTRUMENT, TARGETS
-from fuzz._common import REPO, corpus_files, load_target, minimize, mutate, run_one, signature
+from fuzz._common import (
+    MEMORY_STEP_MB,
+    REPO,
+    corpus_files,
+    load_target,
+    minimize,
+    mutate,
+    peak_rss_mb,
+    run_one,
+    signature,
+)
 
 
 def _record(findings: Path, data: bytes, kind: str, text: str) -> bool:
@@ -77,11 +87,18 @@ def _worker(args: argparse.Namespace) -> None:
     findings = work / "findings"
 
     def test_one_input(data: bytes) -> None:
+        peak = peak_rss_mb()
         try:
             target.fuzz_one(data)
         except Exception as exc:
             kind = signature(exc)
             if _record(findings, data, kind, traceback.format_exc()):
+                print(f"FINDING {kind}", file=sys.stderr, flush=True)
+            return
+        grown = peak_rss_mb() - peak
+        if grown > MEMORY_STEP_MB:  # one input needed hundreds of MB (see fuzz._common)
+            kind = f"memory step {int(grown) // 100 * 100}+ MiB"
+            if _record(findings, data, kind, f"the peak memory grew by {grown:.0f} MiB"):
                 print(f"FINDING {kind}", file=sys.stderr, flush=True)
 
     argv = [

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fuzz import TARGETS
 from fuzz._common import (
     CORPUS,
@@ -34,7 +35,6 @@ from fuzz._common import (
     run_one,
 )
 from fuzz.known import KNOWN, XFAIL
-
 from mien.errors import InvalidImageError, InvalidVideoError, RuleError
 
 #: Mutated inputs per target: about 30-40 s for all four on one core of the CI machine.
@@ -259,3 +259,23 @@ def test_seeds_fall_back_to_synthetic_media_without_shared_data(
         assert all(target.fuzz_one(s) is True for s in fallback)
     finally:
         target._seeds.cache_clear()
+
+
+def test_an_input_that_needs_hundreds_of_mb_is_a_finding() -> None:
+    import numpy as np
+
+    from fuzz._common import MEMORY_STEP_MB
+
+    def current_mb() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * 4096 / 2**20
+
+    # enough to lift the peak (which only rises) by more than the step
+    need = int(peak_rss_mb() - current_mb() + MEMORY_STEP_MB + 64)
+
+    def greedy(data: bytes) -> None:
+        block = np.ones(need * 2**20, np.uint8)
+        assert block[-1] == 1
+
+    found = run_one(greedy, b"", 30.0)
+    assert found is not None and found.signature == "memory", found
