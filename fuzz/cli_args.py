@@ -6,7 +6,8 @@ edge value), chosen by its second byte, followed by the rest of the piece (so ``
 plus ``nan`` is one mutation away); any other piece is decoded as the OS decodes ``argv``
 (UTF-8 with surrogate escapes). The list is parsed by mien's real parser, and a parsed command
 then goes through the option checks its ``run`` makes before it reads anything
-(``AnalyzerOptions`` from the detector options, ``VideoOptions`` for ``analyze``,
+(``AnalyzerOptions`` from the detector options (for ``check`` with a profile's features),
+``VideoOptions`` for ``analyze``,
 ``RedactOptions`` and the fill colour for ``redact`` and ``batch --task redact``, ``BatchOptions``
 for ``batch``, ``LiveOptions`` for ``analyze``/``redact``). No command is run: nothing is
 analysed, read or written.
@@ -169,6 +170,12 @@ def _check_options(args: argparse.Namespace) -> None:
         args.threshold = _redact_threshold() if args.task == "redact" else 0.5
     if cmd in ("analyze", "annotate", "redact", "batch"):
         options_from_args(args)
+    if cmd == "check" and not (args.list_fields or args.show_rules):
+        # mien check takes the features from the rules; a built-in profile needs no file
+        from mien.rules import PROFILES, load_profile
+
+        profile = args.profile if args.profile in PROFILES else "id-photo"
+        options_from_args(args, features=load_profile(profile).required_features)
     if cmd == "analyze":
         from mien.cli.analyze import _video_options
 
