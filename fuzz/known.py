@@ -26,6 +26,14 @@ KNOWN: Final[dict[str, dict[str, str]]] = {
             "AttributeError instead of a VideoInfo with an unknown audio codec. Fix in "
             "src/mien/media/video.py:_codec_name (lead / c-reads)"
         ),
+        "memory": (
+            "a 1.3 KB Matroska file whose VP9 stream claims 5991x38532 px makes av.open (FFmpeg's "
+            "find_stream_info decodes a frame) take ~0.7 s and ~390 MiB before mien's VideoLimits "
+            "are checked; probe_video then refuses it (VideoTooLarge). Any video input can cost "
+            "hundreds of MB this way. Fix in src/mien/media/video.py:_open / VideoReader (lead / "
+            "c-reads: bounded reads): pass FFmpeg's max_pixels (limits.max_pixels) to av.open "
+            "(stream_options) and to the decoder's codec_context.options"
+        ),
     },
 }
 
@@ -33,4 +41,5 @@ KNOWN: Final[dict[str, dict[str, str]]] = {
 XFAIL: Final[dict[str, str]] = {
     "video/unknown-codec-tag.mp4": "AttributeError at video.py:_info",
     "video/unknown-audio-codec.mkv": "AttributeError at video.py:_codec_name",
+    "video/probe-bomb-vp9-5991x38532.mkv": "memory",
 }

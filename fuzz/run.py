@@ -96,10 +96,10 @@ def _worker(args: argparse.Namespace) -> None:
                 print(f"FINDING {kind}", file=sys.stderr, flush=True)
             return
         grown = peak_rss_mb() - peak
-        if grown > MEMORY_STEP_MB:  # one input needed hundreds of MB (see fuzz._common)
-            kind = f"memory step {int(grown) // 100 * 100}+ MiB"
-            if _record(findings, data, kind, f"the peak memory grew by {grown:.0f} MiB"):
-                print(f"FINDING {kind}", file=sys.stderr, flush=True)
+        text = f"memory: the peak grew by {grown:.0f} MiB"
+        # one input needed hundreds of MB (see fuzz._common.MEMORY_STEP_MB)
+        if grown > MEMORY_STEP_MB and _record(findings, data, "memory", text):
+            print(f"FINDING memory (+{grown:.0f} MiB)", file=sys.stderr, flush=True)
 
     argv = [
         sys.argv[0],
@@ -222,19 +222,18 @@ def _minimize(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    """Run inputs once with the time and memory checks; print each one's verdict."""
     target = load_target(args.target)
+    target.seeds()  # lazy imports and set-up, so that they do not count as the input's memory
     status = 0
     for name in args.replay:
-        data = Path(name).read_bytes()
-        start = time.perf_counter()
-        try:
-            target.fuzz_one(data)
-        except Exception:
-            traceback.print_exc()
-            status = 1
-            print(f"{name}: FINDING ({time.perf_counter() - start:.2f} s)")
+        found = run_one(target.fuzz_one, Path(name).read_bytes(), target.PER_INPUT_SECONDS)
+        if found is None:
+            print(f"{name}: ok")
             continue
-        print(f"{name}: ok ({time.perf_counter() - start:.2f} s)")
+        status = 1
+        print(found.error, file=sys.stderr)
+        print(f"{name}: FINDING {found.signature} ({found.seconds:.2f} s)")
     return status
 
 
