@@ -42,6 +42,7 @@ from fuzz._common import (
     run_one,
     signature,
 )
+from fuzz.known import KNOWN
 
 
 def _record(findings: Path, data: bytes, kind: str, text: str) -> bool:
@@ -271,12 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stats = _atheris(args, work) if engine == "atheris" else _mutate(args, work)
     findings = sorted(set((work / "findings").glob("*")) - before)
+    known = KNOWN.get(args.target, {})
     summary = {
         "target": args.target,
         "engine": engine,
         "seconds": round(time.monotonic() - started, 1),
         **stats,
         "new_findings": [f.name for f in findings],
+        # finding files whose signature is one of fuzz/known.py (the same bug found again)
+        "known": [
+            f.name
+            for f in findings
+            if f.suffix == ".txt" and f.read_text(errors="replace").split("\n", 1)[0] in known
+        ],
     }
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
