@@ -135,7 +135,7 @@ _SEED_LINES: Final = (
     "annotate photo.jpg -o out.jpg --features all --min-face 20",
     "redact photo.jpg -o out.jpg --method pixelate --shape box --scale 1.5",
     "redact clip.mp4 -o out.mp4 --method fill --color #ff0000 --report audit.json",
-    "redact rtsp://camera/s -o rtmp://media.local/live/public --fail-closed --hold 2",
+    "redact rtsp://camera/s -o rtmp://media.local/live/public --on-suspect fail --hold 2",
     "check --profile id-photo photo.jpg --analysis --pretty",
     "check --rules rules.yaml --show-rules",
     "check --list-fields",

@@ -242,14 +242,13 @@ def test_run_module_records_a_session(tmp_path: Path) -> None:
     assert len(list((tmp_path / "findings").iterdir())) == 0
 
 
-def test_replay_reports_a_known_finding() -> None:
-    path = CORPUS / "video" / "unknown-codec-tag.mp4"
-    if "video/unknown-codec-tag.mp4" not in XFAIL:
-        pytest.skip("fixed: the replay finds nothing")
-    cmd = [sys.executable, "-m", "fuzz.run", "video", "--replay", str(path)]
+def test_replay_of_fixed_findings_is_clean() -> None:
+    """``--replay`` of the three video findings, now fixed: no finding, exit 0."""
+    paths = [CORPUS / "video" / n for n in ("unknown-codec-tag.mp4", "unknown-audio-codec.mkv")]
+    cmd = [sys.executable, "-m", "fuzz.run", "video", "--replay", *map(str, paths)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert "AttributeError" in proc.stderr and "FINDING" in proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FINDING" not in proc.stdout and "AttributeError" not in proc.stderr
 
 
 def test_mutate_respects_max_len() -> None:

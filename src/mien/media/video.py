@@ -189,15 +189,22 @@ def _quarter(deg: float) -> int:
     return round(deg / 90.0) % 4 * 90
 
 
-def _open(path: str | os.PathLike[str]) -> Any:
+def _decoder_options(limits: VideoLimits) -> dict[str, str]:
+    """FFmpeg options that make its decoders refuse frames over ``limits`` before allocating
+    them (a 1.3 KB file claiming 5991x38532 px cost ~390 MiB while being probed without)."""
+    return {"max_pixels": str(limits.max_pixels)}
+
+
+def _open(path: str | os.PathLike[str], limits: VideoLimits) -> Any:
     """Open ``path`` with FFmpeg; only a regular file is opened (a FIFO, socket or device is
     refused without blocking: :mod:`mien.media.regular`). FFmpeg opens the checked descriptor's
-    file (``/proc/self/fd/N``), so a file swapped meanwhile cannot make it block."""
+    file (``/proc/self/fd/N``), so a file swapped meanwhile cannot make it block. Its probing
+    decoders refuse frames larger than ``limits``."""
     name = os.fspath(path)
     fd = open_regular(name)
     try:
         target = fd_path(fd) or name
-        return av.open(target, metadata_errors="ignore")
+        return av.open(target, metadata_errors="ignore", options=_decoder_options(limits))
     except av.FFmpegError as exc:
         raise InvalidVideoError(
             f"{name}: not a readable video (corrupt, truncated or another kind of file): "
@@ -330,9 +337,10 @@ def _unknown_codec(name: str) -> str:
 
 def probe_video(path: str | os.PathLike[str], limits: VideoLimits | None = None) -> VideoInfo:
     """The :class:`VideoInfo` of a video (header only; raises the reader's errors)."""
-    container = _open(path)
+    lim = limits or VideoLimits()
+    container = _open(path, lim)
     try:
-        return _info(container, os.fspath(path), limits or VideoLimits())[0]
+        return _info(container, os.fspath(path), lim)[0]
     finally:
         container.close()
 
@@ -377,7 +385,7 @@ class VideoReader:
         self.audio = audio
         self.strict = strict
         self.threaded = threaded
-        self._container = _open(path)
+        self._container = _open(path, self.limits)
         try:
             self.info, self._stream = _info(self._container, self.name, self.limits)
         except BaseException:
@@ -479,6 +487,10 @@ class VideoReader:
     def _produce(self) -> Iterator[Any]:
         stream = self._stream
         stream.thread_type = "AUTO"
+        stream.codec_context.options = {
+            **stream.codec_context.options,
+            **_decoder_options(self.limits),
+        }
         streams = [stream] + ([self._audio_stream] if self._audio_stream is not None else [])
         tb = float(self.info.time_base)
         start = stream.start_time if stream.start_time is not None else None
