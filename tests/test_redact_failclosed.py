@@ -331,3 +331,30 @@ def test_truncated_faststart_mp4_is_an_error_not_silence(tmp_path: Path) -> None
     assert run.returncode == 1, run.stderr
     last = json.loads(run.stdout.strip().splitlines()[-1])
     assert last["error"]["code"] == "InvalidVideo" and "72 frames" in last["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--min-face", "inf"],  # would cover no face at all
+        ["--min-face", "nan"],
+        ["--stream", "--detect-every", "inf"],  # would never force a search
+        ["--stream", "--hold", "nan"],
+        ["--stream", "--reconnect-max-delay", "inf"],
+        ["--stream", "--timeout", "-1"],
+    ],
+)
+def test_non_finite_options_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    """Found by the CLI fuzz target: NaN and infinite numbers passed the option checks, and
+    ``--min-face inf`` made ``mien redact`` leave every face uncovered."""
+    from mien.cli import main
+    from tests.conftest import SAMPLE
+
+    out = tmp_path / "out.jpg"
+    src = str(SAMPLE) if "--stream" not in args else "rtsp://127.0.0.1:9/x"
+    target = str(out) if "--stream" not in args else str(tmp_path / "out.mp4")
+    with pytest.raises(SystemExit) as exit_info:
+        code = main(["redact", src, "-o", target, "-q", *args])
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    assert not out.exists() and not (tmp_path / "out.mp4").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,8 +42,9 @@ class AnalyzerOptions:
         object.__setattr__(self, "features", parse_features(requested))
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
-        if self.min_face < 0 or self.mesh_min_face < 0:
-            raise ValueError("min_face and mesh_min_face must be >= 0")
+        if not (0 <= self.min_face < math.inf and 0 <= self.mesh_min_face < math.inf):
+            # NaN and inf included: --min-face inf would make redaction cover no face
+            raise ValueError("min_face and mesh_min_face must be finite numbers >= 0")
         if self.max_faces is not None and self.max_faces < 0:
             raise ValueError("max_faces must be >= 0")
         if not 1.0 <= float(self.upscale) <= 4.0:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,8 +64,8 @@ class ReconnectPolicy:
     def __post_init__(self) -> None:
         if self.max_retries < -1:
             raise ValueError("max_retries must be >= -1 (-1: forever)")
-        if self.initial_delay_s < 0 or self.max_delay_s < self.initial_delay_s:
-            raise ValueError("need 0 <= initial_delay_s <= max_delay_s")
+        if not 0 <= self.initial_delay_s <= self.max_delay_s < math.inf:
+            raise ValueError("need 0 <= initial_delay_s <= max_delay_s, finite")
 
     def delay(self, attempt: int) -> float:
         return float(min(self.max_delay_s, self.initial_delay_s * (2.0 ** min(attempt, 30))))

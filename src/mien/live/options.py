@@ -6,6 +6,7 @@ reads them from here (:func:`live_default`) rather than repeating them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -62,6 +63,11 @@ class LiveOptions:
     audio: bool = True
 
     def __post_init__(self) -> None:
+        times = (self.duration_s or 1.0, self.detect_every_ms, self.max_delay_ms, self.hold_ms)
+        if not all(math.isfinite(float(t)) for t in times):
+            # inf/NaN would turn off the 'search at least this often' promise (a NaN compares
+            # false with everything)
+            raise ValueError("durations must be finite numbers")
         if self.queue_frames < 1:
             raise ValueError("queue_frames must be >= 1")
         if self.duration_s is not None and self.duration_s <= 0:

@@ -16,6 +16,7 @@ logs: :func:`display_url` hides them.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class StreamSource:
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address:
             raise ValueError("a stream source needs an address")
-        if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
+        if not (0 < self.open_timeout_s < math.inf and 0 < self.read_timeout_s < math.inf):
             raise ValueError("timeouts must be > 0 seconds")
         if self.listen and self.kind != "rtmp":
             raise ValueError("listen is only supported for rtmp:// addresses")
