@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_RETENTION_S = 24 * 3600
+#: The service's pixel budget (the library's own limit is 100 Mpx); see docs/security.md.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def default_data_dir() -> Path:
@@ -52,7 +54,14 @@ class ServiceConfig:
     * ``max_attempts``: a job is marked failed after this many interrupted runs.
     * ``purge_interval_s``: how often the retention purger runs.
     * ``max_concurrent_analyses``: synchronous analyses (``/v1/faces:analyze``, ``/v1/redact``)
-      run at once in the server; more requests wait their turn (0: the number of CPU cores).
+      run at once, each in a process of its own; more requests wait their turn (0: the number
+      of CPU cores).
+    * ``queue_limit``: synchronous requests that may wait for a free analysis slot; one more is
+      answered 503 ``Overloaded`` with ``Retry-After`` (None: 4 per slot; 0: none wait).
+    * ``request_time_s``: time budget of one synchronous analysis, from the moment it gets a
+      slot; its process is stopped when the budget runs out (503 ``TimeBudgetExceeded``).
+    * ``max_pixels``: largest picture (width x height, from its header, before decoding) that
+      the service analyses or redacts, in requests and in image jobs (413 ``ImageTooLarge``).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -69,6 +78,9 @@ class ServiceConfig:
     poll_s: float = 0.5
     num_threads: int = 0
     max_concurrent_analyses: int = 0
+    queue_limit: int | None = None
+    request_time_s: float = 60.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -78,6 +90,12 @@ class ServiceConfig:
             raise ValueError("limits must be >= 1")
         if self.max_concurrent_analyses < 0:
             raise ValueError("max_concurrent_analyses must be >= 0")
+        if self.queue_limit is not None and self.queue_limit < 0:
+            raise ValueError("queue_limit must be >= 0")
+        if not self.request_time_s > 0:
+            raise ValueError("request_time_s must be > 0")
+        if self.max_pixels < 1:
+            raise ValueError("max_pixels must be >= 1")
         if self.retention_s < 0:
             raise ValueError("retention must be >= 0")
         if self.heartbeat_s <= 0 or self.job_lease_s <= self.heartbeat_s:
@@ -93,6 +111,14 @@ class ServiceConfig:
                 url = "postgresql+psycopg://" + url[len("postgres://") :]
             return url
         return f"sqlite:///{self.data_dir / 'mien.db'}"
+
+    @property
+    def analysis_slots(self) -> int:
+        return self.max_concurrent_analyses or os.cpu_count() or 1
+
+    @property
+    def wait_queue(self) -> int:
+        return 4 * self.analysis_slots if self.queue_limit is None else self.queue_limit
 
     @property
     def media_dir(self) -> Path:

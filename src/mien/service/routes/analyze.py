@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import io
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from mien.features import check_refused
-from mien.media.image import load_image
-from mien.service.analysis import AnalysisParams, evaluate, image_record, parse_params
+from mien.service.analysis import AnalysisParams, parse_params
 from mien.service.auth import require_key
 from mien.service.problem import Problem, responses
 from mien.service.routes.common import in_thread, state, upload_body
@@ -69,7 +68,7 @@ def _merge(params: AnalysisParams, texts: dict[str, str], query: dict[str, Any])
     openapi_extra=upload_body(
         {"image": {"type": "string", "format": "binary"}}, ["features", "profile"]
     ),
-    responses=responses(400, 401, 413, 415, 422, 501),
+    responses=responses(400, 401, 413, 415, 422, 500, 501, 503),
 )
 async def analyze(
     request: Request,
@@ -82,26 +81,16 @@ async def analyze(
     name: str | None = Query(None, max_length=200, description=NAME_HELP),
 ) -> dict[str, Any]:
     params = await in_thread(parse_params, features, profile, threshold, min_face, max_faces)
-    upload, texts = await _one_upload(request, name)
-    params = await in_thread(_merge, params, texts, {"features": features, "profile": profile})
     st = state(request)
-
-    def work() -> dict[str, Any]:
-        analyzer = st.analyzers.analyzer(params)
-        ruleset = st.analyzers.ruleset(params.profile)
-        with st.analysis_slots:  # bounded: many large uploads at once must not exhaust memory
-            result = analyzer.analyze(upload.read(), name=upload.name)  # MediaError -> problem
-        return image_record(result, params, evaluate(ruleset, result))
-
-    out: dict[str, Any] = await in_thread(work)
+    async with st.slots.admission():  # 503 Overloaded before the body is read when full
+        upload, texts = await _one_upload(request, name)
+        params = await in_thread(_merge, params, texts, {"features": features, "profile": profile})
+        data = await in_thread(upload.read)
+        # the picture is decoded and analysed in a slot process, stopped on disconnect/timeout
+        out: dict[str, Any] = await st.slots.run(
+            request, "analyze", params.to_json(), data, upload.name
+        )
     return out
-
-
-_REDACT_FORMATS = {
-    "jpeg": ("JPEG", "image/jpeg"),
-    "png": ("PNG", "image/png"),
-    "webp": ("WEBP", "image/webp"),
-}
 
 
 @router.post(
@@ -113,7 +102,7 @@ _REDACT_FORMATS = {
             "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
             "description": "the redacted picture; X-Mien-Faces-Covered says how many faces",
         },
-        **responses(400, 401, 413, 415, 422, 501),
+        **responses(400, 401, 413, 415, 422, 500, 501, 503),
     },
     response_class=Response,
 )
@@ -144,34 +133,11 @@ async def redact(
         )
     except ValueError as exc:
         raise Problem("InvalidParameter", str(exc)) from None
-    upload, _ = await _one_upload(request, name)
     st = state(request)
-
-    def work() -> tuple[bytes, str, int]:
-        with st.analysis_slots:
-            return _redact(upload, threshold, opts, format)
-
-    data, mime, covered = await in_thread(work)
-    return Response(data, media_type=mime, headers={"X-Mien-Faces-Covered": str(covered)})
-
-
-def _redact(
-    upload: Upload, threshold: float | None, opts: Any, format: str | None
-) -> tuple[bytes, str, int]:
-    from PIL import Image
-
-    from mien.options import AnalyzerOptions
-    from mien.redact.image import redact_array
-
-    decoded = load_image(upload.read(), name=upload.name)
-    an_opts = (
-        None if threshold is None else AnalyzerOptions(features=("detection",), threshold=threshold)
-    )
-    out, report = redact_array(
-        decoded.rgb, analyzer_options=an_opts, options=opts, name=upload.name
-    )
-    fmt = format or {"JPEG": "jpeg", "WEBP": "webp"}.get(decoded.format or "", "png")
-    pil_fmt, mime = _REDACT_FORMATS[fmt]
-    buf = io.BytesIO()
-    Image.fromarray(out).save(buf, pil_fmt, **({"quality": 92} if fmt != "png" else {}))
-    return buf.getvalue(), mime, len(report.regions)
+    async with st.slots.admission():
+        upload, _ = await _one_upload(request, name)
+        data = await in_thread(upload.read)
+        job = (threshold, dataclasses.asdict(opts), format, data, upload.name)
+        out: tuple[bytes, str, int] = await st.slots.run(request, "redact", *job)
+    body, mime, covered = out
+    return Response(body, media_type=mime, headers={"X-Mien-Faces-Covered": str(covered)})
