@@ -60,7 +60,7 @@ from mien.errors import (
     UnsupportedMediaError,
 )
 
-__all__ = ["DEFAULT_LIMITS", "DecodedImage", "ImageLimits", "load_image"]
+__all__ = ["DEFAULT_LIMITS", "DecodedImage", "ImageLimits", "load_image", "probe_image"]
 
 
 @dataclass(frozen=True)
@@ -631,3 +631,29 @@ def _array_to_rgb(arr: np.ndarray, label: str, limits: ImageLimits) -> np.ndarra
     else:
         rgb = _composite_white(u8[..., :3], u8[..., 3])
     return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def probe_image(
+    data: bytes, *, name: str | None = None, limits: ImageLimits = DEFAULT_LIMITS
+) -> tuple[int, int, str | None]:
+    """``(width, height, format)`` of encoded ``data`` from its header, checked against
+    ``limits``; no pixel is decoded (cheap enough to run before queueing a picture for analysis).
+
+    Raises the same errors as :func:`load_image` for what the header shows (too large, not an
+    image, another kind of media). A file that passes may still fail to decode later.
+    """
+    label = name if name is not None else "<bytes>"
+    data = bytes(data)
+    _check_byte_size(len(data), label, limits)
+    if not data:
+        raise InvalidImageError(f"{label}: empty file, not an image")
+    kind = _other_media_kind(data)
+    if kind is not None:
+        raise UnsupportedMediaError(f"{label}: unsupported media: this is {kind}, not an image")
+    im = _open(data, label, limits)
+    try:
+        _check_size(im, label, limits)
+        width, height = im.size
+        return int(width), int(height), "JPEG" if im.format == "MPO" else im.format
+    finally:
+        im.close()

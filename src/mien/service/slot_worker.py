@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from mien.errors import MienError
+from mien.features import parse_features
 from mien.media.image import ImageLimits, load_image
 from mien.service.analysis import AnalysisParams, AnalyzerCache, evaluate, image_record
 from mien.service.problem import Problem
@@ -67,6 +68,11 @@ class SlotWork:
     def __init__(self, num_threads: int, max_pixels: int) -> None:
         self.cache = AnalyzerCache(size=2, num_threads=num_threads, max_pixels=max_pixels)
         self.limits = ImageLimits(max_pixels=max_pixels)
+
+    def warm(self) -> None:
+        """Load the models of the default features (what most requests ask for)."""
+        with contextlib.suppress(Exception):  # a broken model is reported by the request
+            self.cache.analyzer(AnalysisParams(features=parse_features(None)))
 
     def analyze(self, params_json: dict[str, Any], data: bytes, name: str) -> dict[str, Any]:
         params = AnalysisParams.from_json(params_json)
@@ -141,6 +147,11 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=fd)
     conn = Connection(sock.detach())
     work = SlotWork(num_threads, max_pixels)
+    work.warm()
+    try:
+        conn.send(("ready", os.getpid()))
+    except OSError:
+        return 0
     while True:
         try:
             task = conn.recv()

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from mien.service.problem import Problem
 
 _POLL_S = 0.1  # how often a waiting or running request checks its client's connection
+_START_S = 300.0  # most time a slot process may take to start and load its default models
 
 
 class _Slot:
@@ -47,6 +48,7 @@ class _Slot:
         self.max_pixels = max_pixels
         self.proc: subprocess.Popen[bytes] | None = None
         self.conn: Connection | None = None
+        self.ready = False  # its ("ready", pid) message has been read
 
     @property
     def pid(self) -> int | None:
@@ -68,6 +70,7 @@ class _Slot:
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
+        self.ready = False
 
     def kill(self) -> None:
         """Stop the process now (it holds no state worth keeping) and reap it."""
@@ -75,6 +78,7 @@ class _Slot:
             with contextlib.suppress(OSError):
                 self.conn.close()
             self.conn = None
+        self.ready = False
         if self.proc is not None:
             if self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -173,40 +177,56 @@ class SlotPool:
         finally:
             self._queue().put_nowait(slot)
 
+    async def _reply(
+        self, conn: Connection, request: Request, deadline: float, on_timeout: Problem
+    ) -> Any:
+        """The next message from a slot process; stops waiting at ``deadline`` (raising
+        ``on_timeout``) or when the client disconnects."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = conn.fileno()
+        loop.add_reader(fd, _set_once, ready)
+        try:
+            while not ready.done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise on_timeout
+                await asyncio.wait({ready}, timeout=min(_POLL_S, left))
+                if not ready.done() and await request.is_disconnected():
+                    self.stats["gone_running"] += 1
+                    raise _client_gone()
+        finally:
+            loop.remove_reader(fd)
+        return await run_in_threadpool(conn.recv)
+
     async def _call(self, slot: _Slot, request: Request, kind: str, args: tuple[Any, ...]) -> Any:
-        started = time.monotonic()
-        deadline = started + self.time_budget_s
         if not slot.alive():
             slot.spawn()
         conn = slot.conn
         assert conn is not None
         finished = False
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        fd = conn.fileno()
         try:
+            if not slot.ready:  # starting a process and loading models is not the request's cost
+                cannot_start = Problem(
+                    "InternalError", "the analysis process did not start in time", status=500
+                )
+                hello = await self._reply(conn, request, time.monotonic() + _START_S, cannot_start)
+                slot.ready = hello[0] == "ready"
+            started = time.monotonic()
             await run_in_threadpool(conn.send, (kind, args))
-            loop.add_reader(fd, _set_once, ready)
-            try:
-                while not ready.done():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        self.stats["time_budget"] += 1
-                        raise Problem(
-                            "TimeBudgetExceeded",
-                            f"the analysis took longer than the server's time budget of "
-                            f"{self.time_budget_s:g} s per request and was stopped; send a "
-                            "smaller picture or try again when the server is less busy",
-                            headers={"Retry-After": str(self.retry_after())},
-                        )
-                    await asyncio.wait({ready}, timeout=min(_POLL_S, left))
-                    if not ready.done() and await request.is_disconnected():
-                        self.stats["gone_running"] += 1
-                        raise _client_gone()
-            finally:
-                loop.remove_reader(fd)
-            reply = await run_in_threadpool(conn.recv)
+            too_long = Problem(
+                "TimeBudgetExceeded",
+                f"the analysis took longer than the server's time budget of "
+                f"{self.time_budget_s:g} s per request and was stopped; send a smaller picture "
+                "or try again when the server is less busy",
+                headers={"Retry-After": str(self.retry_after())},
+            )
+            reply = await self._reply(conn, request, started + self.time_budget_s, too_long)
             finished = True
+        except Problem as exc:
+            if exc.code == "TimeBudgetExceeded":
+                self.stats["time_budget"] += 1
+            raise
         except (EOFError, OSError):
             self.stats["crashed"] += 1
             raise Problem(
@@ -217,7 +237,7 @@ class SlotPool:
         finally:
             if not finished:  # stopped, failed or cancelled: the process's state is unknown
                 slot.kill()
-                slot.spawn()  # ready (imports done) by the time the next request needs it
+                slot.spawn()  # loads its models while no request waits for it
         status, value, recycle = reply
         if recycle:
             slot.kill()  # it exits by itself; the next request starts a fresh one

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from mien.features import check_refused
+from mien.media.image import ImageLimits, probe_image
 from mien.service.analysis import AnalysisParams, parse_params
 from mien.service.auth import require_key
 from mien.service.problem import Problem, responses
@@ -62,6 +63,14 @@ def _merge(params: AnalysisParams, texts: dict[str, str], query: dict[str, Any])
     )
 
 
+def _checked(upload: Upload, max_pixels: int) -> bytes:
+    """The upload's bytes once its header is within the pixel budget (nothing decoded here:
+    an over-budget picture is refused without waiting for an analysis slot)."""
+    data = upload.read()
+    probe_image(data, name=upload.name, limits=ImageLimits(max_pixels=max_pixels))
+    return data
+
+
 @router.post(
     "/v1/faces:analyze",
     summary="Analyse one image; answers the same JSON object as `mien analyze`",
@@ -85,7 +94,7 @@ async def analyze(
     async with st.slots.admission():  # 503 Overloaded before the body is read when full
         upload, texts = await _one_upload(request, name)
         params = await in_thread(_merge, params, texts, {"features": features, "profile": profile})
-        data = await in_thread(upload.read)
+        data = await in_thread(_checked, upload, st.config.max_pixels)
         # the picture is decoded and analysed in a slot process, stopped on disconnect/timeout
         out: dict[str, Any] = await st.slots.run(
             request, "analyze", params.to_json(), data, upload.name
@@ -136,7 +145,7 @@ async def redact(
     st = state(request)
     async with st.slots.admission():
         upload, _ = await _one_upload(request, name)
-        data = await in_thread(upload.read)
+        data = await in_thread(_checked, upload, st.config.max_pixels)
         job = (threshold, dataclasses.asdict(opts), format, data, upload.name)
         out: tuple[bytes, str, int] = await st.slots.run(request, "redact", *job)
     body, mime, covered = out
