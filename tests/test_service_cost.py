@@ -266,3 +266,47 @@ def test_a_full_queue_answers_503_with_retry_after(server_factory) -> None:
             body = _problem(r, 503, "Overloaded")
             assert int(r.headers["retry-after"]) >= 1 and "busy" in body["detail"]
             assert took < 5, f"a refusal took {took:.1f} s"
+
+
+# -- reduced JPEG decoding where full size is not needed (review thumbnails) -------------------
+
+
+def test_load_image_draft_decodes_a_large_jpeg_reduced() -> None:
+    from mien.errors import ImageTooLargeError
+    from mien.media.image import ImageLimits, load_image
+
+    big = _big_photo(12)  # about 4000x3000
+    full = load_image(big)
+    small = load_image(big, draft=(480, 480))
+    assert small.width < full.width / 3 and small.height >= 480 and small.width >= 480
+    assert abs(small.width / small.height - full.width / full.height) < 0.01
+    with pytest.raises(ImageTooLargeError):  # the limits hold for the full size
+        load_image(big, draft=(480, 480), limits=ImageLimits(max_pixels=1_000_000))
+    png = io.BytesIO()
+    Image.open(io.BytesIO(big)).resize((1200, 900)).save(png, "PNG")
+    assert load_image(png.getvalue(), draft=(480, 480)).width == 1200  # JPEG only
+
+
+def test_thumbnail_of_a_large_jpeg_draws_the_faces_in_place(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mien.analyzer import FaceAnalyzer
+    from mien.render.annotate import annotate
+    from mien.service.thumbnails import MAX_SIDE, annotated_thumbnail, faces_from_record
+
+    path = tmp_path / "big.jpg"
+    path.write_bytes(_big_photo(12))
+    record = FaceAnalyzer(num_threads=1).analyze(path).to_dict()
+    assert record["faces"]
+    got = np.asarray(Image.open(io.BytesIO(annotated_thumbnail(path, record))).convert("RGB"))
+    # what the thumbnail was before: drawn on the full-size picture, then shrunk
+    full = Image.fromarray(
+        annotate(np.asarray(Image.open(path).convert("RGB")), faces_from_record(record))
+    )
+    full.thumbnail((MAX_SIDE, MAX_SIDE))
+    want = np.asarray(full)
+    assert got.shape == want.shape
+    diff = np.abs(got.astype(int) - want.astype(int)).mean(axis=2)
+    assert diff.mean() < 6, diff.mean()  # the same picture with the boxes in the same places
+    x1, y1, x2, y2 = (int(v * want.shape[1] / record["width"]) for v in record["faces"][0]["box"])
+    assert diff[y1 : y2 + 1, x1 : x2 + 1].mean() < 20

@@ -277,8 +277,15 @@ def load_image(
     *,
     name: str | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
+    draft: tuple[int, int] | None = None,
 ) -> DecodedImage:
     """Decode ``source`` into an 8-bit RGB image with EXIF orientation applied.
+
+    ``draft`` (encoded JPEG sources only: a path, bytes or a stream) asks for a cheaper, reduced
+    decode: the JPEG is decoded at 1/2, 1/4 or 1/8 of its size, the smallest of those still at
+    least ``draft`` = (width, height) in the file's stored orientation (Pillow's ``draft``), so
+    the result may be smaller than the picture. Limits are checked on the full size. Other
+    formats are decoded at full size. Use it only where full detail is not needed (thumbnails).
 
     ``source`` may be a path (``str`` or :class:`os.PathLike`), encoded file content
     (``bytes``/``bytearray``/``memoryview``), a binary file-like object, a numpy array
@@ -303,12 +310,12 @@ def load_image(
         path = os.fsdecode(os.fspath(source))
         label = name if name is not None else path
         data = _read_path(path, label, limits)
-        return _decode_bytes(data, label, limits)
+        return _decode_bytes(data, label, limits, draft)
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name if name is not None else "<bytes>"
         data = bytes(source)
         _check_byte_size(len(data), label, limits)
-        return _decode_bytes(data, label, limits)
+        return _decode_bytes(data, label, limits, draft)
     if hasattr(source, "read"):
         if name is not None:
             label = name
@@ -316,7 +323,7 @@ def load_image(
             stream_name = getattr(source, "name", None)
             label = stream_name if isinstance(stream_name, str) else "<stream>"
         data = _read_stream(source, label, limits)
-        return _decode_bytes(data, label, limits)
+        return _decode_bytes(data, label, limits, draft)
     label = name if name is not None else f"<{type(source).__name__}>"
     raise InvalidImageError(
         f"{label}: cannot load an image from a {type(source).__name__!r}; pass a path, "
@@ -442,13 +449,22 @@ def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
         ) from exc
 
 
-def _decode_bytes(data: bytes, label: str, limits: ImageLimits) -> DecodedImage:
+def _decode_bytes(
+    data: bytes, label: str, limits: ImageLimits, draft: tuple[int, int] | None = None
+) -> DecodedImage:
     if not data:
         raise InvalidImageError(f"{label}: empty file, not an image")
     kind = _other_media_kind(data)
     if kind is not None:
         raise UnsupportedMediaError(f"{label}: unsupported media: this is {kind}, not an image")
     im = _open(data, label, limits)
+    if draft is not None and im.format in ("JPEG", "MPO"):
+        try:
+            _check_size(im, label, limits)  # the limits are on the full size
+            im.draft("RGB", (max(1, int(draft[0])), max(1, int(draft[1]))))
+        except BaseException:
+            im.close()
+            raise
     return _decode_pil(im, label, limits, owned=True)
 
 

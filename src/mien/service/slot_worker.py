@@ -172,5 +172,6 @@ def main(argv: list[str]) -> int:
         if recycle:
             return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -63,6 +63,15 @@ def _merge(params: AnalysisParams, texts: dict[str, str], query: dict[str, Any])
     )
 
 
+_ERRORS = responses(400, 401, 413, 415, 422, 500, 501, 503)
+_ERRORS[503]["headers"] = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again (Overloaded, TimeBudgetExceeded)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
 def _checked(upload: Upload, max_pixels: int) -> bytes:
     """The upload's bytes once its header is within the pixel budget (nothing decoded here:
     an over-budget picture is refused without waiting for an analysis slot)."""
@@ -77,7 +86,7 @@ def _checked(upload: Upload, max_pixels: int) -> bytes:
     openapi_extra=upload_body(
         {"image": {"type": "string", "format": "binary"}}, ["features", "profile"]
     ),
-    responses=responses(400, 401, 413, 415, 422, 500, 501, 503),
+    responses=_ERRORS,
 )
 async def analyze(
     request: Request,
@@ -111,7 +120,7 @@ async def analyze(
             "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
             "description": "the redacted picture; X-Mien-Faces-Covered says how many faces",
         },
-        **responses(400, 401, 413, 415, 422, 500, 501, 503),
+        **_ERRORS,
     },
     response_class=Response,
 )
