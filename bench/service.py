@@ -6,6 +6,11 @@ Starts a real ``mien serve`` (one uvicorn process, job workers off: only the syn
 and 16 concurrent client threads (one keep-alive ``httpx.Client`` each). For each level:
 requests/s (completed requests / wall time), p50 and p99 latency, errors (any answer but 200).
 
+Then a backpressure run (``--overload-clients``, default 32) against a second server started with
+``--queue-limit`` (default 4): every client sends its requests back to back; a 503 answer is
+counted (with its ``Retry-After``), not retried. Reported: answered requests/s (200s), p99
+latency of the 200s and of all answers, the share of 503s, and any other error.
+
 The baseline is the library in one process: ``FaceAnalyzer.analyze(jpeg_bytes)`` on the same
 photos one after the other, with the same detector threads, in images/s. ``ratio`` is the
 server's requests/s / the library's images/s (target >= 0.8 per worker: the server runs one
@@ -13,6 +18,7 @@ worker process). The server's JSON answers are checked against the library's for
 
     .venv/bin/python bench/service.py                         # 30 photos, 90 requests a level
     .venv/bin/python bench/service.py --limit 8 --requests 16 --levels 1,4    # smoke run
+    .venv/bin/python bench/service.py --levels '' --overload-requests 320    # backpressure only
 
 Results: ``bench/results/service.json`` and ``bench/results/service.md``. Throughput numbers
 are only meaningful on an otherwise idle machine: the JSON records the load average.
@@ -70,10 +76,11 @@ def library_rate(analyzer: FaceAnalyzer, photos: list[tuple[str, bytes]], n: int
 
 
 class Server:
-    def __init__(self, data_dir: Path, threads: int) -> None:
+    def __init__(self, data_dir: Path, threads: int, *extra: str) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
         made = subprocess.run(
             [sys.executable, "-m", "mien", "keys", "create", "--data-dir", str(data_dir)],
             capture_output=True,
@@ -85,7 +92,7 @@ class Server:
             [
                 sys.executable, "-m", "mien", "serve", "--data-dir", str(data_dir),
                 "--port", str(self.port), "--workers", "0", "--threads", str(threads),
-                "--log-level", "warning", "--max-upload-mb", "64",
+                "--log-level", "warning", "--max-upload-mb", "64", *extra,
             ],
             start_new_session=True,
         )  # fmt: skip
@@ -153,6 +160,72 @@ def run_level(
     }
 
 
+def run_overload(
+    server: Server, photos: list[tuple[str, bytes]], clients: int, requests: int
+) -> dict[str, Any]:
+    """``clients`` threads send ``requests`` in all, back to back; 503s are counted, not retried."""
+    headers = {"Authorization": f"Bearer {server.key}", "content-type": "image/jpeg"}
+    ok_lat: list[float] = []
+    all_lat: list[float] = []
+    busy: list[int] = []  # Retry-After of each 503
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def client() -> None:
+        with httpx.Client(base_url=server.base, headers=headers, timeout=300) as c:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                name, data = photos[i % len(photos)]
+                t0 = time.perf_counter()
+                try:
+                    r = c.post("/v1/faces:analyze", content=data)
+                    status, retry = r.status_code, r.headers.get("retry-after")
+                    why = f"{r.status_code} {r.text[:100]}"
+                except httpx.HTTPError as exc:
+                    status, retry, why = 0, None, repr(exc)
+                dt = time.perf_counter() - t0
+                with lock:
+                    all_lat.append(dt)
+                    if status == 200:
+                        ok_lat.append(dt)
+                    elif status == 503 and retry is not None:
+                        busy.append(int(retry))
+                    else:
+                        errors.append(f"{name}: {why}")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+
+    def p99(xs: list[float]) -> float:
+        xs = sorted(xs)
+        return 1000 * xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))] if xs else float("nan")
+
+    return {
+        "clients": clients,
+        "requests": requests,
+        "wall_s": wall,
+        "answered_per_s": len(ok_lat) / wall,
+        "ok": len(ok_lat),
+        "overloaded_503": len(busy),
+        "share_503": len(busy) / requests,
+        "retry_after_s": sorted(set(busy)),
+        "p50_ok_ms": 1000 * statistics.median(ok_lat) if ok_lat else float("nan"),
+        "p99_ok_ms": p99(ok_lat),
+        "p99_all_ms": p99(all_lat),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+    }
+
+
 def check_answers(server: Server, photos: list[tuple[str, bytes]], analyzer: FaceAnalyzer) -> int:
     """How many photos the server answers differently from the library (expected 0)."""
     headers = {"Authorization": f"Bearer {server.key}", "content-type": "image/jpeg"}
@@ -174,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=90, help="requests per level (default 90)")
     ap.add_argument("--levels", default="1,4,16", help="concurrent clients (default 1,4,16)")
     ap.add_argument("--threads", type=int, default=2, help="detector threads, both sides")
+    ap.add_argument("--overload-clients", type=int, default=32, help="0: no backpressure run")
+    ap.add_argument("--overload-requests", type=int, default=320)
+    ap.add_argument("--queue-limit", type=int, default=4, help="of the backpressure server")
+    ap.add_argument("--max-concurrent", type=int, default=0, help="of both servers (0: cores)")
     ap.add_argument("--out", type=Path, default=RESULTS / "service.json")
     args = ap.parse_args(argv)
 
@@ -185,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     levels = []
     library = []
     with tempfile.TemporaryDirectory(prefix="mien-bench-service-") as tmp:
-        server = Server(Path(tmp), args.threads)
+        slots = ("--max-concurrent", str(args.max_concurrent))
+        server = Server(Path(tmp) / "levels", args.threads, *slots)
         try:
             differ = check_answers(server, photos, analyzer)  # also warms the server up
-            for clients in (int(c) for c in args.levels.split(",")):
+            for clients in (int(c) for c in args.levels.split(",") if c.strip()):
                 # the library runs just before each level, so both see the same machine load
                 lib_rate = library_rate(analyzer, photos, args.requests)
                 library.append(lib_rate)
@@ -204,6 +282,25 @@ def main(argv: list[str] | None = None) -> int:
                 )
         finally:
             server.stop()
+        overload = None
+        if args.overload_clients > 0:
+            server = Server(
+                Path(tmp) / "overload", args.threads, *slots, "--queue-limit", str(args.queue_limit)
+            )
+            try:
+                check_answers(server, photos[:3], analyzer)  # warm
+                overload = run_overload(
+                    server, photos, args.overload_clients, args.overload_requests
+                )
+                print(
+                    f"{args.overload_clients} clients, queue limit {args.queue_limit}: "
+                    f"{overload['answered_per_s']:.2f} answered/s, p99 "
+                    f"{overload['p99_ok_ms']:.0f} ms (200s) / {overload['p99_all_ms']:.0f} ms "
+                    f"(all), 503 share {overload['share_503']:.2f}, errors {overload['errors']}",
+                    file=sys.stderr,
+                )
+            finally:
+                server.stop()
     info["load_average_after"] = list(os.getloadavg())
     report = {
         "command": command_line(),
@@ -214,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         "library_images_per_s": library,
         "answers_differing_from_library": differ,
         "levels": levels,
+        "overload": overload,
+        "queue_limit": args.queue_limit,
         "machine": info,
     }
     write_json(args.out, report)
@@ -254,6 +353,39 @@ def main(argv: list[str] | None = None) -> int:
             rows,
         ),
         "",
+    ]
+    if overload is not None:
+        md += [
+            f"Backpressure: {overload['clients']} clients, {overload['requests']} requests back "
+            f"to back, server with `--queue-limit {args.queue_limit}`; 503s counted, not retried.",
+            "",
+            markdown_table(
+                [
+                    "clients",
+                    "answered (200) /s",
+                    "p50 ms (200)",
+                    "p99 ms (200)",
+                    "p99 ms (all)",
+                    "503 share",
+                    "Retry-After s",
+                    "other errors",
+                ],
+                [
+                    [
+                        overload["clients"],
+                        f"{overload['answered_per_s']:.2f}",
+                        f"{overload['p50_ok_ms']:.0f}",
+                        f"{overload['p99_ok_ms']:.0f}",
+                        f"{overload['p99_all_ms']:.0f}",
+                        f"{overload['share_503']:.2f}",
+                        ",".join(str(v) for v in overload["retry_after_s"]) or "-",
+                        overload["errors"],
+                    ]
+                ],
+            ),
+            "",
+        ]
+    md += [
         f"Load average {info['load_average'][0]:.1f} before, "
         f"{info['load_average_after'][0]:.1f} after ({info['cpus_available']} cores).",
         "",

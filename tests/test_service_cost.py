@@ -310,3 +310,50 @@ def test_thumbnail_of_a_large_jpeg_draws_the_faces_in_place(tmp_path: Path) -> N
     assert diff.mean() < 6, diff.mean()  # the same picture with the boxes in the same places
     x1, y1, x2, y2 = (int(v * want.shape[1] / record["width"]) for v in record["faces"][0]["box"])
     assert diff[y1 : y2 + 1, x1 : x2 + 1].mean() < 20
+
+
+def test_a_dead_slot_process_is_a_500_problem_and_is_replaced(server_factory) -> None:
+    server = server_factory("--max-concurrent", "1", "--request-timeout", "600")
+    assert server.post("/v1/faces:analyze", JPEG).status_code == 200
+    (worker,) = server.slot_pids()
+    answers: list[httpx.Response] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(server.post("/v1/faces:analyze?features=all", _big_photo(39)))
+    )
+    before = _cpu_ticks(worker)
+    slow.start()
+    deadline = time.monotonic() + 60
+    while _cpu_ticks(worker) - before < 100:
+        assert time.monotonic() < deadline, "the slot process never started on the request"
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)  # as the kernel's OOM killer would
+    slow.join(timeout=60)
+    assert not slow.is_alive()
+    body = _problem(answers[0], 500, "InternalError")
+    assert "stopped unexpectedly" in body["detail"]
+    assert server.post("/v1/faces:analyze", JPEG).status_code == 200
+    assert worker not in server.slot_pids()
+
+
+def test_cost_settings_are_validated(tmp_path: Path) -> None:
+    from mien.service.config import ServiceConfig
+
+    for bad in ({"queue_limit": -1}, {"request_time_s": 0}, {"max_pixels": 0}):
+        with pytest.raises(ValueError):
+            ServiceConfig(data_dir=tmp_path, **bad)
+    cfg = ServiceConfig(data_dir=tmp_path, max_concurrent_analyses=3)
+    assert cfg.analysis_slots == 3 and cfg.wait_queue == 12 and cfg.max_pixels == 40_000_000
+    assert ServiceConfig(data_dir=tmp_path, queue_limit=0).wait_queue == 0
+    for flag, value in (
+        ("--max-megapixels", "inf"),
+        ("--max-megapixels", "0"),
+        ("--queue-limit", "-1"),
+        ("--request-timeout", "nan"),
+    ):
+        run = subprocess.run(
+            [sys.executable, "-m", "mien", "serve", "--data-dir", str(tmp_path), flag, value],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 2, (flag, value, run.stderr)
