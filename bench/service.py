@@ -6,10 +6,11 @@ Starts a real ``mien serve`` (one uvicorn process, job workers off: only the syn
 and 16 concurrent client threads (one keep-alive ``httpx.Client`` each). For each level:
 requests/s (completed requests / wall time), p50 and p99 latency, errors (any answer but 200).
 
-Then a backpressure run (``--overload-clients``, default 32) against a second server started with
-``--queue-limit`` (default 4): every client sends its requests back to back; a 503 answer is
-counted (with its ``Retry-After``), not retried. Reported: answered requests/s (200s), p99
-latency of the 200s and of all answers, the share of 503s, and any other error.
+Then a backpressure run (``--overload-clients``, default 32, for ``--overload-seconds``, default
+60) against a second server started with ``--queue-limit`` (default 4): every client sends
+requests back to back and, after a 503, waits what its ``Retry-After`` says. Reported: answered
+requests/s (200s), p50/p99 latency of the 200s, p99 of all answers, the share of 503s, the
+``Retry-After`` values seen, and any other error (expected none).
 
 The baseline is the library in one process: ``FaceAnalyzer.analyze(jpeg_bytes)`` on the same
 photos one after the other, with the same detector threads, in images/s. ``ratio`` is the
@@ -18,7 +19,7 @@ worker process). The server's JSON answers are checked against the library's for
 
     .venv/bin/python bench/service.py                         # 30 photos, 90 requests a level
     .venv/bin/python bench/service.py --limit 8 --requests 16 --levels 1,4    # smoke run
-    .venv/bin/python bench/service.py --levels '' --overload-requests 320    # backpressure only
+    .venv/bin/python bench/service.py --levels '' --out bench/results/service_overload.json
 
 Results: ``bench/results/service.json`` and ``bench/results/service.md``. Throughput numbers
 are only meaningful on an otherwise idle machine: the JSON records the load average.
@@ -161,24 +162,24 @@ def run_level(
 
 
 def run_overload(
-    server: Server, photos: list[tuple[str, bytes]], clients: int, requests: int
+    server: Server, photos: list[tuple[str, bytes]], clients: int, seconds: float
 ) -> dict[str, Any]:
-    """``clients`` threads send ``requests`` in all, back to back; 503s are counted, not retried."""
+    """``clients`` threads send requests back to back for ``seconds``; after a 503 a client waits
+    what its ``Retry-After`` says (at most until the end), as a well-behaved client would."""
     headers = {"Authorization": f"Bearer {server.key}", "content-type": "image/jpeg"}
     ok_lat: list[float] = []
     all_lat: list[float] = []
     busy: list[int] = []  # Retry-After of each 503
     errors: list[str] = []
     lock = threading.Lock()
-    counter = iter(range(requests))
+    sent = iter(range(10**9))
+    end = time.perf_counter() + seconds
 
     def client() -> None:
         with httpx.Client(base_url=server.base, headers=headers, timeout=300) as c:
-            while True:
+            while time.perf_counter() < end:
                 with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
+                    i = next(sent)
                 name, data = photos[i % len(photos)]
                 t0 = time.perf_counter()
                 try:
@@ -196,6 +197,8 @@ def run_overload(
                         busy.append(int(retry))
                     else:
                         errors.append(f"{name}: {why}")
+                if status == 503 and retry is not None:
+                    time.sleep(max(0.0, min(float(retry), end - time.perf_counter())))
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     t0 = time.perf_counter()
@@ -211,12 +214,13 @@ def run_overload(
 
     return {
         "clients": clients,
-        "requests": requests,
+        "seconds": seconds,
+        "requests": len(all_lat),
         "wall_s": wall,
         "answered_per_s": len(ok_lat) / wall,
         "ok": len(ok_lat),
         "overloaded_503": len(busy),
-        "share_503": len(busy) / requests,
+        "share_503": len(busy) / max(1, len(all_lat)),
         "retry_after_s": sorted(set(busy)),
         "p50_ok_ms": 1000 * statistics.median(ok_lat) if ok_lat else float("nan"),
         "p99_ok_ms": p99(ok_lat),
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", default="1,4,16", help="concurrent clients (default 1,4,16)")
     ap.add_argument("--threads", type=int, default=2, help="detector threads, both sides")
     ap.add_argument("--overload-clients", type=int, default=32, help="0: no backpressure run")
-    ap.add_argument("--overload-requests", type=int, default=320)
+    ap.add_argument("--overload-seconds", type=float, default=60.0)
     ap.add_argument("--queue-limit", type=int, default=4, help="of the backpressure server")
     ap.add_argument("--max-concurrent", type=int, default=0, help="of both servers (0: cores)")
     ap.add_argument("--out", type=Path, default=RESULTS / "service.json")
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 check_answers(server, photos[:3], analyzer)  # warm
                 overload = run_overload(
-                    server, photos, args.overload_clients, args.overload_requests
+                    server, photos, args.overload_clients, args.overload_seconds
                 )
                 print(
                     f"{args.overload_clients} clients, queue limit {args.queue_limit}: "
@@ -356,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if overload is not None:
         md += [
-            f"Backpressure: {overload['clients']} clients, {overload['requests']} requests back "
-            f"to back, server with `--queue-limit {args.queue_limit}`; 503s counted, not retried.",
+            f"Backpressure: {overload['clients']} clients sending back to back for "
+            f"{overload['seconds']:g} s ({overload['requests']} requests), server with "
+            f"`--queue-limit {args.queue_limit}`; after a 503 a client waits its Retry-After.",
             "",
             markdown_table(
                 [

@@ -357,3 +357,41 @@ def test_cost_settings_are_validated(tmp_path: Path) -> None:
             timeout=120,
         )
         assert run.returncode == 2, (flag, value, run.stderr)
+
+
+def _send_raw(server: Server, body: bytes, query: str = "") -> socket.socket:
+    """Start a request on a raw connection (so the test can drop it) and return the socket."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    head = (
+        f"POST /v1/faces:analyze{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: {server.auth['Authorization']}\r\nContent-Type: image/jpeg\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body)
+    return sock
+
+
+def test_a_waiting_client_that_disconnects_leaves_the_queue(server_factory) -> None:
+    server = server_factory("--max-concurrent", "1", "--queue-limit", "1")
+    assert server.post("/v1/faces:analyze", JPEG).status_code == 200
+    (worker,) = server.slot_pids()
+    before = _cpu_ticks(worker)
+    running = _send_raw(server, _big_photo(39), "?features=all")  # takes the one slot
+    deadline = time.monotonic() + 60
+    while _cpu_ticks(worker) - before < 50:
+        assert time.monotonic() < deadline, "the slot process never started on the request"
+        time.sleep(0.1)
+    waiting = _send_raw(server, JPEG)  # takes the one place in the queue
+    time.sleep(1.0)
+    _problem(server.post("/v1/faces:analyze", JPEG), 503, "Overloaded")  # the queue is full
+    waiting.close()
+    time.sleep(1.0)  # the server notices within 0.1 s
+    # the place is free again: the next request is admitted (it waits; a 503 would come at once)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            server.base + "/v1/faces:analyze",
+            content=JPEG,
+            headers={**server.auth, "content-type": "image/jpeg"},
+            timeout=httpx.Timeout(10.0, read=3.0),
+        )
+    running.close()

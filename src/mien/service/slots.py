@@ -1,8 +1,10 @@
 """Synchronous analyses (``/v1/faces:analyze``, ``/v1/redact``) with a bounded cost each.
 
 * **Slots.** Each of the ``slots`` analyses that may run at once runs in a process of its own
-  (:mod:`mien.service.slot_worker`), started when first needed. The server itself never decodes
-  a picture, so its memory does not grow with the pictures it is sent.
+  (:mod:`mien.service.slot_worker`), started when first needed; it loads the default models
+  before it takes a request, and that start is not counted in any request's time budget. The
+  server itself never decodes a picture, so its memory does not grow with the pictures it is
+  sent (it only parses headers, :func:`mien.media.image.probe_image`).
 * **Stopping work.** While a picture is analysed the server watches the client's connection and
   the clock. When the client disconnects, or the request's time budget (``request_time_s``) runs
   out, the slot's process is killed at once (SIGKILL: whatever it was doing stops, its memory
