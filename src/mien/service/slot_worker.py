@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from mien.errors import MienError
@@ -70,9 +71,11 @@ class SlotWork:
         self.limits = ImageLimits(max_pixels=max_pixels)
 
     def warm(self) -> None:
-        """Load the models of the default features (what most requests ask for)."""
+        """Load the models of the default features (what most requests ask for) and run them
+        once on the bundled sample photo, so the first request does not pay for either."""
         with contextlib.suppress(Exception):  # a broken model is reported by the request
-            self.cache.analyzer(AnalysisParams(features=parse_features(None)))
+            analyzer = self.cache.analyzer(AnalysisParams(features=parse_features(None)))
+            analyzer.analyze(Path(__file__).resolve().parent.parent / "samples" / "astronaut.jpg")
 
     def analyze(self, params_json: dict[str, Any], data: bytes, name: str) -> dict[str, Any]:
         params = AnalysisParams.from_json(params_json)

@@ -2,7 +2,7 @@
 
 * **Slots.** Each of the ``slots`` analyses that may run at once runs in a process of its own
   (:mod:`mien.service.slot_worker`), started when first needed; it loads the default models
-  before it takes a request, and that start is not counted in any request's time budget. The
+  (and runs them once) before it takes a request, and that start is not counted in any request's time budget. The
   server itself never decodes a picture, so its memory does not grow with the pictures it is
   sent (it only parses headers, :func:`mien.media.image.probe_image`).
 * **Stopping work.** While a picture is analysed the server watches the client's connection and
