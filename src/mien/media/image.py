@@ -417,8 +417,11 @@ def _bomb_error(label: str, exc: BaseException, limits: ImageLimits) -> ImageToo
     )
 
 
-def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
-    """Parse the header (lazy: no pixel is decoded here)."""
+def _open(
+    data: bytes, label: str, limits: ImageLimits, stream: IO[bytes] | None = None
+) -> Image.Image:
+    """Parse the header (lazy: no pixel is decoded here); from ``stream`` when given (then
+    ``data`` is only its first bytes, for error messages)."""
     formats = _open_formats()
     pil_limit = Image.MAX_IMAGE_PIXELS
     # Pillow warns above MAX_IMAGE_PIXELS. Make that an error when our own limit is at
@@ -429,7 +432,7 @@ def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
             warnings.simplefilter(action, Image.DecompressionBombWarning)
             # Pillow's metadata warnings about a damaged header are noise in a batch.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            return Image.open(io.BytesIO(data), formats=formats)
+            return Image.open(io.BytesIO(data) if stream is None else stream, formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _bomb_error(label, exc, limits) from exc
     except UnidentifiedImageError as exc:
@@ -650,26 +653,40 @@ def _array_to_rgb(arr: np.ndarray, label: str, limits: ImageLimits) -> np.ndarra
 
 
 def probe_image(
-    data: bytes, *, name: str | None = None, limits: ImageLimits = DEFAULT_LIMITS
+    source: bytes | IO[bytes], *, name: str | None = None, limits: ImageLimits = DEFAULT_LIMITS
 ) -> tuple[int, int, str | None]:
-    """``(width, height, format)`` of encoded ``data`` from its header, checked against
+    """``(width, height, format)`` of an encoded picture from its header, checked against
     ``limits``; no pixel is decoded (cheap enough to run before queueing a picture for analysis).
 
-    Raises the same errors as :func:`load_image` for what the header shows (too large, not an
-    image, another kind of media). A file that passes may still fail to decode later.
+    ``source`` is the file's content or a seekable binary file, of which only the header is read
+    (it is left at position 0). Raises the same errors as :func:`load_image` for what the header
+    shows (too large, not an image, another kind of media). A file that passes may still fail
+    to decode later.
     """
     label = name if name is not None else "<bytes>"
-    data = bytes(data)
-    _check_byte_size(len(data), label, limits)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, stream = bytes(source), None
+        size = len(data)
+    else:
+        stream = source
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
+        data = stream.read(4096)
+        stream.seek(0)
+    _check_byte_size(size, label, limits)
     if not data:
         raise InvalidImageError(f"{label}: empty file, not an image")
     kind = _other_media_kind(data)
     if kind is not None:
         raise UnsupportedMediaError(f"{label}: unsupported media: this is {kind}, not an image")
-    im = _open(data, label, limits)
     try:
-        _check_size(im, label, limits)
-        width, height = im.size
-        return int(width), int(height), "JPEG" if im.format == "MPO" else im.format
+        im = _open(data, label, limits, stream)
+        try:
+            _check_size(im, label, limits)
+            width, height = im.size
+            return int(width), int(height), "JPEG" if im.format == "MPO" else im.format
+        finally:
+            im.close()
     finally:
-        im.close()
+        if stream is not None:
+            stream.seek(0)

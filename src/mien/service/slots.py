@@ -2,9 +2,10 @@
 
 * **Slots.** Each of the ``slots`` analyses that may run at once runs in a process of its own
   (:mod:`mien.service.slot_worker`), started when first needed; it loads the default models
-  (and runs them once) before it takes a request, and that start is not counted in any request's time budget. The
-  server itself never decodes a picture, so its memory does not grow with the pictures it is
-  sent (it only parses headers, :func:`mien.media.image.probe_image`).
+  (and runs them once) before it takes a request, and that start is not counted in any
+  request's time budget. The server itself never decodes a picture, so its memory does not
+  grow with the pictures it is sent (it only parses headers,
+  :func:`mien.media.image.probe_image`, and holds the bodies of the requests in slots).
 * **Stopping work.** While a picture is analysed the server watches the client's connection and
   the clock. When the client disconnects, or the request's time budget (``request_time_s``) runs
   out, the slot's process is killed at once (SIGKILL: whatever it was doing stops, its memory
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from typing import Any
@@ -171,10 +172,16 @@ class SlotPool:
                 idle.put_nowait(got)
             raise
 
-    async def run(self, request: Request, kind: str, *args: Any) -> Any:
-        """Run one task in a slot and return its value; a task error raises :class:`Problem`."""
+    async def run(
+        self, request: Request, kind: str, make_args: Callable[[], tuple[Any, ...]]
+    ) -> Any:
+        """Run one task in a slot and return its value; a task error raises :class:`Problem`.
+
+        ``make_args`` (run in a thread once a slot is free) gives the task's arguments: the
+        upload is read into memory only then, so waiting requests hold no picture in memory."""
         slot = await self._acquire(request)
         try:
+            args = await run_in_threadpool(make_args)
             return await self._call(slot, request, kind, args)
         finally:
             self._queue().put_nowait(slot)

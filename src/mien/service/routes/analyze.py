@@ -72,12 +72,10 @@ _ERRORS[503]["headers"] = {
 }
 
 
-def _checked(upload: Upload, max_pixels: int) -> bytes:
-    """The upload's bytes once its header is within the pixel budget (nothing decoded here:
-    an over-budget picture is refused without waiting for an analysis slot)."""
-    data = upload.read()
-    probe_image(data, name=upload.name, limits=ImageLimits(max_pixels=max_pixels))
-    return data
+def _check_header(upload: Upload, max_pixels: int) -> None:
+    """Refuse an over-budget picture from its header (nothing decoded, the body not read into
+    memory: that happens once the request has an analysis slot)."""
+    probe_image(upload.file, name=upload.name, limits=ImageLimits(max_pixels=max_pixels))
 
 
 @router.post(
@@ -103,10 +101,10 @@ async def analyze(
     async with st.slots.admission():  # 503 Overloaded before the body is read when full
         upload, texts = await _one_upload(request, name)
         params = await in_thread(_merge, params, texts, {"features": features, "profile": profile})
-        data = await in_thread(_checked, upload, st.config.max_pixels)
+        await in_thread(_check_header, upload, st.config.max_pixels)
         # the picture is decoded and analysed in a slot process, stopped on disconnect/timeout
         out: dict[str, Any] = await st.slots.run(
-            request, "analyze", params.to_json(), data, upload.name
+            request, "analyze", lambda: (params.to_json(), upload.read(), upload.name)
         )
     return out
 
@@ -154,8 +152,10 @@ async def redact(
     st = state(request)
     async with st.slots.admission():
         upload, _ = await _one_upload(request, name)
-        data = await in_thread(_checked, upload, st.config.max_pixels)
-        job = (threshold, dataclasses.asdict(opts), format, data, upload.name)
-        out: tuple[bytes, str, int] = await st.slots.run(request, "redact", *job)
+        await in_thread(_check_header, upload, st.config.max_pixels)
+        fields = dataclasses.asdict(opts)
+        out: tuple[bytes, str, int] = await st.slots.run(
+            request, "redact", lambda: (threshold, fields, format, upload.read(), upload.name)
+        )
     body, mime, covered = out
     return Response(body, media_type=mime, headers={"X-Mien-Faces-Covered": str(covered)})
