@@ -395,3 +395,21 @@ def test_a_waiting_client_that_disconnects_leaves_the_queue(server_factory) -> N
             timeout=httpx.Timeout(10.0, read=3.0),
         )
     running.close()
+
+
+def test_probe_image_reads_only_the_header_of_a_file(tmp_path: Path) -> None:
+    from mien.errors import ImageTooLargeError, UnsupportedMediaError
+    from mien.media.image import ImageLimits, probe_image
+
+    with open(SAMPLE, "rb") as fh:
+        size = probe_image(fh)
+        assert not fh.closed and fh.tell() == 0  # the caller's file stays usable
+        assert fh.read() == JPEG
+    with Image.open(SAMPLE) as im:
+        assert size == (im.width, im.height, "JPEG")
+    big = io.BytesIO(_huge_png())
+    with pytest.raises(ImageTooLargeError, match="40000000"):
+        probe_image(big, limits=ImageLimits(max_pixels=40_000_000))
+    assert big.tell() == 0 and not big.closed
+    with pytest.raises(UnsupportedMediaError):
+        probe_image(b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n")

@@ -686,7 +686,8 @@ def probe_image(
             width, height = im.size
             return int(width), int(height), "JPEG" if im.format == "MPO" else im.format
         finally:
-            im.close()
+            if stream is None:  # Pillow's close() would close the caller's file too
+                im.close()
     finally:
         if stream is not None:
             stream.seek(0)
