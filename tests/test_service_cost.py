@@ -413,3 +413,11 @@ def test_probe_image_reads_only_the_header_of_a_file(tmp_path: Path) -> None:
     assert big.tell() == 0 and not big.closed
     with pytest.raises(UnsupportedMediaError):
         probe_image(b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n")
+
+
+def test_light_load_keeps_one_slot_process(server_factory) -> None:
+    server = server_factory("--max-concurrent", "2")
+    assert server.slot_pids() == set()  # started when first needed
+    for _ in range(3):
+        assert server.post("/v1/faces:analyze", JPEG).status_code == 200
+    assert len(server.slot_pids()) == 1  # the warm slot is reused; the other never started

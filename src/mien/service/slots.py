@@ -145,7 +145,9 @@ class SlotPool:
 
     def _queue(self) -> asyncio.Queue[_Slot]:
         if self._idle is None:
-            self._idle = asyncio.Queue()
+            # the slot used last is reused first (its process is warm; under light load the
+            # others are never started); waiting requests are still served in arrival order
+            self._idle = asyncio.LifoQueue()
             for slot in self._slots:
                 self._idle.put_nowait(slot)
         return self._idle
