@@ -29,9 +29,10 @@ import pytest
 from PIL import Image
 
 from .conftest import SAMPLE, shared
-from .service_fixtures import Database, database_fixture
+from .service_fixtures import Database, Service, database_fixture, service_fixture
 
 database = database_fixture()
+small_budget = service_fixture(max_pixels=100_000)  # in-process app with a job worker
 PROBLEM = "application/problem+json"
 JPEG = SAMPLE.read_bytes()
 
@@ -421,3 +422,22 @@ def test_light_load_keeps_one_slot_process(server_factory) -> None:
     for _ in range(3):
         assert server.post("/v1/faces:analyze", JPEG).status_code == 200
     assert len(server.slot_pids()) == 1  # the warm slot is reused; the other never started
+
+
+def test_the_pixel_budget_holds_in_image_jobs(small_budget: Service) -> None:
+    svc = small_budget
+    tiny = io.BytesIO()
+    Image.open(SAMPLE).convert("RGB").resize((300, 300)).save(tiny, "JPEG")  # 0.09 Mpx
+    files = [
+        ("files", ("big.jpg", JPEG, "image/jpeg")),
+        ("files", ("tiny.jpg", tiny.getvalue(), "image/jpeg")),
+    ]
+    r = svc.client.post("/v1/jobs", files=files, headers=svc.auth)
+    assert r.status_code == 202, r.text
+    job = svc.wait_job(r.headers["location"])
+    assert job["status"] == "succeeded", job
+    items = svc.client.get(r.headers["location"] + "/results", headers=svc.auth).json()["items"]
+    by_name = {it["result"]["source"]: it["result"] for it in items}
+    assert by_name["big.jpg"]["error"]["code"] == "ImageTooLarge", by_name["big.jpg"]
+    assert "100000" in by_name["big.jpg"]["error"]["message"]
+    assert "error" not in by_name["tiny.jpg"] and by_name["tiny.jpg"]["width"] == 300
