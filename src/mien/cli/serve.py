@@ -62,8 +62,32 @@ def register(sub: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="photos analysed or redacted at once by the server (default: one per core); "
-        "further requests wait",
+        help="photos analysed or redacted at once by the server, each in a process of its "
+        "own (default: one per core); further requests wait",
+    )
+    p.add_argument(
+        "--queue-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="photo requests that may wait for a free analysis slot; more are answered 503 "
+        "with Retry-After (default: 4 per slot; 0: none wait)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="time budget of one photo analysis or redaction once it runs; it is stopped "
+        "after that (503 TimeBudgetExceeded; default 60)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=40.0,
+        metavar="MPX",
+        help="largest picture the service accepts, width x height from its header before "
+        "decoding (413 ImageTooLarge; default 40; the library's own limit is 100)",
     )
     p.add_argument(
         "--review-session",
@@ -110,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     from mien.service.app import create_app
     from mien.service.config import parse_duration
 
+    if not 0 < args.max_megapixels <= 100_000:  # also refuses nan and inf
+        raise ValueError(f"--max-megapixels must lie in (0, 100000], got {args.max_megapixels}")
     config = config_from_args(
         args,
         workers=args.workers,
@@ -122,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent_analyses=args.max_concurrent,
         review_session_s=parse_duration(args.review_session),
         allow_stream_hosts=tuple(args.allow_stream_hosts),
+        queue_limit=args.queue_limit,
+        request_time_s=args.request_timeout,
+        max_pixels=round(args.max_megapixels * 1_000_000),
     )
     app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -60,7 +60,7 @@ from mien.errors import (
 )
 from mien.media.regular import check_regular, read_regular
 
-__all__ = ["DEFAULT_LIMITS", "DecodedImage", "ImageLimits", "load_image"]
+__all__ = ["DEFAULT_LIMITS", "DecodedImage", "ImageLimits", "load_image", "probe_image"]
 
 
 @dataclass(frozen=True)
@@ -277,8 +277,15 @@ def load_image(
     *,
     name: str | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
+    draft: tuple[int, int] | None = None,
 ) -> DecodedImage:
     """Decode ``source`` into an 8-bit RGB image with EXIF orientation applied.
+
+    ``draft`` (encoded JPEG sources only: a path, bytes or a stream) asks for a cheaper, reduced
+    decode: the JPEG is decoded at 1/2, 1/4 or 1/8 of its size, the smallest of those still at
+    least ``draft`` = (width, height) in the file's stored orientation (Pillow's ``draft``), so
+    the result may be smaller than the picture. Limits are checked on the full size. Other
+    formats are decoded at full size. Use it only where full detail is not needed (thumbnails).
 
     ``source`` may be a path (``str`` or :class:`os.PathLike`), encoded file content
     (``bytes``/``bytearray``/``memoryview``), a binary file-like object, a numpy array
@@ -304,12 +311,12 @@ def load_image(
         path = os.fsdecode(os.fspath(source))
         label = name if name is not None else path
         data = _read_path(path, label, limits)
-        return _decode_bytes(data, label, limits)
+        return _decode_bytes(data, label, limits, draft)
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name if name is not None else "<bytes>"
         data = bytes(source)
         _check_byte_size(len(data), label, limits)
-        return _decode_bytes(data, label, limits)
+        return _decode_bytes(data, label, limits, draft)
     if hasattr(source, "read"):
         if name is not None:
             label = name
@@ -317,7 +324,7 @@ def load_image(
             stream_name = getattr(source, "name", None)
             label = stream_name if isinstance(stream_name, str) else "<stream>"
         data = _read_stream(source, label, limits)
-        return _decode_bytes(data, label, limits)
+        return _decode_bytes(data, label, limits, draft)
     label = name if name is not None else f"<{type(source).__name__}>"
     raise InvalidImageError(
         f"{label}: cannot load an image from a {type(source).__name__!r}; pass a path, "
@@ -398,8 +405,11 @@ def _bomb_error(label: str, exc: BaseException, limits: ImageLimits) -> ImageToo
     )
 
 
-def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
-    """Parse the header (lazy: no pixel is decoded here)."""
+def _open(
+    data: bytes, label: str, limits: ImageLimits, stream: IO[bytes] | None = None
+) -> Image.Image:
+    """Parse the header (lazy: no pixel is decoded here); from ``stream`` when given (then
+    ``data`` is only its first bytes, for error messages)."""
     formats = _open_formats()
     pil_limit = Image.MAX_IMAGE_PIXELS
     # Pillow warns above MAX_IMAGE_PIXELS. Make that an error when our own limit is at
@@ -410,7 +420,7 @@ def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
             warnings.simplefilter(action, Image.DecompressionBombWarning)
             # Pillow's metadata warnings about a damaged header are noise in a batch.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            return Image.open(io.BytesIO(data), formats=formats)
+            return Image.open(io.BytesIO(data) if stream is None else stream, formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _bomb_error(label, exc, limits) from exc
     except UnidentifiedImageError as exc:
@@ -430,13 +440,22 @@ def _open(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
         ) from exc
 
 
-def _decode_bytes(data: bytes, label: str, limits: ImageLimits) -> DecodedImage:
+def _decode_bytes(
+    data: bytes, label: str, limits: ImageLimits, draft: tuple[int, int] | None = None
+) -> DecodedImage:
     if not data:
         raise InvalidImageError(f"{label}: empty file, not an image")
     kind = _other_media_kind(data)
     if kind is not None:
         raise UnsupportedMediaError(f"{label}: unsupported media: this is {kind}, not an image")
     im = _open(data, label, limits)
+    if draft is not None and im.format in ("JPEG", "MPO"):
+        try:
+            _check_size(im, label, limits)  # the limits are on the full size
+            im.draft("RGB", (max(1, int(draft[0])), max(1, int(draft[1]))))
+        except BaseException:
+            im.close()
+            raise
     return _decode_pil(im, label, limits, owned=True)
 
 
@@ -619,3 +638,44 @@ def _array_to_rgb(arr: np.ndarray, label: str, limits: ImageLimits) -> np.ndarra
     else:
         rgb = _composite_white(u8[..., :3], u8[..., 3])
     return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def probe_image(
+    source: bytes | IO[bytes], *, name: str | None = None, limits: ImageLimits = DEFAULT_LIMITS
+) -> tuple[int, int, str | None]:
+    """``(width, height, format)`` of an encoded picture from its header, checked against
+    ``limits``; no pixel is decoded (cheap enough to run before queueing a picture for analysis).
+
+    ``source`` is the file's content or a seekable binary file, of which only the header is read
+    (it is left at position 0). Raises the same errors as :func:`load_image` for what the header
+    shows (too large, not an image, another kind of media). A file that passes may still fail
+    to decode later.
+    """
+    label = name if name is not None else "<bytes>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, stream = bytes(source), None
+        size = len(data)
+    else:
+        stream = source
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
+        data = stream.read(4096)
+        stream.seek(0)
+    _check_byte_size(size, label, limits)
+    if not data:
+        raise InvalidImageError(f"{label}: empty file, not an image")
+    kind = _other_media_kind(data)
+    if kind is not None:
+        raise UnsupportedMediaError(f"{label}: unsupported media: this is {kind}, not an image")
+    try:
+        im = _open(data, label, limits, stream)
+        try:
+            _check_size(im, label, limits)
+            width, height = im.size
+            return int(width), int(height), "JPEG" if im.format == "MPO" else im.format
+        finally:
+            if stream is None:  # Pillow's close() would close the caller's file too
+                im.close()
+    finally:
+        if stream is not None:
+            stream.seek(0)

@@ -18,10 +18,10 @@ from fastapi.openapi.utils import get_openapi
 
 from mien import __version__
 from mien.service import problem
-from mien.service.analysis import AnalyzerCache
 from mien.service.config import ServiceConfig
 from mien.service.routes import analyze, apidocs, health, jobs, review
 from mien.service.security import SAFE_METHODS, BrowserGuard
+from mien.service.slots import SlotPool
 from mien.service.state import AppState
 from mien.service.store import Store
 from mien.service.supervisor import Supervisor
@@ -54,9 +54,14 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = Store.open(cfg.database_url)
-        app.state.mien = AppState(
-            config=cfg, store=store, analyzers=AnalyzerCache(num_threads=cfg.num_threads)
+        slots = SlotPool(
+            cfg.analysis_slots,
+            cfg.wait_queue,
+            cfg.request_time_s,
+            num_threads=cfg.num_threads,
+            max_pixels=cfg.max_pixels,
         )
+        app.state.mien = AppState(config=cfg, store=store, slots=slots)
         supervisor = Supervisor(cfg, store) if start_workers else None
         app.state.supervisor = supervisor
         if supervisor is not None:
@@ -64,6 +69,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         try:
             yield
         finally:
+            slots.close()
             if supervisor is not None:
                 supervisor.stop()
             store.close()

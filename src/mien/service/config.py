@@ -10,6 +10,8 @@ from mien.live.outbound import OutboundPolicy, parse_allow_list
 
 DEFAULT_RETENTION_S = 24 * 3600
 DEFAULT_REVIEW_SESSION_S = 8 * 3600
+#: The service's pixel budget (the library's own limit is 100 Mpx); see docs/security.md.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def default_data_dir() -> Path:
@@ -55,7 +57,8 @@ class ServiceConfig:
     * ``max_attempts``: a job is marked failed after this many interrupted runs.
     * ``purge_interval_s``: how often the retention purger runs.
     * ``max_concurrent_analyses``: synchronous analyses (``/v1/faces:analyze``, ``/v1/redact``)
-      run at once in the server; more requests wait their turn (0: the number of CPU cores).
+      run at once, each in a process of its own; more requests wait their turn (0: the number
+      of CPU cores).
     * ``review_session_s``: how long a review-page sign-in lasts (then the reviewer signs in
       again).
     * ``allow_stream_hosts``: the outbound allow list of stream jobs: CIDR networks, addresses
@@ -63,6 +66,12 @@ class ServiceConfig:
       a stream job may open although they are loopback, private, link-local... (refused by
       default; see :mod:`mien.live.outbound` and docs/security.md). Public addresses are
       always allowed.
+    * ``queue_limit``: synchronous requests that may wait for a free analysis slot; one more is
+      answered 503 ``Overloaded`` with ``Retry-After`` (None: 4 per slot; 0: none wait).
+    * ``request_time_s``: time budget of one synchronous analysis, from the moment it gets a
+      slot; its process is stopped when the budget runs out (503 ``TimeBudgetExceeded``).
+    * ``max_pixels``: largest picture (width x height, from its header, before decoding) that
+      the service analyses or redacts, in requests and in image jobs (413 ``ImageTooLarge``).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -81,6 +90,9 @@ class ServiceConfig:
     max_concurrent_analyses: int = 0
     review_session_s: int = DEFAULT_REVIEW_SESSION_S
     allow_stream_hosts: tuple[str, ...] = ()
+    queue_limit: int | None = None
+    request_time_s: float = 60.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -96,6 +108,12 @@ class ServiceConfig:
             raise ValueError("max_concurrent_analyses must be >= 0")
         if self.review_session_s < 1:
             raise ValueError("the review session must last at least 1 s")
+        if self.queue_limit is not None and self.queue_limit < 0:
+            raise ValueError("queue_limit must be >= 0")
+        if not self.request_time_s > 0:
+            raise ValueError("request_time_s must be > 0")
+        if self.max_pixels < 1:
+            raise ValueError("max_pixels must be >= 1")
         if self.retention_s < 0:
             raise ValueError("retention must be >= 0")
         if self.heartbeat_s <= 0 or self.job_lease_s <= self.heartbeat_s:
@@ -115,6 +133,14 @@ class ServiceConfig:
     def outbound_policy(self) -> OutboundPolicy:
         """The policy stream jobs open their addresses under."""
         return OutboundPolicy.from_entries(self.allow_stream_hosts)
+
+    @property
+    def analysis_slots(self) -> int:
+        return self.max_concurrent_analyses or os.cpu_count() or 1
+
+    @property
+    def wait_queue(self) -> int:
+        return 4 * self.analysis_slots if self.queue_limit is None else self.queue_limit
 
     @property
     def media_dir(self) -> Path:

@@ -39,6 +39,8 @@ STATUS: dict[str, int] = {
     "TooManyJobs": 429,
     "NotAvailable": 501,
     "ModelIntegrity": 503,
+    "Overloaded": 503,
+    "TimeBudgetExceeded": 503,
     "InternalError": 500,
 }
 
@@ -63,6 +65,8 @@ TITLES: dict[str, str] = {
     "TooManyJobs": "Too many active jobs for this key",
     "NotAvailable": "Not available in this installation",
     "ModelIntegrity": "A model file failed verification",
+    "Overloaded": "The server is busy; retry after the time in Retry-After",
+    "TimeBudgetExceeded": "The request took longer than the server's time budget",
     "InternalError": "Internal error",
 }
 
@@ -70,11 +74,20 @@ TITLES: dict[str, str] = {
 class Problem(Exception):
     """Raise from a route to answer a problem+json response."""
 
-    def __init__(self, code: str, detail: str, *, status: int | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.status = status or STATUS.get(code, 400)
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -124,7 +137,8 @@ def install(app: FastAPI) -> None:
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        headers.update(exc.headers)
         return problem_response(
             exc.code,
             exc.detail,

@@ -1,14 +1,12 @@
-"""What a running app holds: its settings, its store, its analyzers and key cache."""
+"""What a running app holds: its settings, its store, its analysis slots and key cache."""
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass, field
 
-from mien.service.analysis import AnalyzerCache
 from mien.service.auth import KeyCache
 from mien.service.config import ServiceConfig
+from mien.service.slots import SlotPool
 from mien.service.store import Store
 
 
@@ -16,10 +14,5 @@ from mien.service.store import Store
 class AppState:
     config: ServiceConfig
     store: Store
-    analyzers: AnalyzerCache
+    slots: SlotPool
     keys: KeyCache = field(default_factory=KeyCache)
-    analysis_slots: threading.BoundedSemaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        n = self.config.max_concurrent_analyses or os.cpu_count() or 1
-        self.analysis_slots = threading.BoundedSemaphore(n)

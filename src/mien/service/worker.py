@@ -46,7 +46,7 @@ class Worker:
         self.store = store
         self.name = name
         self.stop = threading.Event()
-        self.cache = AnalyzerCache(num_threads=config.num_threads)
+        self.cache = AnalyzerCache(num_threads=config.num_threads, max_pixels=config.max_pixels)
 
     def run_forever(self, parent_pid: int | None = None) -> None:
         while not self.stop.is_set():

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import io
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from mien.features import check_refused
-from mien.media.image import load_image
-from mien.service.analysis import AnalysisParams, evaluate, image_record, parse_params
+from mien.media.image import ImageLimits, probe_image
+from mien.service.analysis import AnalysisParams, parse_params
 from mien.service.auth import require_key
 from mien.service.problem import Problem, responses
 from mien.service.routes.common import in_thread, state, upload_body
@@ -63,13 +63,28 @@ def _merge(params: AnalysisParams, texts: dict[str, str], query: dict[str, Any])
     )
 
 
+_ERRORS = responses(400, 401, 413, 415, 422, 500, 501, 503)
+_ERRORS[503]["headers"] = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again (Overloaded, TimeBudgetExceeded)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _check_header(upload: Upload, max_pixels: int) -> None:
+    """Refuse an over-budget picture from its header (nothing decoded, the body not read into
+    memory: that happens once the request has an analysis slot)."""
+    probe_image(upload.file, name=upload.name, limits=ImageLimits(max_pixels=max_pixels))
+
+
 @router.post(
     "/v1/faces:analyze",
     summary="Analyse one image; answers the same JSON object as `mien analyze`",
     openapi_extra=upload_body(
         {"image": {"type": "string", "format": "binary"}}, ["features", "profile"]
     ),
-    responses=responses(400, 401, 413, 415, 422, 501),
+    responses=_ERRORS,
 )
 async def analyze(
     request: Request,
@@ -82,26 +97,16 @@ async def analyze(
     name: str | None = Query(None, max_length=200, description=NAME_HELP),
 ) -> dict[str, Any]:
     params = await in_thread(parse_params, features, profile, threshold, min_face, max_faces)
-    upload, texts = await _one_upload(request, name)
-    params = await in_thread(_merge, params, texts, {"features": features, "profile": profile})
     st = state(request)
-
-    def work() -> dict[str, Any]:
-        analyzer = st.analyzers.analyzer(params)
-        ruleset = st.analyzers.ruleset(params.profile)
-        with st.analysis_slots:  # bounded: many large uploads at once must not exhaust memory
-            result = analyzer.analyze(upload.read(), name=upload.name)  # MediaError -> problem
-        return image_record(result, params, evaluate(ruleset, result))
-
-    out: dict[str, Any] = await in_thread(work)
+    async with st.slots.admission():  # 503 Overloaded before the body is read when full
+        upload, texts = await _one_upload(request, name)
+        params = await in_thread(_merge, params, texts, {"features": features, "profile": profile})
+        await in_thread(_check_header, upload, st.config.max_pixels)
+        # the picture is decoded and analysed in a slot process, stopped on disconnect/timeout
+        out: dict[str, Any] = await st.slots.run(
+            request, "analyze", lambda: (params.to_json(), upload.read(), upload.name)
+        )
     return out
-
-
-_REDACT_FORMATS = {
-    "jpeg": ("JPEG", "image/jpeg"),
-    "png": ("PNG", "image/png"),
-    "webp": ("WEBP", "image/webp"),
-}
 
 
 @router.post(
@@ -113,7 +118,7 @@ _REDACT_FORMATS = {
             "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
             "description": "the redacted picture; X-Mien-Faces-Covered says how many faces",
         },
-        **responses(400, 401, 413, 415, 422, 501),
+        **_ERRORS,
     },
     response_class=Response,
 )
@@ -144,34 +149,13 @@ async def redact(
         )
     except ValueError as exc:
         raise Problem("InvalidParameter", str(exc)) from None
-    upload, _ = await _one_upload(request, name)
     st = state(request)
-
-    def work() -> tuple[bytes, str, int]:
-        with st.analysis_slots:
-            return _redact(upload, threshold, opts, format)
-
-    data, mime, covered = await in_thread(work)
-    return Response(data, media_type=mime, headers={"X-Mien-Faces-Covered": str(covered)})
-
-
-def _redact(
-    upload: Upload, threshold: float | None, opts: Any, format: str | None
-) -> tuple[bytes, str, int]:
-    from PIL import Image
-
-    from mien.options import AnalyzerOptions
-    from mien.redact.image import redact_array
-
-    decoded = load_image(upload.read(), name=upload.name)
-    an_opts = (
-        None if threshold is None else AnalyzerOptions(features=("detection",), threshold=threshold)
-    )
-    out, report = redact_array(
-        decoded.rgb, analyzer_options=an_opts, options=opts, name=upload.name
-    )
-    fmt = format or {"JPEG": "jpeg", "WEBP": "webp"}.get(decoded.format or "", "png")
-    pil_fmt, mime = _REDACT_FORMATS[fmt]
-    buf = io.BytesIO()
-    Image.fromarray(out).save(buf, pil_fmt, **({"quality": 92} if fmt != "png" else {}))
-    return buf.getvalue(), mime, len(report.regions)
+    async with st.slots.admission():
+        upload, _ = await _one_upload(request, name)
+        await in_thread(_check_header, upload, st.config.max_pixels)
+        fields = dataclasses.asdict(opts)
+        out: tuple[bytes, str, int] = await st.slots.run(
+            request, "redact", lambda: (threshold, fields, format, upload.read(), upload.name)
+        )
+    body, mime, covered = out
+    return Response(body, media_type=mime, headers={"X-Mien-Faces-Covered": str(covered)})
