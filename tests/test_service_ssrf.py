@@ -628,8 +628,11 @@ def test_allowed_rtmp_stream_is_analysed(open_svc: Service) -> None:
         job = open_svc.wait_job(r.headers["Location"], timeout=120)
         assert job["status"] == "succeeded", job
         results = all_results(open_svc, job["id"])
-        started = results[0]["result"]
-        assert results[0]["kind"] == "stream_started" and started["kind"] == "rtmp"
+        # on a busy machine ffmpeg's listener may not be up at the first try: a reconnect
+        kinds = [x["kind"] for x in results]
+        first = kinds.index("stream_started")
+        assert set(kinds[:first]) <= {"reconnecting"}, kinds
+        assert results[first]["result"]["kind"] == "rtmp"
         frames = [x["result"] for x in results if x["kind"] == "frame"]
         assert frames and any(f["faces"] for f in frames)
         assert results[-1]["result"]["reason"] == "duration"
