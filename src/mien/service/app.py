@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from mien import __version__
-from mien.service import problem
+from mien.service import faults, problem
 from mien.service.analysis import AnalyzerCache
 from mien.service.config import ServiceConfig
 from mien.service.routes import analyze, health, jobs, review
@@ -43,6 +43,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg.media_dir.mkdir(exist_ok=True, mode=0o700)
         store = Store.open(cfg.database_url)
         app.state.mien = AppState(
             config=cfg, store=store, analyzers=AnalyzerCache(num_threads=cfg.num_threads)
@@ -67,6 +68,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         redoc_url=None,
     )
     problem.install(app)
+    faults.install(app)
     app.add_middleware(BodyLimit, limit=cfg.max_upload_bytes)
     app.include_router(health.router)
     app.include_router(analyze.router)
@@ -86,6 +88,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             problem.PROBLEM_SCHEMA
         )
+        problem.document_errors(schema)
         app.openapi_schema = schema
         return schema
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mien.service.analysis import AnalyzerCache
 from mien.service.auth import KeyCache
 from mien.service.config import ServiceConfig
+from mien.service.faults import StoreErrors
 from mien.service.store import Store
 
 
@@ -18,6 +19,7 @@ class AppState:
     store: Store
     analyzers: AnalyzerCache
     keys: KeyCache = field(default_factory=KeyCache)
+    store_errors: StoreErrors = field(default_factory=StoreErrors)
     analysis_slots: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
