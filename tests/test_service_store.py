@@ -27,12 +27,13 @@ import pytest
 from mien.service.store import Store
 
 from .conftest import SAMPLE, shared
-from .service_fixtures import Service, service_fixture, start_service
+from .service_fixtures import Service, database_fixture, service_fixture, start_service
 
 JPEG = SAMPLE.read_bytes()
 PROBLEM = "application/problem+json"
 limited = service_fixture(workers=0, max_jobs_per_key=4)  # jobs stay queued: no worker runs
 working = service_fixture(retention_s=3600)
+database = database_fixture()
 
 
 def problem(resp, status: int, code: str) -> dict:
@@ -467,3 +468,80 @@ def test_video_errors_do_not_show_server_paths(working: Service) -> None:
     text = str(job) + page.text
     assert str(working.config.data_dir) not in text and ".bin" not in text, text[-2000:]
     assert "cut.mp4" in text
+
+
+# -- workers die with their server -------------------------------------------------------------
+
+
+def _workers_of(server_pid: int) -> list[int]:
+    """Pids of live ``mien.service.worker`` processes started by server ``server_pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"mien.service.worker" in args and str(server_pid).encode() in args and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigkill_of_the_server_leaves_no_worker(database, tmp_path: Path) -> None:
+    """Finding 9: SIGKILL of `mien serve` left its job worker running (here: in the middle of a
+    batch). The worker notices within a second, hands the job back and exits."""
+    import signal
+    import sys
+
+    import httpx
+
+    from .test_service_restart import Server, _free_port, _store_args
+
+    made = subprocess.run(
+        [sys.executable, "-m", "mien", "keys", "create", *_store_args(tmp_path, database)],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    auth = {"Authorization": f"Bearer {made.stdout.decode().strip()}"}
+    photos = sorted(shared("dlib_examples_faces", "images").glob("*.jpg"))
+    files = [("files", (f"{i}-{p.name}", p.read_bytes(), "image/jpeg")) for i in range(4)
+             for p in photos]  # fmt: skip
+    server = Server(tmp_path, database, _free_port())
+    server.start()
+    assert server.proc is not None
+    pid = server.proc.pid
+    try:
+        r = httpx.post(f"{server.base}/v1/jobs", files=files, headers=auth, timeout=60)
+        assert r.status_code == 202, r.text
+        loc = server.base + r.headers["location"]
+        deadline = time.monotonic() + 300
+        while (job := httpx.get(loc, headers=auth, timeout=10).json())["progress"]["done"] < 1:
+            assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+            time.sleep(0.05)
+        assert _workers_of(pid), "the server runs a worker"
+        os.kill(pid, signal.SIGKILL)  # the server only: not its process group
+        server.proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _workers_of(pid):
+            assert time.monotonic() < deadline, f"worker(s) outlived the server: {_workers_of(pid)}"
+            time.sleep(0.2)
+        from mien.service.config import ServiceConfig
+
+        store = Store.open(
+            ServiceConfig(data_dir=tmp_path, db_url=database.url).database_url,
+            migrate_schema=False,
+        )
+        try:
+            left = store.get_job(job["id"])
+        finally:
+            store.close()
+        assert left is not None and left["status"] == "queued", left  # handed back
+        assert 1 <= left["done_items"] < len(files)
+    finally:
+        server.kill(signal.SIGKILL)
+        for stray in _workers_of(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stray, signal.SIGKILL)
