@@ -218,7 +218,9 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             answers = op.setdefault("responses", {})
             if "422" in answers:
                 answers["422"] = problem_422
-            for st in (500, 503):
+            # a body that cannot be parsed (400) or is over the upload limit (413)
+            with_body = (400, 413) if "requestBody" in op else ()
+            for st in (*with_body, 500, 503):
                 answers.setdefault(str(st), responses(st)[st])
     schemas = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
