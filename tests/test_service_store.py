@@ -545,3 +545,37 @@ def test_sigkill_of_the_server_leaves_no_worker(database, tmp_path: Path) -> Non
         for stray in _workers_of(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(stray, signal.SIGKILL)
+
+
+def test_synchronous_routes_never_spool_uploads_to_disk(limited: Service, monkeypatch) -> None:
+    """Finding 9: uploads over 1 MB to /v1/faces:analyze and /v1/redact went to a temporary
+    file although the docs say they are never written. They stay in memory now."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=100
+    )
+    big = buf.getvalue()
+    assert len(big) > 2 * 1024 * 1024
+    spooled: list[int] = []
+    real_rollover = tempfile.SpooledTemporaryFile.rollover
+
+    def rollover(self: tempfile.SpooledTemporaryFile) -> None:  # type: ignore[type-arg]
+        spooled.append(1)
+        real_rollover(self)
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", rollover)
+    for route in ("/v1/faces:analyze", "/v1/redact"):
+        r = limited.client.post(route, files={"image": ("big.jpg", big, "image/jpeg")},
+                                headers=limited.auth)  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = limited.client.post(
+            route, content=big, headers={**limited.auth, "content-type": "image/jpeg"}
+        )
+        assert r.status_code == 200, r.text
+    assert spooled == [], "an upload was written to a temporary file"
