@@ -579,3 +579,25 @@ def test_synchronous_routes_never_spool_uploads_to_disk(limited: Service, monkey
         )
         assert r.status_code == 200, r.text
     assert spooled == [], "an upload was written to a temporary file"
+
+
+def test_serve_refuses_a_corrupted_database_with_one_line(tmp_path: Path) -> None:
+    """Finding 6: restarting on a corrupted database failed with a traceback."""
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "mien", "keys", "create", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    _corrupt(tmp_path / "mien.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "mien", "serve", "--data-dir", str(tmp_path), "--port", "1",
+         "--workers", "0"],
+        capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 3, err
+    assert "Traceback" not in err and "malformed" in err and "restore it" in err, err
