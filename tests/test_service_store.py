@@ -601,3 +601,55 @@ def test_serve_refuses_a_corrupted_database_with_one_line(tmp_path: Path) -> Non
     err = done.stderr.decode()
     assert done.returncode == 3, err
     assert "Traceback" not in err and "malformed" in err and "restore it" in err, err
+
+
+def test_parallel_job_creations_on_a_real_server(database, tmp_path: Path) -> None:
+    """The quota race over real HTTP: `mien serve --max-jobs-per-key 4`, 12 clients at once."""
+    import signal
+    import sys
+
+    import httpx
+
+    from .test_service_restart import _free_port, _store_args
+
+    made = subprocess.run(
+        [sys.executable, "-m", "mien", "keys", "create", *_store_args(tmp_path, database)],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    auth = {"Authorization": f"Bearer {made.stdout.decode().strip()}", "content-type": "image/jpeg"}
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mien", "serve", *_store_args(tmp_path, database),
+             "--port", str(port), "--workers", "0", "--max-jobs-per-key", "4",
+             "--log-level", "warning"],
+            stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        start = threading.Barrier(12)
+        body = JPEG * (3 * 1024 * 1024 // len(JPEG))  # saving takes a while: a wider window
+
+        def post(_: int) -> int:
+            start.wait(timeout=30)
+            r = httpx.post(f"{base}/v1/jobs", content=body, headers=auth, timeout=60)
+            return r.status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            codes = sorted(pool.map(post, range(12)))
+        assert codes == [202] * 4 + [429] * 8, codes
+        assert len(folders(tmp_path / "media")) == 4  # the refused ones kept nothing
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

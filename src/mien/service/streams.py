@@ -79,7 +79,8 @@ def parse_int(text: str | None, name: str, default: int, low: int, high: int) ->
 def write_url(folder: Path, url: str) -> None:
     """Keep the address in the job's media folder (0700), in a file only the server reads
     (created 0600: never readable by others, not even for a moment)."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.parent.mkdir(exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
     fd = os.open(folder / URL_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(url)

@@ -184,8 +184,12 @@ def require_content(uploads: list[Upload]) -> None:
 
 
 def save(upload: Upload, folder: Path, index: int) -> str:
-    """Write an upload to ``folder`` (created 0700, file 0600); returns the file name."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write an upload to ``folder`` (created 0700, file 0600); returns the file name.
+
+    Only the job's folder and the media folder above it are created (0700); a data dir that
+    is gone is an error (``OSError``), not silently made again with default permissions."""
+    folder.parent.mkdir(exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
     fname = f"{index:05d}.bin"
     fd = os.open(folder / fname, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
