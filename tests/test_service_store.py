@@ -653,3 +653,25 @@ def test_parallel_job_creations_on_a_real_server(database, tmp_path: Path) -> No
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_dropped_postgresql_database_answers_problem_json(tmp_path: Path) -> None:
+    """PostgreSQL's version of a deleted store: the database is dropped under the server."""
+    from .service_fixtures import make_database
+
+    db = make_database("postgresql")
+    try:
+        for svc in start_service(tmp_path, "postgresql", db.url, workers=0):
+            made = jpeg_job(svc)
+            assert made.status_code == 202
+            db.drop()  # terminates the server's connections and removes the database
+            r = svc.client.get(made.headers["location"], headers=svc.auth)
+            body = problem(r, 503, "StoreUnavailable")
+            assert "127.0.0.1" not in body["detail"] and "postgres" not in body["detail"]
+            problem(jpeg_job(svc), 503, "StoreUnavailable")
+            assert folders(svc.config.media_dir) == [made.json()["id"]]  # nothing new kept
+            problem(svc.client.get("/health"), 503, "StoreUnavailable")
+            checks = problem(svc.client.get("/health/ready"), 503, "NotReady")["checks"]
+            assert checks["store"] != "ok" and checks["media"] == "ok"
+    finally:
+        db.drop()
