@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from mien.cli.common import EXIT_OK
+from mien.cli.common import EXIT_CANNOT_RUN, EXIT_OK
 
 
 def store_args(p: argparse.ArgumentParser) -> None:
@@ -152,6 +153,31 @@ def run(args: argparse.Namespace) -> int:
         request_time_s=args.request_timeout,
         max_pixels=round(args.max_megapixels * 1_000_000),
     )
+    problem = check_store(config)
+    if problem:
+        print(f"mien serve: {problem}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return EXIT_OK
+
+
+def check_store(config: Any) -> str | None:
+    """Why the store cannot be opened (and migrated), in one line, or ``None``."""
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from mien.service.store import Store
+
+    try:
+        Store.open(config.database_url).close()
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        where = "the PostgreSQL database" if config.db_url else str(config.data_dir / "mien.db")
+        first = str(cause).splitlines()[0] if str(cause) else ""
+        hint = (
+            "is it running and reachable?"
+            if isinstance(exc, OperationalError)
+            else "a damaged database: restore it from a backup"
+        )
+        return f"cannot open the store {where}: {type(cause).__name__}: {first} ({hint})"
+    return None

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from mien import __version__
-from mien.service import problem
+from mien.service import faults, problem
 from mien.service.config import ServiceConfig
 from mien.service.routes import analyze, apidocs, health, jobs, review
 from mien.service.security import SAFE_METHODS, BrowserGuard
@@ -53,6 +53,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg.media_dir.mkdir(exist_ok=True, mode=0o700)
         store = Store.open(cfg.database_url)
         slots = SlotPool(
             cfg.analysis_slots,
@@ -83,6 +84,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         redoc_url=None,
     )
     problem.install(app)
+    faults.install(app)
     app.add_middleware(BodyLimit, limit=cfg.max_upload_bytes)
     app.include_router(health.router)
     app.include_router(analyze.router)
@@ -117,6 +119,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
             for method, op in item.items():
                 if method.upper() not in SAFE_METHODS and isinstance(op, dict):
                     op.setdefault("responses", {}).setdefault("403", CROSS_SITE_RESPONSE)
+        problem.document_errors(schema)
         app.openapi_schema = schema
         return schema
 

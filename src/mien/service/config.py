@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,8 @@ DEFAULT_RETENTION_S = 24 * 3600
 DEFAULT_REVIEW_SESSION_S = 8 * 3600
 #: The service's pixel budget (the library's own limit is 100 Mpx); see docs/security.md.
 DEFAULT_MAX_PIXELS = 40_000_000
+#: The longest duration :func:`parse_duration` accepts (about 10 years; fits a 32-bit column).
+MAX_DURATION_S = 3650 * 86400
 
 
 def default_data_dir() -> Path:
@@ -36,6 +39,8 @@ def parse_duration(text: str) -> int:
         value = float(t)
     except ValueError:
         raise ValueError(f"not a duration: {text!r} (use e.g. 0, 90s, 15m, 24h, 7d)") from None
+    if not math.isfinite(value) or value * mult > MAX_DURATION_S:
+        raise ValueError(f"not a duration: {text!r} (at most {MAX_DURATION_S // 86400} days)")
     if value < 0:
         raise ValueError(f"a duration cannot be negative: {text!r}")
     return round(value * mult)

@@ -41,6 +41,10 @@ STATUS: dict[str, int] = {
     "ModelIntegrity": 503,
     "Overloaded": 503,
     "TimeBudgetExceeded": 503,
+    "StoreUnavailable": 503,
+    "MediaUnavailable": 503,
+    "NotReady": 503,
+    "InsufficientStorage": 507,
     "InternalError": 500,
 }
 
@@ -67,6 +71,10 @@ TITLES: dict[str, str] = {
     "ModelIntegrity": "A model file failed verification",
     "Overloaded": "The server is busy; retry after the time in Retry-After",
     "TimeBudgetExceeded": "The request took longer than the server's time budget",
+    "StoreUnavailable": "The service's database is unavailable or cannot be trusted",
+    "MediaUnavailable": "The service cannot store uploads now",
+    "NotReady": "The service is not ready",
+    "InsufficientStorage": "No room left to store the upload",
     "InternalError": "Internal error",
 }
 
@@ -132,6 +140,18 @@ def from_mien_error(exc: MienError) -> Problem:
 _HTTP_CODES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "ImageTooLarge"}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the routes of ``request``'s path answer (for a 405's ``Allow``)."""
+    from starlette.routing import Match
+
+    methods = []
+    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(r.matches(scope)[0] == Match.FULL for r in request.app.router.routes):
+            methods.append(method)
+    return methods
+
+
 def install(app: FastAPI) -> None:
     """Answer every error of ``app`` as problem+json."""
 
@@ -156,7 +176,12 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "BadRequest")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return problem_response(code, detail, exc.status_code, instance=request.url.path)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow: every method of the path, not one route's
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(
+            code, detail, exc.status_code, instance=request.url.path, headers=headers or None
+        )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -199,3 +224,23 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
     return out
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the app sends: every 422 (FastAPI's validation
+    errors included) is problem+json, and every operation may answer 500 ``InternalError`` and
+    503 ``StoreUnavailable``/... (problem+json too). Edits ``schema`` in place and returns it."""
+    problem_422 = responses(422)[422]
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            answers = op.setdefault("responses", {})
+            if "422" in answers:
+                answers["422"] = problem_422
+            # a body that cannot be parsed (400) or is over the upload limit (413)
+            with_body = (400, 413) if "requestBody" in op else ()
+            for st in (*with_body, 500, 503):
+                answers.setdefault(str(st), responses(st)[st])
+    schemas = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return schema

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mien.service.auth import KeyCache
 from mien.service.config import ServiceConfig
+from mien.service.faults import StoreErrors
 from mien.service.slots import SlotPool
 from mien.service.store import Store
 
@@ -16,3 +17,4 @@ class AppState:
     store: Store
     slots: SlotPool
     keys: KeyCache = field(default_factory=KeyCache)
+    store_errors: StoreErrors = field(default_factory=StoreErrors)

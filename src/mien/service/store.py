@@ -8,11 +8,13 @@ atomic statement on both databases: ``SELECT ... FOR UPDATE SKIP LOCKED`` on Pos
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
@@ -20,6 +22,10 @@ from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, se
 from mien.service.schema import api_keys, job_items, jobs, results, review_sessions
 
 ACTIVE = ("queued", "running")
+#: The largest id a request may name (SQLite's INTEGER); PostgreSQL's ``integer`` ids end at
+#: 2**31 - 1, so larger ones are simply not found there.
+MAX_ID = 2**63 - 1
+_PG_MAX_ID = 2**31 - 1
 FINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -61,12 +67,59 @@ class Claim:
     attempts: int
 
 
+class StoreFault(Exception):
+    """The store cannot be trusted any more (its file was deleted or replaced)."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 class Store:
     """Data access for keys, jobs, items, results and review decisions."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        #: The SQLite file, and its device and inode when the store was opened: a file deleted
+        #: or replaced under the running server is detected by comparing them (:meth:`fault`).
+        self.sqlite_path = (
+            Path(database).absolute() if database and database != ":memory:" else None
+        )
+        self._identity = _identity(self.sqlite_path) if self.sqlite_path else None
+        if self.sqlite_path is not None:
+            event.listen(engine, "connect", self._refuse_other_file)
+
+    def _refuse_other_file(self, _dbapi_conn: Any, _record: Any) -> None:
+        """Never open a new connection to a file other than the one the store was opened on."""
+        if self._identity is None and self.sqlite_path is not None:
+            self._identity = _identity(self.sqlite_path)
+        reason = self.fault()
+        if reason:
+            raise StoreFault(reason)
+
+    def fault(self) -> str | None:
+        """Why the store cannot be trusted, or ``None``: the SQLite file the server opened is
+        gone or is another file now (writes would go to a deleted file and be lost)."""
+        if self.sqlite_path is None or self._identity is None:
+            return None
+        now = _identity(self.sqlite_path)
+        if now is None:
+            return (
+                f"the database file {self.sqlite_path.name} was deleted while the server ran; "
+                "nothing more is accepted (restore it and restart the server)"
+            )
+        if now != self._identity:
+            return (
+                f"the database file {self.sqlite_path.name} was replaced while the server ran; "
+                "nothing more is accepted (restart the server to use the new file)"
+            )
+        return None
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -74,6 +127,21 @@ class Store:
         if migrate_schema:
             migrate(engine)
         return cls(engine)
+
+    def probe(self) -> None:
+        """Write to the store and read it back (the readiness check); raises when it cannot.
+
+        The write changes nothing (the schema version is set to itself) but goes through the
+        database's write path: a lock, the journal or WAL, the commit.
+        """
+        reason = self.fault()
+        if reason:
+            raise StoreFault(reason)
+        with self.engine.begin() as c:
+            c.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+            version = c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        if not version:
+            raise StoreFault("the store has no schema version")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -142,9 +210,35 @@ class Store:
         retention_s: int,
         request_hash: str,
         idempotency_key: str | None,
-    ) -> None:
+        max_active: int | None = None,
+    ) -> int | None:
+        """Insert a queued job and its items.
+
+        With ``max_active``, the count of the key's queued and running jobs and the insert are
+        one transaction that no other job creation of the key can interleave with (SQLite:
+        ``BEGIN IMMEDIATE`` takes the write lock before the count; PostgreSQL: the key's row is
+        locked ``FOR UPDATE``), so concurrent requests never exceed the limit. Returns ``None``
+        when the job was inserted, else the number of active jobs that refused it.
+        """
         now = time.time()
-        with self.engine.begin() as c:
+        with self.engine.connect() as c:
+            if not self.is_postgres:
+                c.exec_driver_sql("BEGIN IMMEDIATE")
+            if max_active is not None:
+                if self.is_postgres:
+                    c.execute(
+                        select(api_keys.c.id).where(api_keys.c.id == key_id).with_for_update()
+                    )
+                active = int(
+                    c.execute(
+                        select(func.count())
+                        .select_from(jobs)
+                        .where(jobs.c.key_id == key_id, jobs.c.status.in_(ACTIVE))
+                    ).scalar_one()
+                )
+                if active >= max_active:
+                    c.rollback()
+                    return active
             c.execute(
                 insert(jobs).values(
                     id=job_id,
@@ -170,6 +264,8 @@ class Store:
                     for i, (n, f) in enumerate(items)
                 ],
             )
+            c.commit()
+        return None
 
     def get_job(self, job_id: str, key_id: str | None = None) -> dict[str, Any] | None:
         q = select(jobs).where(jobs.c.id == job_id)
@@ -399,6 +495,17 @@ class Store:
             ).all()
         return [str(r[0]) for r in rows]
 
+    def existing_jobs(self, job_ids: Sequence[str]) -> set[str]:
+        """Those of ``job_ids`` that have a job row."""
+        found: set[str] = set()
+        with self.engine.connect() as c:
+            for i in range(0, len(job_ids), 500):
+                chunk = list(job_ids[i : i + 500])
+                found.update(
+                    str(r[0]) for r in c.execute(select(jobs.c.id).where(jobs.c.id.in_(chunk)))
+                )
+        return found
+
     def mark_purged(self, job_id: str) -> None:
         with self.engine.begin() as c:
             c.execute(update(jobs).where(jobs.c.id == job_id).values(media_purged=True))
@@ -406,9 +513,14 @@ class Store:
 
     # -- results and review ----------------------------------------------------------------
 
+    def _max_id(self) -> int:
+        return _PG_MAX_ID if self.is_postgres else MAX_ID
+
     def results_page(
         self, job_id: str, after: int, limit: int
     ) -> tuple[list[dict[str, Any]], int | None]:
+        if after >= self._max_id():
+            return [], None
         with self.engine.connect() as c:
             rows = (
                 c.execute(
@@ -450,12 +562,16 @@ class Store:
 
     def result_with_media(self, result_id: int, *, key_id: str) -> dict[str, Any] | None:
         """One result with its job's media state, when it belongs to a job of ``key_id``."""
+        if not 0 < result_id <= self._max_id():
+            return None
         q = self._reviewable(key_id).where(results.c.id == result_id)
         with self.engine.connect() as c:
             row = c.execute(q).mappings().first()
         return dict(row) if row else None
 
     def decide(self, result_id: int, decision: str, reviewer: str, key_id: str) -> bool:
+        if not 0 < result_id <= self._max_id():
+            return False
         with self.engine.begin() as c:
             res = c.execute(
                 update(results)

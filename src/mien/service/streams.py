@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -79,10 +80,13 @@ def parse_int(text: str | None, name: str, default: int, low: int, high: int) ->
 
 
 def write_url(folder: Path, url: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / URL_FILE
-    path.write_text(url, encoding="utf-8")
-    path.chmod(0o600)
+    """Keep the address in the job's media folder (0700), in a file only the server reads
+    (created 0600: never readable by others, not even for a moment)."""
+    folder.parent.mkdir(exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
+    fd = os.open(folder / URL_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(url)
 
 
 def run_stream(

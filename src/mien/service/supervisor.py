@@ -16,7 +16,7 @@ import sys
 import threading
 
 from mien.service.config import ServiceConfig
-from mien.service.media import purge_expired
+from mien.service.media import purge_expired, remove_orphans
 from mien.service.store import Store
 from mien.service.worker import CONFIG_ENV
 
@@ -30,6 +30,7 @@ class Supervisor:
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * config.workers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._fault: str | None = None
 
     def _config_json(self) -> str:
         raw = dataclasses.asdict(self.config)
@@ -58,6 +59,12 @@ class Supervisor:
         import time
 
         while not self._stop.wait(1.0):
+            fault = self.store.fault()
+            if fault:  # the database file is gone: no purge, no restarts; say why (once)
+                if fault != self._fault:
+                    log.error("%s", fault)
+                self._fault = fault
+                continue
             for slot, proc in enumerate(self.procs):
                 if proc is not None and proc.poll() is not None and not self._stop.is_set():
                     log.warning("worker %d exited with %s; restarting it", slot, proc.returncode)
@@ -65,6 +72,7 @@ class Supervisor:
             if time.monotonic() >= next_purge:
                 try:
                     purge_expired(self.store, self.config.media_dir)
+                    remove_orphans(self.store, self.config.media_dir)
                 except Exception:
                     log.exception("retention purge failed")
                 next_purge = time.monotonic() + self.config.purge_interval_s

@@ -111,8 +111,18 @@ def is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
-async def read_form(request: Request, max_files: int) -> FormData:
+async def read_form(request: Request, max_files: int, in_memory: int | None = None) -> FormData:
+    """The form of ``request``; with ``in_memory`` (bytes), multipart files up to that size are
+    kept in memory, never spooled to a temporary file (Starlette's default spools past 1 MB)."""
     try:
+        if in_memory is not None and is_multipart(request):
+            from starlette.formparsers import MultiPartParser
+
+            parser = MultiPartParser(
+                request.headers, request.stream(), max_files=max_files, max_fields=100
+            )
+            parser.spool_max_size = in_memory
+            return await parser.parse()
         return await request.form(max_files=max_files, max_fields=100)
     except Problem:
         raise
@@ -143,8 +153,11 @@ def form_text(form: FormData, name: str) -> str | None:
 _RAW_TYPES = ("image/", "video/", "application/octet-stream")
 
 
-async def read_raw(request: Request, name: str | None = None) -> Upload:
-    """The raw request body as one upload; refuses content types that are not media."""
+async def read_raw(
+    request: Request, name: str | None = None, in_memory: int = 8 * _CHUNK
+) -> Upload:
+    """The raw request body as one upload; refuses content types that are not media. Bodies up
+    to ``in_memory`` bytes stay in memory, larger ones are spooled to a temporary file."""
     import tempfile
 
     ctype = request.headers.get("content-type", "application/octet-stream").lower()
@@ -154,7 +167,7 @@ async def read_raw(request: Request, name: str | None = None) -> Upload:
             f"send an image or video as the raw body (image/*, video/* or "
             f"application/octet-stream) or as multipart/form-data, not {ctype!r}",
         )
-    spool = tempfile.SpooledTemporaryFile(max_size=8 * _CHUNK)  # noqa: SIM115 - returned
+    spool = tempfile.SpooledTemporaryFile(max_size=in_memory)  # noqa: SIM115 - returned
     async for chunk in request.stream():
         spool.write(chunk)
     spool.seek(0)
@@ -171,8 +184,12 @@ def require_content(uploads: list[Upload]) -> None:
 
 
 def save(upload: Upload, folder: Path, index: int) -> str:
-    """Write an upload to ``folder`` (created 0700, file 0600); returns the file name."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write an upload to ``folder`` (created 0700, file 0600); returns the file name.
+
+    Only the job's folder and the media folder above it are created (0700); a data dir that
+    is gone is an error (``OSError``), not silently made again with default permissions."""
+    folder.parent.mkdir(exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
     fname = f"{index:05d}.bin"
     fd = os.open(folder / fname, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:

@@ -47,12 +47,20 @@ class Worker:
         self.name = name
         self.stop = threading.Event()
         self.cache = AnalyzerCache(num_threads=config.num_threads, max_pixels=config.max_pixels)
+        self._fault: str | None = None
 
     def run_forever(self, parent_pid: int | None = None) -> None:
         while not self.stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.info("%s: the server is gone; exiting", self.name)
                 return
+            fault = self.store.fault()
+            if fault:  # the database file is gone: take no work, say why (once)
+                if fault != self._fault:
+                    log.error("%s: %s", self.name, fault)
+                self._fault = fault
+                self.stop.wait(self.config.poll_s)
+                continue
             claim = self.store.claim(self.name, self.config.job_lease_s)
             if claim is None:
                 self.stop.wait(self.config.poll_s)
@@ -96,7 +104,7 @@ class Worker:
     def _heartbeat(self, job_id: str, lost: threading.Event) -> None:
         while not lost.wait(self.config.heartbeat_s):
             try:
-                if not self.store.heartbeat(job_id, self.name):
+                if self.store.fault() or not self.store.heartbeat(job_id, self.name):
                     lost.set()  # cancelled or taken over
             except Exception:  # a transient database error: try again next beat
                 log.warning("%s: heartbeat failed", self.name, exc_info=True)
@@ -216,7 +224,8 @@ class Worker:
                 data = rec.to_dict(include_mesh=include_mesh)
             else:
                 data = rec.to_dict()
-            data["source"] = name  # not the path of the upload on this server
+            data = _hide_path(data, path, name)  # never the upload's path on this server
+            data["source"] = name
             flags: list[dict[str, Any]] = []
             if kind == "FrameResult" and ruleset is not None:
                 flags = [
@@ -226,7 +235,7 @@ class Worker:
                 data["profile"] = params.profile
                 data["flags"] = flags
             if kind == "VideoResult" and rec.error is not None:
-                error = (rec.error.code, rec.error.message)
+                error = (rec.error.code, _hide_path(rec.error.message, path, name))
             rows.append(
                 {"seq": seq, "kind": str(data.get("kind", "frame")), "data": data, "flags": flags}
             )
@@ -235,6 +244,69 @@ class Worker:
                 rows = []
         self.store.add_results(job_id, idx, rows)
         return error
+
+
+#: After the server is gone, how long a worker may take to hand its job back before it exits.
+PARENT_GONE_GRACE_S = 5.0
+
+
+def _wait_for_exit(pid: int, stop: threading.Event) -> bool:
+    """Block until process ``pid`` has exited (True) or ``stop`` is set (False).
+
+    Uses a pidfd (Linux 5.3+), which becomes readable when the process exits; elsewhere it
+    polls the parent's pid twice a second.
+    """
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd < 0:
+        while not stop.wait(0.5):
+            if os.getppid() != pid:
+                return True
+        return False
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not stop.is_set():
+            if poller.poll(500):
+                return True
+        return False
+    finally:
+        os.close(fd)
+
+
+def watch_parent(worker: Worker, parent_pid: int) -> threading.Thread:
+    """Stop ``worker`` when the server that started it dies, even by SIGKILL, and even in the
+    middle of a job: the job is handed back if that takes less than
+    :data:`PARENT_GONE_GRACE_S`, else the process exits anyway (the job's lease then runs out
+    and the next server resumes it). No worker outlives its server."""
+
+    def run() -> None:
+        if os.getppid() != parent_pid or _wait_for_exit(parent_pid, worker.stop):
+            log.info("%s: the server (pid %d) is gone; stopping", worker.name, parent_pid)
+            worker.stop.set()
+            time.sleep(PARENT_GONE_GRACE_S)
+            log.warning("%s: still busy after the server went away; exiting now", worker.name)
+            os._exit(1)
+
+    thread = threading.Thread(target=run, daemon=True, name="parent-watch")
+    thread.start()
+    return thread
+
+
+def _hide_path(value: Any, path: Path, name: str) -> Any:
+    """``value`` (a record, a list, a string) with the upload's path on this server, and its
+    folder, replaced by the name the client gave the file."""
+    if isinstance(value, str):
+        return value.replace(str(path), name).replace(str(path.parent), "<upload>")
+    if isinstance(value, dict):
+        return {k: _hide_path(v, path, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide_path(v, path, name) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if parent is not None:
+        watch_parent(worker, parent)
     try:
         worker.run_forever(parent_pid=parent)
     finally:

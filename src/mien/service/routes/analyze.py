@@ -34,15 +34,17 @@ NAME_HELP = "the `source` label of a raw-body upload (default `<bytes>`; multipa
 async def _one_upload(request: Request, name: str | None) -> tuple[Upload, dict[str, str]]:
     """The single uploaded image and any text fields of a multipart form."""
     texts: dict[str, str] = {}
+    # never written to disk: the upload stays in memory (the body limit bounds it)
+    in_memory = state(request).config.max_upload_bytes
     if is_multipart(request):
-        form = await read_form(request, max_files=2)
+        form = await read_form(request, max_files=2, in_memory=in_memory)
         uploads = form_files(form, *_FIELDS)
         for key in form:
             value = form_text(form, key)
             if value is not None:
                 texts[key] = value
     else:
-        uploads = [await read_raw(request, name)]
+        uploads = [await read_raw(request, name, in_memory=in_memory)]
     require_content(uploads)
     if len(uploads) != 1:
         raise Problem("BadRequest", "send exactly one image (field 'image')")

@@ -23,11 +23,11 @@ from mien.service import streams
 from mien.service.analysis import parse_params
 from mien.service.auth import require_key
 from mien.service.config import parse_duration
-from mien.service.media import delete_job_media, job_dir
+from mien.service.media import delete_job_media, job_dir, media_problem
 from mien.service.problem import Problem, responses
 from mien.service.routes.common import in_thread, state, upload_body
 from mien.service.state import AppState
-from mien.service.store import new_id
+from mien.service.store import MAX_ID, new_id
 from mien.service.uploads import (
     Upload,
     form_files,
@@ -161,6 +161,14 @@ def _fingerprint(kind: str, params: dict[str, Any], retention: int, ups: list[Up
     return h.hexdigest()
 
 
+def _too_many(active: int, limit: int) -> Problem:
+    return Problem(
+        "TooManyJobs",
+        f"this key has {active} queued or running job(s), the limit is {limit}; "
+        "wait for one to finish or delete one",
+    )
+
+
 def _create(
     st: AppState,
     key_id: str,
@@ -183,23 +191,20 @@ def _create(
                     "this Idempotency-Key was used for a different request",
                 )
             return found
-    active = st.store.active_jobs(key_id)
-    if active >= st.config.max_jobs_per_key:
-        raise Problem(
-            "TooManyJobs",
-            f"this key has {active} queued or running job(s), the limit is "
-            f"{st.config.max_jobs_per_key}; wait for one to finish or delete one",
-        )
+    limit = st.config.max_jobs_per_key
+    active = st.store.active_jobs(key_id)  # a cheap early answer; the insert checks again
+    if active >= limit:
+        raise _too_many(active, limit)
     job_id = new_id()
     folder = job_dir(st.config.media_dir, job_id)
-    items: list[tuple[str, str | None]] = [
-        (up.name, save(up, folder, i)) for i, up in enumerate(uploads)
-    ]
-    if stream_url is not None:  # no upload: the address waits in the job's media folder
-        streams.write_url(folder, stream_url)
-        items = [(str(params["stream"]["url"]), None)]
     try:
-        st.store.create_job(
+        items: list[tuple[str, str | None]] = [
+            (up.name, save(up, folder, i)) for i, up in enumerate(uploads)
+        ]
+        if stream_url is not None:  # no upload: the address waits in the job's media folder
+            streams.write_url(folder, stream_url)
+            items = [(str(params["stream"]["url"]), None)]
+        refused = st.store.create_job(
             job_id=job_id,
             key_id=key_id,
             kind=kind,
@@ -208,6 +213,7 @@ def _create(
             retention_s=retention,
             request_hash=fingerprint,
             idempotency_key=idem,
+            max_active=limit,
         )
     except IntegrityError:  # the same Idempotency-Key raced in from another request
         delete_job_media(st.config.media_dir, job_id)
@@ -216,6 +222,15 @@ def _create(
             if found is not None and found["request_hash"] == fingerprint:
                 return found
         raise Problem("IdempotencyConflict", "this Idempotency-Key is being used") from None
+    except OSError as exc:  # the media folder is full, read-only or gone: no half-written job
+        delete_job_media(st.config.media_dir, job_id)
+        raise media_problem(exc) from None
+    except BaseException:  # the store failed (or anything else): no folder without a job row
+        delete_job_media(st.config.media_dir, job_id)
+        raise
+    if refused is not None:
+        delete_job_media(st.config.media_dir, job_id)
+        raise _too_many(refused, limit)
     job = st.store.get_job(job_id)
     assert job is not None
     return job
@@ -243,7 +258,7 @@ def _create(
     ),
     responses={
         202: {"model": Job, "description": "queued"},
-        **responses(400, 401, 409, 413, 415, 422, 429, 501),
+        **responses(400, 401, 409, 413, 415, 422, 429, 501, 507),
     },
     response_model=Job,
 )
@@ -407,7 +422,7 @@ def _decode_cursor(cursor: str | None) -> int:
         value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Problem("InvalidCursor", "the cursor is not one this server issued") from None
-    if value < 0:
+    if not 0 <= value <= MAX_ID:
         raise Problem("InvalidCursor", "the cursor is not one this server issued")
     return value
 
@@ -481,7 +496,9 @@ def job_events(
     job_id: str,
     request: Request,
     key_id: str = Depends(require_key),
-    after: int | None = Query(None, ge=0, description="send the events after this result id"),
+    after: int | None = Query(
+        None, ge=0, le=MAX_ID, description="send the events after this result id"
+    ),
     last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=40),
 ) -> StreamingResponse:
     st = state(request)
@@ -492,6 +509,8 @@ def job_events(
             start = max(start, int(last_event_id.strip()))
         except ValueError:
             raise Problem("InvalidCursor", "Last-Event-ID is not an event id of this job") from None
+        if not 0 <= start <= MAX_ID:
+            raise Problem("InvalidCursor", "Last-Event-ID is not an event id of this job")
     return StreamingResponse(
         streams.sse_events(st.store, job_id, start, request.is_disconnected),
         media_type="text/event-stream",

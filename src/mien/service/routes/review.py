@@ -13,11 +13,11 @@ import html
 import io
 import json
 from importlib import resources
-from pathlib import Path
+from pathlib import Path as FilePath
 from string import Template
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -38,11 +38,14 @@ from mien.service.sessions import (
     set_session_cookie,
     start_session,
 )
+from mien.service.store import MAX_ID
 from mien.service.thumbnails import annotated_thumbnail
 
 router = APIRouter(tags=["review"], include_in_schema=False)
 api = APIRouter(tags=["review"])
 
+#: A review item (result) id: 1 to 2**63 - 1; others answer 422 ``InvalidParameter``.
+ItemId: Any = Path(ge=1, le=MAX_ID, description="the review item (result) id")
 _DECISIONS = {"approve": "approved", "reject": "rejected"}
 
 
@@ -220,7 +223,7 @@ async def logout(request: Request) -> Response:
 
 
 @router.post("/review/items/{result_id}")
-async def decide_form(result_id: int, request: Request) -> Response:
+async def decide_form(request: Request, result_id: int = ItemId) -> Response:
     session = await in_thread(current_session, request)
     if session is None:
         return _login_page(request, "Sign in first.", status=401)
@@ -242,7 +245,7 @@ async def decide_form(result_id: int, request: Request) -> Response:
 
 
 @router.get("/review/items/{result_id}/thumbnail")
-def thumbnail(result_id: int, request: Request) -> Response:
+def thumbnail(request: Request, result_id: int = ItemId) -> Response:
     key_id = _session_or_key(request)
     st = state(request)
     row = st.store.result_with_media(result_id, key_id=key_id)
@@ -253,7 +256,7 @@ def thumbnail(result_id: int, request: Request) -> Response:
     if row["kind"] != "image":
         raise Problem("NotFound", "thumbnails exist for image results only")
     path = job_dir(st.config.media_dir, row["job_id"]) / str(row["media_file"])
-    if not Path(path).is_file():
+    if not FilePath(path).is_file():
         raise Problem("MediaPurged", "the picture is no longer retained")
     data = annotated_thumbnail(path, json.loads(row["data"]))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -299,7 +302,10 @@ def review_items(
     responses=responses(401, 404, 422),
 )
 def decide(
-    result_id: int, body: Decision, request: Request, key_id: str = Depends(require_key)
+    body: Decision,
+    request: Request,
+    result_id: int = ItemId,
+    key_id: str = Depends(require_key),
 ) -> ReviewItem:
     st = state(request)
     if not st.store.decide(result_id, _DECISIONS[body.decision], body.reviewer, key_id):
@@ -321,6 +327,19 @@ EXPORT_FIELDS = (
     "reviewer_key",
     "decided_at",
 )
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"),
+#: with their full-width forms, which some spreadsheets fold to the ASCII ones.
+_FORMULA_START = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string that could start a formula gets a
+    leading single quote (OWASP); other values are written as they are."""
+    if isinstance(value, str) and value and value[0] in _FORMULA_START:
+        return "'" + value
+    return value
 
 
 @api.get(
@@ -368,7 +387,8 @@ def _export(request: Request, key_id: str, format: str) -> Response:
     writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "flags": " | ".join(row["flags"])})
+        cells = {**row, "flags": " | ".join(row["flags"])}
+        writer.writerow({k: csv_cell(v) for k, v in cells.items()})
     return Response(
         buf.getvalue(),
         media_type="text/csv",
