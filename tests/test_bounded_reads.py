@@ -97,19 +97,9 @@ def photo() -> Path:
 
 def remux_head(dst: Path, seconds: float = 0.5) -> Path:
     """The first ``seconds`` of the shared single-face clip, stream-copied into MKV."""
-    src = shared("pyfeat_media", "single_face.mp4")
-    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
-        out = {
-            s.index: o.add_stream_from_template(s)
-            for s in i.streams
-            if s.type in ("video", "audio")
-        }
-        for p in i.demux(*[i.streams[k] for k in out]):
-            if p.dts is None or p.pts is None or float(p.pts * p.time_base) >= seconds:
-                continue
-            p.stream = out[p.stream.index]
-            o.mux(p)
-    return dst
+    from tests.test_video import clip_head
+
+    return clip_head(shared("pyfeat_media", "single_face.mp4"), dst, seconds)
 
 
 def patch_codec_id(src: Path, dst: Path, old: bytes, new: bytes) -> Path:

@@ -41,9 +41,12 @@ def labels() -> dict[str, Any]:
     return data
 
 
-def clip_head(src: Path, dst: Path, seconds: float) -> Path:
-    """Copy (no re-encoding) the packets of every stream of ``src`` up to ``seconds``."""
-    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+def clip_head(
+    src: Path, dst: Path, seconds: float, options: dict[str, str] | None = None
+) -> Path:
+    """Copy (no re-encoding) the video and audio packets of ``src`` up to ``seconds``
+    (``options``: the output container's, e.g. ``{"movflags": "faststart"}``)."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", options=options or {}) as o:
         kinds = ("video", "audio")
         out = {s.index: o.add_stream_from_template(s) for s in i.streams if s.type in kinds}
         for p in i.demux(*[i.streams[k] for k in out]):
