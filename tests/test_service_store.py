@@ -675,3 +675,37 @@ def test_a_dropped_postgresql_database_answers_problem_json(tmp_path: Path) -> N
             assert checks["store"] != "ok" and checks["media"] == "ok"
     finally:
         db.drop()
+
+
+def test_text_the_database_cannot_store_is_a_422_not_a_store_fault(working: Service) -> None:
+    """Found by Schemathesis on PostgreSQL: a reviewer name with a NUL character made the
+    database refuse the row (DataError), which was answered 503 StoreUnavailable and made
+    /health report the store as failing for 60 s - any key holder could trip it. Such names are
+    now refused as invalid (422), and a value the database refuses anyway is a 422 too."""
+    for bad in ("Ada\x00", "line\nbreak", "\x7f"):
+        r = working.client.post(
+            "/v1/review/items/1/decision",
+            json={"decision": "approve", "reviewer": bad},
+            headers=working.auth,
+        )
+        problem(r, 422, "InvalidParameter")
+    assert working.client.get("/health").status_code == 200
+
+
+def test_a_data_error_from_the_database_is_the_callers_fault() -> None:
+    """The store-fault handler maps a database DataError (the request's data) to 422 without
+    counting it as a store failure."""
+    import asyncio
+
+    from fastapi import FastAPI
+    from sqlalchemy.exc import DataError
+    from starlette.requests import Request
+
+    from mien.service import faults
+
+    app = FastAPI()
+    faults.install(app)
+    handler = app.exception_handlers[faults.SQLAlchemyError]
+    request = Request({"type": "http", "method": "POST", "path": "/x", "headers": [], "app": app})
+    resp = asyncio.run(handler(request, DataError("INSERT", {}, ValueError("NUL"))))
+    assert resp.status_code == 422 and b"InvalidParameter" in resp.body

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mien.service.problem import problem_response
@@ -88,6 +88,15 @@ def install(app: FastAPI) -> None:
     """Database errors -> 503 ``StoreUnavailable``; anything unexpected -> 500 problem+json."""
 
     async def on_store(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DataError):
+            # the request's own data cannot be stored (a NUL character, a number out of the
+            # column's range): the caller's fault, and no sign that the store is failing
+            log.info("refused data on %s %s: %s", request.method, request.url.path, exc.orig)
+            return problem_response(
+                "InvalidParameter",
+                "a value of this request cannot be stored (e.g. a NUL character)",
+                instance=request.url.path,
+            )
         if not isinstance(exc, StoreFault):
             log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
         mien = getattr(request.app.state, "mien", None)

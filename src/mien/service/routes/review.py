@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import io
 import json
+import re
 from importlib import resources
 from pathlib import Path as FilePath
 from string import Template
@@ -76,9 +77,14 @@ class ReviewItem(BaseModel):
     decided_at: str | None
 
 
+#: A reviewer's name: no NUL (PostgreSQL cannot store it) and no control character but the tab
+#: (a line break in a name would split a log line).
+NAME_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]+$"
+
+
 class Decision(BaseModel):
     decision: Literal["approve", "reject"]
-    reviewer: str = Field(min_length=1, max_length=200)
+    reviewer: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
 
 
 def _item(row: dict[str, Any]) -> ReviewItem:
@@ -199,6 +205,8 @@ async def login(request: Request) -> Response:
         return _login_page(request, "That API key is not valid.", status=401)
     if not reviewer:
         return _login_page(request, "Enter your name: it is stored with each decision.", 400)
+    if not re.match(NAME_PATTERN, reviewer):
+        return _login_page(request, "Your name may not hold control characters.", 400)
     st = state(request)
     old = await in_thread(current_session, request)
     await in_thread(end_session, request, old)  # a new sign-in never reuses a session id
