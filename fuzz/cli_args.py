@@ -164,11 +164,7 @@ def _check_options(args: argparse.Namespace) -> None:
     from mien.cli.common import options_from_args
 
     cmd = args.command
-    if cmd == "batch" and args.threshold is None:  # as mien.cli.batch.run fills it in
-        from mien.cli.batch import _redact_threshold
-
-        args.threshold = _redact_threshold() if args.task == "redact" else 0.5
-    if cmd in ("analyze", "annotate", "redact", "batch"):
+    if cmd in ("analyze", "annotate", "redact"):
         options_from_args(args)
     if cmd == "check" and not (args.list_fields or args.show_rules):
         # mien check takes the features from the rules; a built-in profile needs no file
@@ -180,23 +176,10 @@ def _check_options(args: argparse.Namespace) -> None:
         from mien.cli.analyze import _video_options
 
         _video_options(args)
-    if cmd == "batch":
-        from mien.batch import BatchOptions
-        from mien.cli.batch import _redact_options
+    if cmd == "batch":  # the checks mien batch makes, shard_seconds included
+        from mien.cli.batch import batch_options
 
-        BatchOptions(
-            input=args.input,
-            output=args.output,
-            task=args.task,
-            engine=args.engine,
-            workers=args.workers,
-            threads=args.threads or None,
-            shard_size=args.shard_size,
-            format=args.format,
-            analyzer=options_from_args(args),
-            redact=_redact_options(args) if args.task == "redact" else None,
-            ray_address=args.ray_address,
-        )
+        batch_options(args)
     if cmd == "redact":
         from mien.redact.options import RedactOptions, parse_color
 

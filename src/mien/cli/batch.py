@@ -131,16 +131,16 @@ def _redact_threshold() -> float:
     return REDACT_THRESHOLD
 
 
-def run(args: argparse.Namespace) -> int:
-    from mien.batch import BatchOptions, run_batch
-    from mien.batch.inputs import BatchInputError
-    from mien.batch.job import JobMismatchError
+def batch_options(args: argparse.Namespace) -> Any:
+    """The :class:`mien.batch.BatchOptions` of the parsed arguments (ValueError, a refused or
+    unknown feature before any file is read); fills in the task's default ``--threshold``."""
+    from mien.batch import BatchOptions
 
     if args.threshold is None:
         args.threshold = _redact_threshold() if args.task == "redact" else 0.5
     options = options_from_args(args)  # refused / unknown features fail here, before any file
     redact = _redact_options(args) if args.task == "redact" else None
-    batch = BatchOptions(
+    return BatchOptions(
         input=args.input,
         output=args.output,
         task=args.task,
@@ -154,6 +154,14 @@ def run(args: argparse.Namespace) -> int:
         redact=redact,
         ray_address=args.ray_address,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mien.batch import run_batch
+    from mien.batch.inputs import BatchInputError
+    from mien.batch.job import JobMismatchError
+
+    batch = batch_options(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_batch(
