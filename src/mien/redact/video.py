@@ -74,6 +74,7 @@ from mien.redact.suspect import (
     OnSuspect,
     SuspectAction,
     SuspectFrame,
+    cover_whole_frame,
     grow_boxes,
     scene_cut,
     thumbnail,
@@ -140,7 +141,8 @@ class _Pending:
     regions: dict[int, CoveredRegion]
     suspect: set[str] = field(default_factory=set)
     known: list[tuple[float, float, float, float]] = field(default_factory=list)
-    """Where faces were known at this frame besides its regions (live tracks, vanished ones)."""
+    """Where faces were known at a suspect frame besides its regions (live tracks, vanished
+    ones); left empty for a frame that is not suspect."""
     extra: list[CoveredRegion] = field(default_factory=list)
     """Suspect covers found while the frame was added (a shrunk box's recent size)."""
 
@@ -311,7 +313,8 @@ class _Redactor:
                 continue
             pending.suspect.add(TRACK_VANISHED)
             pending.known.append(_box(hold.box))
-        pending.known.extend(_box(t.predict(ts)) for t in self.tracker.tracks)
+        if pending.suspect:  # every reason is known by now; the known areas cover it
+            pending.known.extend(_box(t.predict(ts)) for t in self.tracker.tracks)
 
     # -- look-ahead buffer -------------------------------------------------------------------
 
@@ -411,8 +414,6 @@ class _Redactor:
                 return
         rgb = frame.rgb if frame.rgb is not None else _rgb_of(frame, self.writer_rotation)
         if action == "covered_frame":
-            from mien.redact.suspect import cover_whole_frame
-
             out = cover_whole_frame(rgb, self.options)
         else:
             boxes = np.array([r.box for r in regions], np.float32).reshape(-1, 4)
