@@ -25,6 +25,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 
@@ -144,7 +145,7 @@ def has_ffmpeg() -> bool:
 
 def ffmpeg_rtmp_server(clip: Path, url: str, seconds: float) -> subprocess.Popen[bytes]:
     """FFmpeg playing ``clip`` (looped, ``seconds`` long) in real time to one RTMP client."""
-    return subprocess.Popen(
+    server = subprocess.Popen(
         [
             "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
             "-i", str(clip), "-t", f"{seconds:g}", "-c", "copy", "-f", "flv",
@@ -152,6 +153,44 @@ def ffmpeg_rtmp_server(clip: Path, url: str, seconds: float) -> subprocess.Popen
         ],
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
+    port = urlsplit(url).port
+    assert port is not None, url
+    wait_listening(port, server)
+    return server
+
+
+def _listening_ports() -> set[int]:
+    """TCP ports in the LISTEN state on this machine, read from ``/proc/net/tcp{,6}``."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # 0A = TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def wait_listening(port: int, server: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Wait until ``server`` listens on ``port``, without connecting to it.
+
+    A one-client server (``ffmpeg -listen 1``) would spend its only connection on a probe, so
+    this reads the kernel's socket table instead. On a busy CI machine FFmpeg can take seconds
+    to open its input and listen; a fixed sleep made the RTMP tests flaky.
+    """
+    if not Path("/proc/net/tcp").exists():  # not Linux: fall back to a generous pause
+        time.sleep(2.0)
+        return
+    deadline = time.monotonic() + timeout
+    while port not in _listening_ports():
+        if server.poll() is not None:
+            raise RuntimeError(f"the RTMP server exited ({server.returncode}) before listening")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on port {port} after {timeout:g} s")
+        time.sleep(0.05)
 
 
 _PUBLISH = r"""

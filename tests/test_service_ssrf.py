@@ -20,7 +20,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -622,7 +621,6 @@ def test_allowed_rtmp_stream_is_analysed(open_svc: Service) -> None:
     url = f"rtmp://127.0.0.1:{port}/live/cam"
     server = ffmpeg_rtmp_server(shared("pyfeat_media", "single_face.mp4"), url, seconds=40)
     try:
-        time.sleep(0.5)
         r = post_stream(open_svc, url, retries="2", max_seconds="4", features="detection")
         assert r.status_code == 202, r.text
         job = open_svc.wait_job(r.headers["Location"], timeout=120)
