@@ -8,7 +8,6 @@ same explanation as the CLI.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from mien.analyzer import FaceAnalyzer
 from mien.features import check_refused, parse_features
 from mien.options import AnalyzerOptions
+from mien.rules import PROFILES, Flag, RuleSet, load_rules
 from mien.service.problem import Problem
 from mien.types import ImageResult
 
@@ -57,21 +57,14 @@ class AnalysisParams:
         return opts if max_pixels is None else dataclasses.replace(opts, max_pixels=max_pixels)
 
 
-def load_ruleset(profile: str) -> Any:
+def load_ruleset(profile: str) -> RuleSet:
     """The rule set of a built-in or installed profile (by name only, never a server path)."""
     check_refused([profile])
-    try:
-        rules: Any = importlib.import_module("mien.rules")
-    except ImportError:
+    if profile not in PROFILES:  # never a path: load_rules would read a file of the server
         raise Problem(
-            "NotAvailable", "rules and profiles (mien.rules) are not part of this installation"
-        ) from None
-    profiles = tuple(rules.PROFILES)
-    if profile not in profiles:  # never a path: load_rules would read a file of the server
-        raise Problem(
-            "InvalidRules", f"no profile {profile!r}; the profiles are: {', '.join(profiles)}"
+            "InvalidRules", f"no profile {profile!r}; the profiles are: {', '.join(PROFILES)}"
         )
-    return rules.load_rules(profile)
+    return load_rules(profile)
 
 
 def parse_params(
@@ -85,9 +78,8 @@ def parse_params(
     names = parse_features(features or None)
     if profile:
         ruleset = load_ruleset(profile)
-        required = tuple(getattr(ruleset, "required_features", ()) or ())
-        if required:
-            names = parse_features((*names, *required))
+        if ruleset.required_features:
+            names = parse_features((*names, *ruleset.required_features))
     params = AnalysisParams(
         features=names,
         profile=profile or None,
@@ -111,7 +103,7 @@ class AnalyzerCache:
         self._max_pixels = max_pixels
         self._lock = threading.Lock()
         self._items: OrderedDict[AnalysisParams, FaceAnalyzer] = OrderedDict()
-        self._rules: dict[str, Any] = {}
+        self._rules: dict[str, RuleSet] = {}
 
     def analyzer(self, params: AnalysisParams) -> FaceAnalyzer:
         key = dataclasses.replace(params, profile=None)
@@ -127,7 +119,7 @@ class AnalyzerCache:
                 self._items.popitem(last=False)
         return made
 
-    def ruleset(self, profile: str | None) -> Any:
+    def ruleset(self, profile: str | None) -> RuleSet | None:
         if not profile:
             return None
         with self._lock:
@@ -136,17 +128,12 @@ class AnalyzerCache:
             return self._rules[profile]
 
 
-def flag_record(flag: Any) -> dict[str, Any]:
-    """A JSON object for one rules flag (whatever its exact class)."""
-    if hasattr(flag, "to_dict"):
-        out: dict[str, Any] = dict(flag.to_dict())
-        return out
-    if dataclasses.is_dataclass(flag) and not isinstance(flag, type):
-        return dataclasses.asdict(flag)
-    return {"message": str(flag)}
+def flag_record(flag: Flag) -> dict[str, Any]:
+    """The JSON object of one rules flag."""
+    return flag.to_dict()
 
 
-def evaluate(ruleset: Any, result: ImageResult) -> list[dict[str, Any]]:
+def evaluate(ruleset: RuleSet | None, result: ImageResult) -> list[dict[str, Any]]:
     if ruleset is None:
         return []
     return [flag_record(f) for f in ruleset.evaluate(result)]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mien.live.outbound import OutboundPolicy
+from mien.rules import RuleSet
 from mien.service.problem import Problem
 from mien.service.store import FINAL, Store
 
@@ -97,7 +98,7 @@ def run_stream(
     params: Any,
     stream: dict[str, Any],
     num_threads: int,
-    ruleset: Any,
+    ruleset: RuleSet | None,
     should_stop: Callable[[], bool],
     policy: OutboundPolicy,
 ) -> tuple[str, str] | None:

@@ -154,10 +154,11 @@ _RAW_TYPES = ("image/", "video/", "application/octet-stream")
 
 
 async def read_raw(
-    request: Request, name: str | None = None, in_memory: int = 8 * _CHUNK
+    request: Request, name: str | None = None, in_memory: int | None = None
 ) -> Upload:
     """The raw request body as one upload; refuses content types that are not media. Bodies up
-    to ``in_memory`` bytes stay in memory, larger ones are spooled to a temporary file."""
+    to ``in_memory`` bytes (default 8 MiB) stay in memory, larger ones are spooled to a
+    temporary file."""
     import tempfile
 
     ctype = request.headers.get("content-type", "application/octet-stream").lower()
@@ -167,12 +168,64 @@ async def read_raw(
             f"send an image or video as the raw body (image/*, video/* or "
             f"application/octet-stream) or as multipart/form-data, not {ctype!r}",
         )
-    spool = tempfile.SpooledTemporaryFile(max_size=in_memory)  # noqa: SIM115 - returned
+    limit = 8 * _CHUNK if in_memory is None else in_memory
+    spool = tempfile.SpooledTemporaryFile(max_size=limit)  # noqa: SIM115 - returned
     async for chunk in request.stream():
         spool.write(chunk)
     spool.seek(0)
     label = safe_name(name, "")
     return Upload(name=label or "<bytes>", content_type=ctype, file=spool)
+
+
+@dataclass(frozen=True)
+class RequestBody:
+    """What a request sent: its uploads and the non-blank text fields of its form."""
+
+    uploads: list[Upload]
+    fields: dict[str, str]
+    #: the body was ``multipart/form-data`` (some fields are read from such forms only)
+    multipart: bool = False
+
+
+def is_urlencoded(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "").lower()
+    return ctype.startswith("application/x-www-form-urlencoded")
+
+
+async def read_body(
+    request: Request,
+    file_fields: tuple[str, ...],
+    *,
+    max_files: int,
+    name: str | None = None,
+    in_memory: int | None = None,
+    text_form: bool = False,
+    raw: bool = True,
+) -> RequestBody:
+    """The one reader of upload requests: a multipart form (files of ``file_fields`` and text
+    fields); with ``text_form``, an ``application/x-www-form-urlencoded`` form (text only); else,
+    with ``raw``, the raw body as one upload named ``name``; else nothing is read.
+
+    With ``in_memory`` (bytes), uploads up to that size are never spooled to a temporary file.
+    """
+    if is_multipart(request):
+        form = await read_form(request, max_files=max_files, in_memory=in_memory)
+        return RequestBody(form_files(form, *file_fields), _texts(form), multipart=True)
+    if text_form and is_urlencoded(request):
+        return RequestBody([], _texts(await read_form(request, max_files=0)))
+    if not raw:
+        return RequestBody([], {})
+    return RequestBody([await read_raw(request, name, in_memory)], {})
+
+
+def _texts(form: FormData) -> dict[str, str]:
+    """The non-blank text fields of ``form``."""
+    out: dict[str, str] = {}
+    for key in form:
+        value = form_text(form, key)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def require_content(uploads: list[Upload]) -> None:

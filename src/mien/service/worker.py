@@ -10,7 +10,6 @@ is marked failed. A worker exits when its parent (the server) is gone.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from mien.service.analysis import (
 from mien.service.config import ServiceConfig
 from mien.service.media import delete_job_media, job_dir
 from mien.service.store import Claim, Store
+from mien.video import FrameResult, VideoAnalyzer, VideoOptions, VideoResult
 
 log = logging.getLogger("mien.service.worker")
 
@@ -208,10 +208,8 @@ class Worker:
         params: AnalysisParams,
         lost: threading.Event,
     ) -> tuple[str, str] | None:
-        # the video helper's package (its presence is checked when the job is accepted)
-        vmod: Any = importlib.import_module("mien.video")
-        video_opts = vmod.VideoOptions(sample_fps=params.sample_fps)
-        va = vmod.VideoAnalyzer(analyzer=self.cache.analyzer(params), video=video_opts)
+        video_opts = VideoOptions(sample_fps=params.sample_fps)
+        va = VideoAnalyzer(analyzer=self.cache.analyzer(params), video=video_opts)
         ruleset = self.cache.ruleset(params.profile)
         include_mesh = "mesh" in params.features
         rows: list[dict[str, Any]] = []
@@ -219,22 +217,18 @@ class Worker:
         for seq, rec in enumerate(va.analyze_video(path, on_error="record")):
             if lost.is_set() or self.stop.is_set():
                 return ("JobInterrupted", f"{name}: interrupted")
-            kind = type(rec).__name__
-            if kind == "FrameResult":
-                data = rec.to_dict(include_mesh=include_mesh)
-            else:
-                data = rec.to_dict()
+            frame = rec if isinstance(rec, FrameResult) else None
+            data = rec.to_dict() if frame is None else frame.to_dict(include_mesh=include_mesh)
             data = _hide_path(data, path, name)  # never the upload's path on this server
             data["source"] = name
             flags: list[dict[str, Any]] = []
-            if kind == "FrameResult" and ruleset is not None:
-                flags = [
-                    flag_record(f) for f in ruleset.evaluate_faces(rec.faces, rec.width, rec.height)
-                ]
-            if params.profile and kind == "FrameResult":
+            if frame is not None and ruleset is not None:
+                faces = ruleset.evaluate_faces(frame.faces, frame.width, frame.height)
+                flags = [flag_record(f) for f in faces]
+            if params.profile and frame is not None:
                 data["profile"] = params.profile
                 data["flags"] = flags
-            if kind == "VideoResult" and rec.error is not None:
+            if isinstance(rec, VideoResult) and rec.error is not None:
                 error = (rec.error.code, _hide_path(rec.error.message, path, name))
             rows.append(
                 {"seq": seq, "kind": str(data.get("kind", "frame")), "data": data, "flags": flags}

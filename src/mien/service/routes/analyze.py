@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,19 +10,13 @@ from fastapi.responses import Response
 
 from mien.features import check_refused
 from mien.media.image import ImageLimits, probe_image
+from mien.redact.options import RedactOptions, parse_color
 from mien.service.analysis import AnalysisParams, parse_params
 from mien.service.auth import require_key
 from mien.service.problem import Problem, responses
-from mien.service.routes.common import in_thread, state, upload_body
-from mien.service.uploads import (
-    Upload,
-    form_files,
-    form_text,
-    is_multipart,
-    read_form,
-    read_raw,
-    require_content,
-)
+from mien.service.routes.common import in_thread, upload_body
+from mien.service.state import State
+from mien.service.uploads import Upload, read_body, require_content
 
 router = APIRouter(tags=["analyze"])
 
@@ -31,24 +24,18 @@ _FIELDS = ("image", "file")
 NAME_HELP = "the `source` label of a raw-body upload (default `<bytes>`; multipart: the file name)"
 
 
-async def _one_upload(request: Request, name: str | None) -> tuple[Upload, dict[str, str]]:
+async def _one_upload(
+    request: Request, st: State, name: str | None
+) -> tuple[Upload, dict[str, str]]:
     """The single uploaded image and any text fields of a multipart form."""
-    texts: dict[str, str] = {}
     # never written to disk: the upload stays in memory (the body limit bounds it)
-    in_memory = state(request).config.max_upload_bytes
-    if is_multipart(request):
-        form = await read_form(request, max_files=2, in_memory=in_memory)
-        uploads = form_files(form, *_FIELDS)
-        for key in form:
-            value = form_text(form, key)
-            if value is not None:
-                texts[key] = value
-    else:
-        uploads = [await read_raw(request, name, in_memory=in_memory)]
-    require_content(uploads)
-    if len(uploads) != 1:
+    body = await read_body(
+        request, _FIELDS, max_files=2, name=name, in_memory=st.config.max_upload_bytes
+    )
+    require_content(body.uploads)
+    if len(body.uploads) != 1:
         raise Problem("BadRequest", "send exactly one image (field 'image')")
-    return uploads[0], texts
+    return body.uploads[0], body.fields
 
 
 def _merge(params: AnalysisParams, texts: dict[str, str], query: dict[str, Any]) -> AnalysisParams:
@@ -90,6 +77,7 @@ def _check_header(upload: Upload, max_pixels: int) -> None:
 )
 async def analyze(
     request: Request,
+    st: State,
     key_id: str = Depends(require_key),
     features: str | None = Query(None, description="comma-separated feature names, or 'all'"),
     profile: str | None = Query(None, description="a rules profile, e.g. 'id-photo'"),
@@ -99,9 +87,8 @@ async def analyze(
     name: str | None = Query(None, max_length=200, description=NAME_HELP),
 ) -> dict[str, Any]:
     params = await in_thread(parse_params, features, profile, threshold, min_face, max_faces)
-    st = state(request)
     async with st.slots.admission():  # 503 Overloaded before the body is read when full
-        upload, texts = await _one_upload(request, name)
+        upload, texts = await _one_upload(request, st, name)
         params = await in_thread(_merge, params, texts, {"features": features, "profile": profile})
         await in_thread(_check_header, upload, st.config.max_pixels)
         # the picture is decoded and analysed in a slot process, stopped on disconnect/timeout
@@ -126,6 +113,7 @@ async def analyze(
 )
 async def redact(
     request: Request,
+    st: State,
     key_id: str = Depends(require_key),
     method: str = Query("blur", pattern="^(blur|pixelate|fill)$"),
     shape: str = Query("ellipse", pattern="^(ellipse|box)$"),
@@ -136,13 +124,6 @@ async def redact(
     name: str | None = Query(None, max_length=200, description=NAME_HELP),
 ) -> Response:
     try:
-        importlib.import_module("mien.redact.image")
-        from mien.redact.options import RedactOptions, parse_color
-    except ImportError:
-        raise Problem(
-            "NotAvailable", "redaction (mien.redact) is not part of this installation"
-        ) from None
-    try:
         opts = RedactOptions(
             method=method,  # type: ignore[arg-type]
             shape=shape,  # type: ignore[arg-type]
@@ -151,9 +132,8 @@ async def redact(
         )
     except ValueError as exc:
         raise Problem("InvalidParameter", str(exc)) from None
-    st = state(request)
     async with st.slots.admission():
-        upload, _ = await _one_upload(request, name)
+        upload, _ = await _one_upload(request, st, name)
         await in_thread(_check_header, upload, st.config.max_pixels)
         fields = dataclasses.asdict(opts)
         out: tuple[bytes, str, int] = await st.slots.run(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
 from starlette.concurrency import run_in_threadpool
-
-from mien.service.state import AppState
 
 BINARY = {"type": "string", "format": "binary"}
 
@@ -27,11 +24,6 @@ def upload_body(file_fields: dict[str, Any], text_fields: list[str]) -> dict[str
             },
         }
     }
-
-
-def state(request: Request) -> AppState:
-    st: AppState = request.app.state.mien
-    return st
 
 
 async def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:

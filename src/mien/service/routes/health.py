@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from mien import __version__
 from mien.service import faults
 from mien.service.problem import Problem, responses
-from mien.service.routes.common import in_thread, state
+from mien.service.routes.common import in_thread
+from mien.service.state import State
 from mien.service.store import StoreFault
 
 router = APIRouter(tags=["health"])
@@ -33,8 +34,7 @@ class Ready(BaseModel):
     summary="Liveness: no API key needed; 503 while the store cannot be trusted",
     responses=responses(503),
 )
-def health(request: Request) -> Health:
-    st = state(request)
+def health(st: State) -> Health:
     reason = st.store.fault()
     if reason:
         raise StoreFault(reason)
@@ -65,8 +65,7 @@ def health(request: Request) -> Health:
         }
     },
 )
-async def ready(request: Request) -> Ready:
-    st = state(request)
+async def ready(st: State) -> Ready:
     checks = await in_thread(
         faults.readiness, st.store, st.config.media_dir, st.config.max_upload_bytes
     )

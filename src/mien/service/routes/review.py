@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from mien.service.auth import check_key, key_from_headers, require_key
 from mien.service.media import job_dir
 from mien.service.problem import Problem, responses
-from mien.service.routes.common import in_thread, state
+from mien.service.routes.common import in_thread
 from mien.service.sessions import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -39,7 +39,8 @@ from mien.service.sessions import (
     set_session_cookie,
     start_session,
 )
-from mien.service.store import MAX_ID
+from mien.service.state import State
+from mien.service.store import MAX_ID, Store
 from mien.service.thumbnails import annotated_thumbnail
 
 router = APIRouter(tags=["review"], include_in_schema=False)
@@ -179,11 +180,11 @@ def _session_or_key(request: Request) -> str:
 
 
 @router.get("/review", response_class=HTMLResponse)
-def review_page(request: Request) -> Response:
+def review_page(request: Request, st: State) -> Response:
     session = current_session(request)
     if session is None:
         return _login_page(request, "", status=401)
-    items = [_item(r) for r in state(request).store.flagged(key_id=session.key_id, limit=500)]
+    items = [_item(r) for r in st.store.flagged(key_id=session.key_id, limit=500)]
     page = _template("review.html").substitute(
         reviewer=html.escape(session.reviewer),
         csrf=session.csrf_token,
@@ -194,7 +195,7 @@ def review_page(request: Request) -> Response:
 
 
 @router.post("/review/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, st: State) -> Response:
     form = await request.form()
     check_csrf(request.cookies.get(LOGIN_COOKIE), form.get(CSRF_FIELD))
     key = str(form.get("key") or "").strip()
@@ -207,7 +208,6 @@ async def login(request: Request) -> Response:
         return _login_page(request, "Enter your name: it is stored with each decision.", 400)
     if not re.match(NAME_PATTERN, reviewer):
         return _login_page(request, "Your name may not hold control characters.", 400)
-    st = state(request)
     old = await in_thread(current_session, request)
     await in_thread(end_session, request, old)  # a new sign-in never reuses a session id
     ttl = st.config.review_session_s
@@ -231,7 +231,7 @@ async def logout(request: Request) -> Response:
 
 
 @router.post("/review/items/{result_id}")
-async def decide_form(request: Request, result_id: int = ItemId) -> Response:
+async def decide_form(request: Request, st: State, result_id: int = ItemId) -> Response:
     session = await in_thread(current_session, request)
     if session is None:
         return _login_page(request, "Sign in first.", status=401)
@@ -241,7 +241,7 @@ async def decide_form(request: Request, result_id: int = ItemId) -> Response:
     if decision not in _DECISIONS:
         raise Problem("InvalidParameter", "decision must be 'approve' or 'reject'")
     ok = await in_thread(
-        state(request).store.decide,
+        st.store.decide,
         result_id,
         _DECISIONS[decision],
         session.reviewer,
@@ -253,9 +253,8 @@ async def decide_form(request: Request, result_id: int = ItemId) -> Response:
 
 
 @router.get("/review/items/{result_id}/thumbnail")
-def thumbnail(request: Request, result_id: int = ItemId) -> Response:
+def thumbnail(request: Request, st: State, result_id: int = ItemId) -> Response:
     key_id = _session_or_key(request)
-    st = state(request)
     row = st.store.result_with_media(result_id, key_id=key_id)
     if row is None or not row["flagged"]:
         raise Problem("NotFound", f"no flagged item {result_id}")
@@ -271,13 +270,15 @@ def thumbnail(request: Request, result_id: int = ItemId) -> Response:
 
 
 @router.get("/review/export")
-def export_page(request: Request, format: str = Query("json", pattern="^(csv|json)$")) -> Response:
+def export_page(
+    request: Request, st: State, format: str = Query("json", pattern="^(csv|json)$")
+) -> Response:
     """The export links of the review page (the session's key); same content as
     ``/v1/review/export``."""
     session = current_session(request)
     if session is None:
         raise Problem("Unauthorized", "sign in on /review first")
-    return _no_store(_export(request, session.key_id, format))
+    return _no_store(_export(st.store, session.key_id, format))
 
 
 @router.get("/review/static/review.css")
@@ -295,12 +296,12 @@ def stylesheet() -> Response:
     responses=responses(401),
 )
 def review_items(
-    request: Request,
+    st: State,
     key_id: str = Depends(require_key),
     undecided: bool = Query(False, description="only items nobody has decided on"),
     limit: int = Query(200, ge=1, le=1000),
 ) -> list[ReviewItem]:
-    rows = state(request).store.flagged(key_id=key_id, limit=limit, undecided_only=undecided)
+    rows = st.store.flagged(key_id=key_id, limit=limit, undecided_only=undecided)
     return [_item(r) for r in rows]
 
 
@@ -311,11 +312,10 @@ def review_items(
 )
 def decide(
     body: Decision,
-    request: Request,
+    st: State,
     result_id: int = ItemId,
     key_id: str = Depends(require_key),
 ) -> ReviewItem:
-    st = state(request)
     if not st.store.decide(result_id, _DECISIONS[body.decision], body.reviewer, key_id):
         raise Problem("NotFound", f"no flagged item {result_id}")
     row = st.store.result_with_media(result_id, key_id=key_id)
@@ -360,16 +360,16 @@ def csv_cell(value: Any) -> Any:
     response_class=Response,
 )
 def export(
-    request: Request,
+    st: State,
     key_id: str = Depends(require_key),
     format: str = Query("json", pattern="^(csv|json)$"),
 ) -> Response:
-    return _export(request, key_id, format)
+    return _export(st.store, key_id, format)
 
 
-def _export(request: Request, key_id: str, format: str) -> Response:
+def _export(store: Store, key_id: str, format: str) -> Response:
     rows = []
-    for r in state(request).store.decisions(key_id=key_id):
+    for r in store.decisions(key_id=key_id):
         flags = json.loads(r["flags"])
         rows.append(
             {
