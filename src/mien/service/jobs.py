@@ -21,6 +21,7 @@ from mien.service.analysis import AnalysisParams, parse_params
 from mien.service.config import ServiceConfig, parse_duration
 from mien.service.media import delete_job_media, job_dir, media_problem
 from mien.service.problem import Problem
+from mien.service.rows import JobRow
 from mien.service.store import Store, new_id
 from mien.service.uploads import RequestBody, Upload, require_content, save
 
@@ -135,7 +136,7 @@ class JobService:
         self.store = store
         self.config = config
 
-    def create(self, key_id: str, job: NewJob, idempotency_key: str | None) -> dict[str, Any]:
+    def create(self, key_id: str, job: NewJob, idempotency_key: str | None) -> JobRow:
         """Queue ``job`` for API key ``key_id``; the job row.
 
         A repeated ``idempotency_key`` answers the job it created when the request is the same
@@ -148,7 +149,7 @@ class JobService:
         if idem:
             found = self.store.find_idempotent(key_id, idem)
             if found is not None:
-                if found["request_hash"] != fingerprint:
+                if found.request_hash != fingerprint:
                     raise Problem(
                         "IdempotencyConflict",
                         "this Idempotency-Key was used for a different request",
@@ -166,7 +167,7 @@ class JobService:
             delete_job_media(media, job_id)
             if idem:
                 found = self.store.find_idempotent(key_id, idem)
-                if found is not None and found["request_hash"] == fingerprint:
+                if found is not None and found.request_hash == fingerprint:
                     return found
             raise Problem("IdempotencyConflict", "this Idempotency-Key is being used") from None
         except OSError as exc:  # the media folder is full, read-only or gone: no half-written job

@@ -67,11 +67,11 @@ def current_session(request: Request) -> Session | None:
     if row is None:
         return None
     return Session(
-        id_hash=str(row["id_hash"]),
-        key_id=str(row["key_id"]),
-        reviewer=str(row["reviewer"]),
-        csrf_token=str(row["csrf_token"]),
-        expires_at=float(row["expires_at"]),
+        id_hash=row.id_hash,
+        key_id=row.key_id,
+        reviewer=row.reviewer,
+        csrf_token=row.csrf_token,
+        expires_at=float(row.expires_at),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
 
+from mien.service.rows import JobItemRow, JobRow, ResultRow, ReviewRow, SessionRow
 from mien.service.schema import api_keys, job_items, jobs, results, review_sessions
 
 ACTIVE = ("queued", "running")
@@ -177,7 +178,7 @@ class Store:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def find_idempotent(self, key_id: str, idempotency_key: str) -> dict[str, Any] | None:
+    def find_idempotent(self, key_id: str, idempotency_key: str) -> JobRow | None:
         with self.engine.connect() as c:
             row = (
                 c.execute(
@@ -188,7 +189,7 @@ class Store:
                 .mappings()
                 .first()
             )
-        return dict(row) if row else None
+        return JobRow.of(row) if row else None
 
     def active_jobs(self, key_id: str) -> int:
         with self.engine.connect() as c:
@@ -267,13 +268,13 @@ class Store:
             c.commit()
         return None
 
-    def get_job(self, job_id: str, key_id: str | None = None) -> dict[str, Any] | None:
+    def get_job(self, job_id: str, key_id: str | None = None) -> JobRow | None:
         q = select(jobs).where(jobs.c.id == job_id)
         if key_id is not None:
             q = q.where(jobs.c.key_id == key_id)
         with self.engine.connect() as c:
             row = c.execute(q).mappings().first()
-        return dict(row) if row else None
+        return JobRow.of(row) if row else None
 
     def result_count(self, job_id: str) -> int:
         with self.engine.connect() as c:
@@ -282,7 +283,7 @@ class Store:
             ).scalar_one()
         return int(n)
 
-    def job_items(self, job_id: str) -> list[dict[str, Any]]:
+    def job_items(self, job_id: str) -> list[JobItemRow]:
         with self.engine.connect() as c:
             rows = (
                 c.execute(
@@ -291,7 +292,7 @@ class Store:
                 .mappings()
                 .all()
             )
-        return [dict(r) for r in rows]
+        return [JobItemRow.of(r) for r in rows]
 
     def claim(self, worker: str, lease_s: float) -> Claim | None:
         """Take the oldest queued job, or a running one whose worker stopped sending heartbeats."""
@@ -518,7 +519,7 @@ class Store:
 
     def results_page(
         self, job_id: str, after: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[ResultRow], int | None]:
         if after >= self._max_id():
             return [], None
         with self.engine.connect() as c:
@@ -532,8 +533,8 @@ class Store:
                 .mappings()
                 .all()
             )
-        page = [dict(r) for r in rows[:limit]]
-        nxt = int(page[-1]["id"]) if len(rows) > limit else None
+        page = [ResultRow.of(r) for r in rows[:limit]]
+        nxt = page[-1].id if len(rows) > limit else None
         return page, nxt
 
     @staticmethod
@@ -552,22 +553,23 @@ class Store:
 
     def flagged(
         self, *, key_id: str, limit: int = 200, undecided_only: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[ReviewRow]:
         """Flagged results of the jobs of API key ``key_id``."""
         q = self._reviewable(key_id).where(results.c.flagged.is_(True))
         if undecided_only:
             q = q.where(results.c.decision.is_(None))
         with self.engine.connect() as c:
-            return [dict(r) for r in c.execute(q.order_by(results.c.id).limit(limit)).mappings()]
+            rows = c.execute(q.order_by(results.c.id).limit(limit)).mappings().all()
+        return [ReviewRow.of(r) for r in rows]
 
-    def result_with_media(self, result_id: int, *, key_id: str) -> dict[str, Any] | None:
+    def result_with_media(self, result_id: int, *, key_id: str) -> ReviewRow | None:
         """One result with its job's media state, when it belongs to a job of ``key_id``."""
         if not 0 < result_id <= self._max_id():
             return None
         q = self._reviewable(key_id).where(results.c.id == result_id)
         with self.engine.connect() as c:
             row = c.execute(q).mappings().first()
-        return dict(row) if row else None
+        return ReviewRow.of(row) if row else None
 
     def decide(self, result_id: int, decision: str, reviewer: str, key_id: str) -> bool:
         if not 0 < result_id <= self._max_id():
@@ -589,12 +591,12 @@ class Store:
             )
         return bool(res.rowcount)
 
-    def decisions(self, *, key_id: str) -> Iterator[dict[str, Any]]:
+    def decisions(self, *, key_id: str) -> Iterator[ReviewRow]:
         """Flagged results of the jobs of ``key_id`` with their decisions (for the export)."""
         q = self._reviewable(key_id).where(results.c.flagged.is_(True)).order_by(results.c.id)
         with self.engine.connect() as c:
             for r in c.execute(q).mappings():
-                yield dict(r)
+                yield ReviewRow.of(r)
 
     # -- review-page sessions --------------------------------------------------------------
 
@@ -616,7 +618,7 @@ class Store:
                 )
             )
 
-    def get_session(self, id_hash: str) -> dict[str, Any] | None:
+    def get_session(self, id_hash: str) -> SessionRow | None:
         """A session that has not expired and whose API key is not revoked, else None."""
         q = (
             select(review_sessions)
@@ -629,7 +631,7 @@ class Store:
         )
         with self.engine.connect() as c:
             row = c.execute(q).mappings().first()
-        return dict(row) if row else None
+        return SessionRow.of(row) if row else None
 
     def delete_session(self, id_hash: str) -> bool:
         with self.engine.begin() as c:

@@ -27,6 +27,7 @@ from typing import Any
 from mien.live.outbound import OutboundPolicy
 from mien.rules import RuleSet
 from mien.service.problem import Problem
+from mien.service.rows import ResultRow
 from mien.service.store import FINAL, Store
 
 #: The file (in the job's media folder) that holds the stream address.
@@ -162,9 +163,9 @@ def run_stream(
     return error
 
 
-def _sse(row: dict[str, Any]) -> str:
-    data = json.dumps(json.loads(row["data"]), separators=(",", ":"))
-    return f"id: {int(row['id'])}\nevent: {row['kind']}\ndata: {data}\n\n"
+def _sse(row: ResultRow) -> str:
+    data = json.dumps(json.loads(row.data), separators=(",", ":"))
+    return f"id: {int(row.id)}\nevent: {row.kind}\ndata: {data}\n\n"
 
 
 async def sse_events(
@@ -180,13 +181,13 @@ async def sse_events(
         if rows:
             for row in rows:
                 yield _sse(row)
-                after = int(row["id"])
+                after = int(row.id)
             last_sent = time.monotonic()
             continue
         job = await run_in_threadpool(store.get_job, job_id)
         if job is None:
             return
-        if job["status"] in FINAL:
+        if job.status in FINAL:
             rows, _ = await run_in_threadpool(store.results_page, job_id, after, 500)
             if not rows:
                 return

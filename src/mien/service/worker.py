@@ -31,6 +31,7 @@ from mien.service.analysis import (
 )
 from mien.service.config import ServiceConfig
 from mien.service.media import delete_job_media, job_dir
+from mien.service.rows import JobRow
 from mien.service.store import Claim, Store
 from mien.video import FrameResult, VideoAnalyzer, VideoOptions, VideoResult
 
@@ -82,10 +83,10 @@ class Worker:
         try:
             outcome = self._run_items(job, lost)
             if outcome == "done":
-                error = self._stream_error(claim.job_id) if job["kind"] == "stream" else None
+                error = self._stream_error(claim.job_id) if job.kind == "stream" else None
                 status = "failed" if error else "succeeded"
                 self.store.finish_job(claim.job_id, self.name, status, error)
-                if int(job["retention_s"]) == 0:
+                if int(job.retention_s) == 0:
                     delete_job_media(self.config.media_dir, claim.job_id)
                     self.store.mark_purged(claim.job_id)
             elif outcome == "stopped":
@@ -109,35 +110,35 @@ class Worker:
             except Exception:  # a transient database error: try again next beat
                 log.warning("%s: heartbeat failed", self.name, exc_info=True)
 
-    def _run_items(self, job: dict[str, Any], lost: threading.Event) -> str:
-        job_id = str(job["id"])
-        params = AnalysisParams.from_json(json.loads(job["params"]))
+    def _run_items(self, job: JobRow, lost: threading.Event) -> str:
+        job_id = str(job.id)
+        params = AnalysisParams.from_json(json.loads(job.params))
         ruleset = self.cache.ruleset(params.profile)
         analyzer = self.cache.analyzer(params)
         folder = job_dir(self.config.media_dir, job_id)
-        keep = int(job["retention_s"]) > 0
+        keep = int(job.retention_s) > 0
         for item in self.store.job_items(job_id):
-            if item["status"] != "pending":
+            if item.status != "pending":
                 continue
             if self.stop.is_set():
                 return "stopped"
             if lost.is_set() or not self.store.is_running_for(job_id, self.name):
                 return "lost"
-            idx = int(item["idx"])
+            idx = int(item.idx)
             self.store.reset_item(job_id, idx)
             error: tuple[str, str] | None = None
-            if job["kind"] == "stream":
+            if job.kind == "stream":
                 error = self._stream(job, idx, params, lost)
                 if self.stop.is_set():
                     return "stopped"  # shutdown: the job is taken up again by the next worker
-            elif item["media_file"] is None:
-                error = ("MediaPurged", f"{item['name']}: the upload was deleted before analysis")
+            elif item.media_file is None:
+                error = ("MediaPurged", f"{item.name}: the upload was deleted before analysis")
             else:
-                path = folder / str(item["media_file"])
-                if job["kind"] == "video":
-                    error = self._video(job_id, idx, path, item["name"], params, lost)
+                path = folder / str(item.media_file)
+                if job.kind == "video":
+                    error = self._video(job_id, idx, path, item.name, params, lost)
                 else:
-                    result = analyzer.analyze(path, name=str(item["name"]), on_error="record")
+                    result = analyzer.analyze(path, name=str(item.name), on_error="record")
                     flags = evaluate(ruleset, result)
                     row = {
                         "seq": 0,
@@ -157,10 +158,10 @@ class Worker:
         return "done"
 
     def _stream(
-        self, job: dict[str, Any], idx: int, params: AnalysisParams, lost: threading.Event
+        self, job: JobRow, idx: int, params: AnalysisParams, lost: threading.Event
     ) -> tuple[str, str] | None:
         """A stream job's one item: the live session, its events stored as results."""
-        job_id = str(job["id"])
+        job_id = str(job.id)
         path = job_dir(self.config.media_dir, job_id) / streams.URL_FILE
         try:
             url = path.read_text(encoding="utf-8")
@@ -183,20 +184,20 @@ class Worker:
                 idx,
                 url,
                 params,
-                dict(json.loads(job["params"]).get("stream") or {}),
+                dict(json.loads(job.params).get("stream") or {}),
                 self.config.num_threads,
                 self.cache.ruleset(params.profile),
                 should_stop,
                 self.config.outbound_policy(),
             )
         finally:
-            if int(job["retention_s"]) == 0:
+            if int(job.retention_s) == 0:
                 path.unlink(missing_ok=True)
 
     def _stream_error(self, job_id: str) -> tuple[str, str] | None:
         for item in self.store.job_items(job_id):
-            if item["error_code"]:
-                return (str(item["error_code"]), str(item["error_message"] or ""))
+            if item.error_code:
+                return (str(item.error_code), str(item.error_message or ""))
         return None
 
     def _video(

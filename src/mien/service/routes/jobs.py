@@ -20,6 +20,7 @@ from mien.service.jobs import JobService, job_request
 from mien.service.media import delete_job_media
 from mien.service.problem import Problem, responses
 from mien.service.routes.common import in_thread, upload_body
+from mien.service.rows import JobRow
 from mien.service.state import AppState, State
 from mien.service.store import MAX_ID
 from mien.service.uploads import read_body
@@ -85,37 +86,35 @@ def _iso(t: float | None) -> str | None:
     return dt.datetime.fromtimestamp(float(t), dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def job_view(job: dict[str, Any], results: int = 0) -> Job:
-    total = int(job["total_items"])
-    done = int(job["done_items"])
+def job_view(job: JobRow, results: int = 0) -> Job:
+    total = int(job.total_items)
+    done = int(job.done_items)
     error = (
-        JobError(code=job["error_code"], message=job["error_message"] or "")
-        if job["error_code"]
-        else None
+        JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
     )
     return Job(
-        id=job["id"],
-        kind=job["kind"],
-        status=job["status"],
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
         progress=Progress(
             done=done,
-            failed=int(job["failed_items"]),
+            failed=int(job.failed_items),
             total=total,
             fraction=round(done / total, 4) if total else 1.0,
             results=results,
         ),
-        params=json.loads(job["params"]),
-        created_at=_iso(job["created_at"]) or "",
-        started_at=_iso(job["started_at"]),
-        finished_at=_iso(job["finished_at"]),
-        attempts=int(job["attempts"]),
+        params=json.loads(job.params),
+        created_at=_iso(job.created_at) or "",
+        started_at=_iso(job.started_at),
+        finished_at=_iso(job.finished_at),
+        attempts=int(job.attempts),
         error=error,
         retention=Retention(
-            seconds=int(job["retention_s"]),
-            expires_at=_iso(job["expires_at"]),
-            media_purged=bool(job["media_purged"]),
+            seconds=int(job.retention_s),
+            expires_at=_iso(job.expires_at),
+            media_purged=bool(job.media_purged),
         ),
-        links=_links(str(job["id"]), str(job["kind"])),
+        links=_links(str(job.id), str(job.kind)),
     )
 
 
@@ -203,7 +202,7 @@ async def create_job(
     )
 
 
-def _own_job(st: AppState, job_id: str, key_id: str) -> dict[str, Any]:
+def _own_job(st: AppState, job_id: str, key_id: str) -> JobRow:
     job = st.store.get_job(job_id, key_id) if job_id.isalnum() else None
     if job is None:
         raise Problem("NotFound", f"no job {job_id!r} for this API key")
@@ -251,15 +250,15 @@ def get_results(
     rows, nxt = st.store.results_page(job_id, _decode_cursor(cursor), limit)
     return ResultsPage(
         job_id=job_id,
-        status=job["status"],
+        status=job.status,
         items=[
             ResultItem(
-                id=int(r["id"]),
-                item=int(r["item_idx"]),
-                seq=int(r["seq"]),
-                kind=r["kind"],
-                result=json.loads(r["data"]),
-                flags=json.loads(r["flags"]),
+                id=int(r.id),
+                item=int(r.item_idx),
+                seq=int(r.seq),
+                kind=r.kind,
+                result=json.loads(r.data),
+                flags=json.loads(r.flags),
             )
             for r in rows
         ],

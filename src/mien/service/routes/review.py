@@ -26,6 +26,7 @@ from mien.service.auth import check_key, key_from_headers, require_key
 from mien.service.media import job_dir
 from mien.service.problem import Problem, responses
 from mien.service.routes.common import in_thread
+from mien.service.rows import ReviewRow
 from mien.service.sessions import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -88,22 +89,22 @@ class Decision(BaseModel):
     reviewer: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
 
 
-def _item(row: dict[str, Any]) -> ReviewItem:
-    data = json.loads(row["data"])
+def _item(row: ReviewRow) -> ReviewItem:
+    data = json.loads(row.data)
     return ReviewItem(
-        id=int(row["id"]),
-        job_id=row["job_id"],
-        item=int(row["item_idx"]),
-        seq=int(row["seq"]),
-        kind=str(row["kind"]),
-        name=str(row.get("name") or data.get("source", "")),
+        id=int(row.id),
+        job_id=row.job_id,
+        item=int(row.item_idx),
+        seq=int(row.seq),
+        kind=str(row.kind),
+        name=str(row.name or data.get("source", "")),
         faces=len(data.get("faces") or []),
         profile=data.get("profile"),
-        flags=json.loads(row["flags"]),
-        media_retained=bool(row.get("media_file")) and not row.get("media_purged", True),
-        decision=row["decision"],
-        reviewer=row["reviewer"],
-        decided_at=_iso(row["decided_at"]),
+        flags=json.loads(row.flags),
+        media_retained=bool(row.media_file) and not row.media_purged,
+        decision=row.decision,
+        reviewer=row.reviewer,
+        decided_at=_iso(row.decided_at),
     )
 
 
@@ -256,16 +257,16 @@ async def decide_form(request: Request, st: State, result_id: int = ItemId) -> R
 def thumbnail(request: Request, st: State, result_id: int = ItemId) -> Response:
     key_id = _session_or_key(request)
     row = st.store.result_with_media(result_id, key_id=key_id)
-    if row is None or not row["flagged"]:
+    if row is None or not row.flagged:
         raise Problem("NotFound", f"no flagged item {result_id}")
-    if row["media_purged"] or not row["media_file"]:
+    if row.media_purged or not row.media_file:
         raise Problem("MediaPurged", "the picture is no longer retained")
-    if row["kind"] != "image":
+    if row.kind != "image":
         raise Problem("NotFound", "thumbnails exist for image results only")
-    path = job_dir(st.config.media_dir, row["job_id"]) / str(row["media_file"])
+    path = job_dir(st.config.media_dir, row.job_id) / str(row.media_file)
     if not FilePath(path).is_file():
         raise Problem("MediaPurged", "the picture is no longer retained")
-    data = annotated_thumbnail(path, json.loads(row["data"]))
+    data = annotated_thumbnail(path, json.loads(row.data))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
@@ -368,21 +369,21 @@ def export(
 
 
 def _export(store: Store, key_id: str, format: str) -> Response:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in store.decisions(key_id=key_id):
-        flags = json.loads(r["flags"])
+        flags = json.loads(r.flags)
         rows.append(
             {
-                "result_id": int(r["id"]),
-                "job_id": r["job_id"],
-                "item": int(r["item_idx"]),
-                "seq": int(r["seq"]),
-                "name": r["name"],
+                "result_id": int(r.id),
+                "job_id": r.job_id,
+                "item": int(r.item_idx),
+                "seq": int(r.seq),
+                "name": r.name,
                 "flags": [f.get("message", "") for f in flags],
-                "decision": r["decision"],
-                "reviewer": r["reviewer"],
-                "reviewer_key": r["reviewer_key"],
-                "decided_at": _iso(r["decided_at"]),
+                "decision": r.decision,
+                "reviewer": r.reviewer,
+                "reviewer_key": r.reviewer_key,
+                "decided_at": _iso(r.decided_at),
             }
         )
     if format == "json":

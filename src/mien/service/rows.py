@@ -1,0 +1,106 @@
+"""The rows the store answers: one frozen dataclass per table (and per join it reads).
+
+Fields mirror the columns of :mod:`mien.service.schema` (times are UNIX seconds; ``params``,
+``data`` and ``flags`` are JSON text, decoded where an answer is built). The routes turn rows into
+their JSON answers; nothing else changes a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+_R = TypeVar("_R", bound="Row")
+
+
+class Row:
+    """A row of the store; a column can be read by name too (``row["status"]``), as from the
+    mappings SQLAlchemy answers."""
+
+    def __getitem__(self, column: str) -> Any:
+        if column not in _names(type(self)):
+            raise KeyError(column)
+        return getattr(self, column)
+
+    @classmethod
+    def of(cls: type[_R], mapping: Mapping[Any, Any]) -> _R:
+        """The row of a result mapping that holds (at least) every column of ``cls``."""
+        return cls(**{name: mapping[name] for name in _names(cls)})
+
+
+def _names(cls: type[Row]) -> tuple[str, ...]:
+    """The columns of a row class (its dataclass fields)."""
+    return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class JobRow(Row):
+    id: str
+    key_id: str
+    kind: str
+    status: str
+    params: str
+    idempotency_key: str | None
+    request_hash: str
+    total_items: int
+    done_items: int
+    failed_items: int
+    error_code: str | None
+    error_message: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    heartbeat_at: float | None
+    worker: str | None
+    attempts: int
+    retention_s: int
+    expires_at: float | None
+    media_purged: bool
+
+
+@dataclass(frozen=True)
+class JobItemRow(Row):
+    job_id: str
+    idx: int
+    name: str
+    media_file: str | None
+    status: str
+    error_code: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True)
+class ResultRow(Row):
+    id: int
+    job_id: str
+    item_idx: int
+    seq: int
+    kind: str
+    data: str
+    flags: str
+    flagged: bool
+    created_at: float
+    decision: str | None
+    reviewer: str | None
+    reviewer_key: str | None
+    decided_at: float | None
+
+
+@dataclass(frozen=True)
+class ReviewRow(ResultRow):
+    """A result with its item's name and media file and its job's media state (review)."""
+
+    name: str
+    media_file: str | None
+    media_purged: bool
+
+
+@dataclass(frozen=True)
+class SessionRow(Row):
+    id_hash: str
+    key_id: str
+    reviewer: str
+    csrf_token: str
+    created_at: float
+    expires_at: float
