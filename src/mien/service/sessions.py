@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mien.service.problem import Problem
+from mien.service.state import app_state
 from mien.service.store import Store
 
 SESSION_COOKIE = "mien_session"
@@ -62,8 +63,7 @@ def current_session(request: Request) -> Session | None:
     session_id = request.cookies.get(SESSION_COOKIE, "")
     if not session_id or len(session_id) > _MAX_TOKEN:
         return None
-    store: Store = request.app.state.mien.store
-    row = store.get_session(_digest(session_id))
+    row = app_state(request).store.get_session(_digest(session_id))
     if row is None:
         return None
     return Session(
@@ -78,7 +78,7 @@ def current_session(request: Request) -> Session | None:
 def end_session(request: Request, session: Session | None) -> None:
     """Delete ``session`` from the store (sign-out)."""
     if session is not None:
-        request.app.state.mien.store.delete_session(session.id_hash)
+        app_state(request).store.delete_session(session.id_hash)
 
 
 def _secure(request: Request) -> bool:

@@ -14,7 +14,7 @@ from mien.redact.options import RedactOptions, parse_color
 from mien.service.analysis import AnalysisParams, parse_params
 from mien.service.auth import require_key
 from mien.service.problem import Problem, responses
-from mien.service.routes.common import in_thread, upload_body
+from mien.service.routes.common import FEATURES, PROFILE, in_thread, upload_body
 from mien.service.state import State
 from mien.service.uploads import Upload, read_body, require_content
 
@@ -79,8 +79,8 @@ async def analyze(
     request: Request,
     st: State,
     key_id: str = Depends(require_key),
-    features: str | None = Query(None, description="comma-separated feature names, or 'all'"),
-    profile: str | None = Query(None, description="a rules profile, e.g. 'id-photo'"),
+    features: str | None = FEATURES,
+    profile: str | None = PROFILE,
     threshold: float | None = Query(None, ge=0.0, le=1.0),
     min_face: float | None = Query(None, ge=0.0),
     max_faces: int | None = Query(None, ge=0),

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Query
 from starlette.concurrency import run_in_threadpool
 
 BINARY = {"type": "string", "format": "binary"}
+
+#: The ``features`` and ``profile`` query parameters of the routes that analyse.
+FEATURES: Any = Query(None, description="comma-separated feature names, or 'all'")
+PROFILE: Any = Query(None, description="a rules profile, e.g. 'id-photo'")
 
 
 def upload_body(file_fields: dict[str, Any], text_fields: list[str]) -> dict[str, Any]:

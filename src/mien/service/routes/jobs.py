@@ -19,7 +19,7 @@ from mien.service.auth import require_key
 from mien.service.jobs import JobService, job_request
 from mien.service.media import delete_job_media
 from mien.service.problem import Problem, responses
-from mien.service.routes.common import in_thread, upload_body
+from mien.service.routes.common import FEATURES, PROFILE, in_thread, upload_body
 from mien.service.rows import JobRow
 from mien.service.state import AppState, State
 from mien.service.store import MAX_ID
@@ -155,8 +155,8 @@ async def create_job(
     request: Request,
     st: State,
     key_id: str = Depends(require_key),
-    features: str | None = Query(None, description="comma-separated feature names, or 'all'"),
-    profile: str | None = Query(None, description="a rules profile, e.g. 'id-photo'"),
+    features: str | None = FEATURES,
+    profile: str | None = PROFILE,
     retention: str | None = Query(
         None, description="keep the uploads this long after the job ends (0, 90s, 15m, 24h)"
     ),
