@@ -8,29 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mien.live.events import (
-    EVENT_TYPES,
-    AnalysedFrame,
-    Dropped,
-    ErrorEvent,
-    EventCounter,
-    FlagRaised,
-    FrameRef,
-    Gap,
-    LiveEvent,
-    Reconnecting,
-    RedactedFrame,
-    Region,
-    StreamStarted,
-    TrackEnded,
-    TrackStarted,
-)
+from mien.live import events as ev
 from mien.live.stats import DROPPED_EVERY_S, Latency, RedactionCounts, SessionStats, SessionSummary
 from mien.types import ErrorInfo
 from tests.test_schemas import valid
 
-REF = FrameRef.of(12, 480.04, 1_767_225_600.1234)
-GAP = Gap(gap_s=2.5, last_timestamp_ms=1234.5, connection=2)
+REF = ev.FrameRef.of(12, 480.04, 1_767_225_600.1234)
+GAP = ev.Gap(gap_s=2.5, last_timestamp_ms=1234.5, connection=2)
 ERROR = ErrorInfo("StreamLost", "the stream ended")
 
 
@@ -59,12 +43,12 @@ def summary(*, redact: bool, error: ErrorInfo | None = None) -> SessionSummary:
 
 
 BODIES: list[Any] = [
-    StreamStarted("rtsp://***@cam/s", "rtsp", "analyze", None, 640, 360, 25.0, "h264", None),
-    AnalysedFrame(REF, [], None, 3.2),
-    RedactedFrame(REF, True, (Region.of([1, 2, 3, 4], 0.9, "detected", 1),), (), None, 3.2),
-    TrackStarted(1, 12, 480.0, (1.0, 2.0, 30.0, 40.0), 0.91),
-    TrackEnded(1),
-    FlagRaised(
+    ev.StreamStarted("rtsp://***@cam/s", "rtsp", "analyze", None, 640, 360, 25.0, "h264", None),
+    ev.AnalysedFrame(REF, [], None, 3.2),
+    ev.RedactedFrame(REF, True, (ev.Region.of([1, 2, 3, 4], 0.9, "detected", 1),), (), None, 3.2),
+    ev.TrackStarted(1, 12, 480.0, (1.0, 2.0, 30.0, 40.0), 0.91),
+    ev.TrackEnded(1),
+    ev.FlagRaised(
         REF,
         {
             "rule": "r",
@@ -77,21 +61,21 @@ BODIES: list[Any] = [
             "timestamp_ms": 480.04,
         },
     ),
-    Dropped(3, 5, 1, 4),
-    Reconnecting(1, 0.5, "connection refused"),
+    ev.Dropped(3, 5, 1, 4),
+    ev.Reconnecting(1, 0.5, "connection refused"),
     GAP,
-    ErrorEvent(ERROR),
+    ev.ErrorEvent(ERROR),
     summary(redact=False),
 ]
 
 
 def test_every_event_type_has_a_body() -> None:
-    assert sorted({b.type for b in BODIES}) == sorted(EVENT_TYPES)
+    assert sorted({b.type for b in BODIES}) == sorted(ev.EVENT_TYPES)
 
 
 @pytest.mark.parametrize("body", BODIES, ids=lambda b: type(b).__name__)
 def test_each_body_is_a_valid_live_event(body: Any) -> None:
-    event = EventCounter().make(body)
+    event = ev.EventCounter().make(body)
     record = event.to_dict()
     assert list(record)[:3] == ["type", "seq", "wall_time"] and record["seq"] == 0
     assert event.type == body.type and event["type"] == body.type
@@ -107,7 +91,7 @@ def test_frame_fields_come_first_in_their_order() -> None:
         "timestamp_ms": 480.0,
         "captured_at": "2026-01-01T00:00:00.123Z",
     }
-    frame = AnalysedFrame(REF, [], [], 3.2).to_dict()
+    frame = ev.AnalysedFrame(REF, [], [], 3.2).to_dict()
     assert list(frame) == [
         "frame_index",
         "timestamp_ms",
@@ -116,8 +100,8 @@ def test_frame_fields_come_first_in_their_order() -> None:
         "flags",
         "latency_ms",
     ]
-    region = Region.of(np.array([1.04, 2.06, 3.0, 4.0]), 0.123456, "held", 3)
-    suspect = RedactedFrame(REF, False, (region,), ("not_searched",), "covered_regions", 1.0)
+    region = ev.Region.of(np.array([1.04, 2.06, 3.0, 4.0]), 0.123456, "held", 3)
+    suspect = ev.RedactedFrame(REF, False, (region,), ("not_searched",), "covered_regions", 1.0)
     assert list(suspect.to_dict()) == [
         "frame_index", "timestamp_ms", "captured_at", "detected", "covered", "suspect", "action",
         "latency_ms",
@@ -126,14 +110,14 @@ def test_frame_fields_come_first_in_their_order() -> None:
         {"box": [1.0, 2.1, 3.0, 4.0], "score": 0.1235, "source": "held", "track_id": 3}
     ]
     # a flag's own timestamp (not rounded) replaces the frame's, where the frame's stood
-    flag = FlagRaised(REF, {"rule": "r", "timestamp_ms": 480.04}).to_dict()
+    flag = ev.FlagRaised(REF, {"rule": "r", "timestamp_ms": 480.04}).to_dict()
     assert list(flag) == ["frame_index", "timestamp_ms", "captured_at", "rule"]
     assert flag["timestamp_ms"] == 480.04
 
 
 def test_track_ended_carries_the_track_summary() -> None:
-    assert TrackEnded(4).to_dict() == {"track_id": 4}
-    assert TrackEnded(4, {"first_frame": 2, "track_id": 4}).to_dict() == {
+    assert ev.TrackEnded(4).to_dict() == {"track_id": 4}
+    assert ev.TrackEnded(4, {"first_frame": 2, "track_id": 4}).to_dict() == {
         "track_id": 4,
         "first_frame": 2,
     }
@@ -147,7 +131,7 @@ def test_an_unknown_type_is_refused() -> None:
             return {}
 
     with pytest.raises(ValueError, match="unknown live event type"):
-        LiveEvent(Odd())
+        ev.LiveEvent(Odd())
 
 
 def test_summary_fields_by_mode() -> None:
@@ -162,7 +146,7 @@ def test_summary_fields_by_mode() -> None:
     ]  # fmt: skip
     assert list(redact["suspect_reasons"]) == ["after_damage", "not_searched"]  # sorted
     assert redact["error"] == {"code": "StreamLost", "message": "the stream ended"}
-    assert valid("live_event", EventCounter().make(summary(redact=True, error=ERROR)).to_dict())
+    assert valid("live_event", ev.EventCounter().make(summary(redact=True, error=ERROR)).to_dict())
 
 
 def test_dropped_events_are_spaced_and_add_up() -> None:
@@ -170,12 +154,12 @@ def test_dropped_events_are_spaced_and_add_up() -> None:
     assert stats.dropped(0, 100.0, force=False) is None  # nothing dropped
     stats.skipped = 2
     first = stats.dropped(1, 100.0, force=False)
-    assert first == Dropped(count=3, total=3, queue_overflow=1, skipped=2)
+    assert first == ev.Dropped(count=3, total=3, queue_overflow=1, skipped=2)
     stats.skipped = 4
     assert stats.dropped(1, 100.0 + DROPPED_EVERY_S / 2, force=False) is None  # too soon
-    assert stats.dropped(1, 100.0 + DROPPED_EVERY_S, force=False) == Dropped(2, 5, 1, 4)
+    assert stats.dropped(1, 100.0 + DROPPED_EVERY_S, force=False) == ev.Dropped(2, 5, 1, 4)
     stats.skipped = 5
-    assert stats.dropped(1, 100.0 + DROPPED_EVERY_S, force=True) == Dropped(1, 6, 1, 5)
+    assert stats.dropped(1, 100.0 + DROPPED_EVERY_S, force=True) == ev.Dropped(1, 6, 1, 5)
     assert stats.dropped(1, 200.0, force=True) is None  # all reported
 
 

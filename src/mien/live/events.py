@@ -31,9 +31,9 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Final, Literal, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -88,8 +88,25 @@ class EventBody(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+class Record:
+    """A frozen dataclass whose JSON is its fields in their order (tuples as lists, records
+    as their ``to_dict()``): the records below need no ``to_dict`` of their own."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: to_json(getattr(self, f.name)) for f in fields(cast(Any, self))}
+
+
+def to_json(value: Any) -> Any:
+    """A field's value in a record's ``to_dict()``."""
+    if isinstance(value, tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, Record):
+        return value.to_dict()
+    return value
+
+
 @dataclass(frozen=True)
-class FrameRef:
+class FrameRef(Record):
     """Which frame an event is about (the first fields of ``frame`` and ``flag`` events)."""
 
     frame_index: int
@@ -101,16 +118,9 @@ class FrameRef:
         """``captured_at`` in epoch seconds."""
         return cls(index, round(float(timestamp_ms), 1), iso_time(captured_at))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "frame_index": self.frame_index,
-            "timestamp_ms": self.timestamp_ms,
-            "captured_at": self.captured_at,
-        }
-
 
 @dataclass(frozen=True)
-class StreamStarted:
+class StreamStarted(Record):
     type: ClassVar[str] = "stream_started"
 
     source: str
@@ -122,19 +132,6 @@ class StreamStarted:
     fps: float | None
     video_codec: str
     audio_codec: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "kind": self.kind,
-            "mode": self.mode,
-            "output": self.output,
-            "width": self.width,
-            "height": self.height,
-            "fps": self.fps,
-            "video_codec": self.video_codec,
-            "audio_codec": self.audio_codec,
-        }
 
 
 @dataclass(frozen=True)
@@ -158,7 +155,7 @@ class AnalysedFrame:
 
 
 @dataclass(frozen=True)
-class Region:
+class Region(Record):
     """One covered area of a written frame: its box, the face's score and track, and why."""
 
     box: tuple[float, float, float, float]
@@ -173,14 +170,6 @@ class Region:
         """A region as events give it (box to 0.1 px, score to 4 decimals)."""
         rounded = None if score is None else round(float(score), 4)
         return cls(round_box(box), rounded, source, track_id)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "box": list(self.box),
-            "score": self.score,
-            "source": self.source,
-            "track_id": self.track_id,
-        }
 
 
 @dataclass(frozen=True)
@@ -209,7 +198,7 @@ class RedactedFrame:
 
 
 @dataclass(frozen=True)
-class TrackStarted:
+class TrackStarted(Record):
     type: ClassVar[str] = "track_started"
 
     track_id: int
@@ -217,15 +206,6 @@ class TrackStarted:
     timestamp_ms: float
     box: tuple[float, float, float, float]
     score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "track_id": self.track_id,
-            "frame_index": self.frame_index,
-            "timestamp_ms": self.timestamp_ms,
-            "box": list(self.box),
-            "score": self.score,
-        }
 
 
 @dataclass(frozen=True)
@@ -255,7 +235,7 @@ class FlagRaised:
 
 
 @dataclass(frozen=True)
-class Dropped:
+class Dropped(Record):
     """``dropped``: ``count`` frames since the last such event; ``total`` since the start,
     of which ``queue_overflow`` the buffer dropped and ``skipped`` the loop."""
 
@@ -266,29 +246,18 @@ class Dropped:
     queue_overflow: int
     skipped: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "total": self.total,
-            "queue_overflow": self.queue_overflow,
-            "skipped": self.skipped,
-        }
-
 
 @dataclass(frozen=True)
-class Reconnecting:
+class Reconnecting(Record):
     type: ClassVar[str] = "reconnecting"
 
     attempt: int
     delay_s: float
     error: str | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"attempt": self.attempt, "delay_s": self.delay_s, "error": self.error}
-
 
 @dataclass(frozen=True)
-class Gap:
+class Gap(Record):
     """``gap``: the source is back after ``gap_s`` s (also listed in the summary's ``gaps``)."""
 
     type: ClassVar[str] = "gap"
@@ -296,13 +265,6 @@ class Gap:
     gap_s: float | None
     last_timestamp_ms: float | None
     connection: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "gap_s": self.gap_s,
-            "last_timestamp_ms": self.last_timestamp_ms,
-            "connection": self.connection,
-        }
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,12 @@ event it ends with (:class:`SessionSummary`)."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 
-from mien.live.events import Dropped, Gap
+from mien.live.events import Dropped, Gap, Record, to_json
 from mien.types import ErrorInfo
 
 #: Seconds between two ``dropped`` events (the summary has the exact total).
@@ -68,20 +68,18 @@ class SessionStats:
 
 
 @dataclass(frozen=True)
-class Latency:
+class Latency(Record):
     """Decoded -> event, in ms (None before the first frame)."""
 
     p50: float | None
     p99: float | None
     max: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"p50": self.p50, "p99": self.p99, "max": self.max}
-
 
 @dataclass(frozen=True)
-class RedactionCounts:
-    """The summary fields of a redacting session (absent when analysing)."""
+class RedactionCounts(Record):
+    """The summary fields of a redacting session (absent when analysing); ``suspect_reasons``
+    sorted by reason."""
 
     output: str | None
     frames_written: int
@@ -91,16 +89,8 @@ class RedactionCounts:
     suspect_frames: int
     suspect_reasons: dict[str, int]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "output": self.output,
-            "frames_written": self.frames_written,
-            "frames_predicted": self.frames_predicted,
-            "frames_held": self.frames_held,
-            "detector_failures": self.detector_failures,
-            "suspect_frames": self.suspect_frames,
-            "suspect_reasons": dict(sorted(self.suspect_reasons.items())),
-        }
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "suspect_reasons", dict(sorted(self.suspect_reasons.items())))
 
 
 @dataclass(frozen=True)
@@ -129,23 +119,11 @@ class SessionSummary:
     error: ErrorInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "source": self.source,
-            "mode": self.mode,
-            "reason": self.reason,
-            "started_at": self.started_at,
-            "duration_s": self.duration_s,
-            "frames_decoded": self.frames_decoded,
-            "frames_analysed": self.frames_analysed,
-            "frames_dropped": self.frames_dropped,
-            "queue_overflow": self.queue_overflow,
-            "frames_skipped": self.frames_skipped,
-            "decode_errors": self.decode_errors,
-            "reconnects": self.reconnects,
-            "gaps": [g.to_dict() for g in self.gaps],
-            "tracks": self.tracks,
-            "flags": self.flags,
-            "latency_ms": self.latency_ms.to_dict(),
+        """The fields in order; the redaction counts (flat) and ``error`` only when set."""
+        out = {
+            f.name: to_json(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in ("redaction", "error")
         }
         if self.redaction is not None:
             out.update(self.redaction.to_dict())
