@@ -1,7 +1,8 @@
 """A live session: decode a stream, find and track faces, emit events (and redact).
 
 :class:`LiveSession` is the library entry point. It runs the :class:`StreamDecoder` thread,
-takes frames from the bounded :class:`FrameBuffer` and, per frame:
+takes frames from the bounded :class:`FrameBuffer` and, per frame, does what
+:func:`mien.live.schedule.schedule` decides:
 
 * **analysis** (``redact=None``): when the loop is caught up, the frame is analysed with a
   :class:`mien.FaceAnalyzer`, its faces are tracked and a ``frame`` event is emitted; when
@@ -28,12 +29,12 @@ Library use (one thread iterates; any thread may call :meth:`LiveSession.stop`):
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,17 +42,38 @@ import numpy.typing as npt
 from mien.errors import MienError, SuspectFramesError
 from mien.live.buffer import FrameBuffer
 from mien.live.decoder import AudioPacket, DecodedFrame, Notice, StreamDecoder, log
-from mien.live.events import EventCounter, LiveEvent, iso_time
+from mien.live.events import (
+    AnalysedFrame,
+    ErrorEvent,
+    EventCounter,
+    FlagRaised,
+    FrameRef,
+    Gap,
+    LiveEvent,
+    Reconnecting,
+    RedactedFrame,
+    Region,
+    StreamStarted,
+    SuspectAction,
+    TrackEnded,
+    TrackStarted,
+    iso_time,
+    round_box,
+    round_ms,
+)
 from mien.live.options import LiveOptions
+from mien.live.schedule import FrameState, schedule
 from mien.live.sink import LiveOutputError, LiveSink
 from mien.live.source import StreamSource
+from mien.live.stats import RedactionCounts, SessionStats, SessionSummary
 from mien.live.tracking import LiveTracks
 from mien.options import AnalyzerOptions
-from mien.types import Faces
+from mien.types import ErrorInfo, Faces
 
-#: In redaction, a frame is searched for faces at least this often (ms of stream time), even
-#: when analysis is behind.
-MAX_UNSEARCHED_MS = 1000.0
+if TYPE_CHECKING:
+    from mien.redact.options import RedactOptions
+    from mien.rules import RuleSet
+    from mien.video.analyzer import VideoAnalyzer
 
 #: Why the decoder ended -> the code of the session's ``error`` event.
 _END_CODES = {
@@ -61,12 +83,15 @@ _END_CODES = {
     "error": "StreamError",
 }
 
-#: Seconds between two ``dropped`` events (the summary has the exact total).
-DROPPED_EVERY_S = 1.0
-
 
 class LiveSession:
-    """One live stream, analysed (or redacted) until it ends or :meth:`stop` is called."""
+    """One live stream, analysed (or redacted) until it ends or :meth:`stop` is called.
+
+    ``rules``: a :class:`mien.rules.RuleSet`, or what :func:`mien.rules.load_rules` reads (a
+    profile name, YAML text, a file); analysis only. ``analyzer``: the
+    :class:`mien.video.VideoAnalyzer` to use (default: one made from ``analyzer_options`` and
+    ``options`` when the session starts).
+    """
 
     def __init__(
         self,
@@ -74,10 +99,10 @@ class LiveSession:
         *,
         analyzer_options: AnalyzerOptions | None = None,
         options: LiveOptions | None = None,
-        redact: Any = None,
+        redact: RedactOptions | None = None,
         output: str | None = None,
-        rules: Any = None,
-        analyzer: Any = None,
+        rules: RuleSet | str | os.PathLike[str] | None = None,
+        analyzer: VideoAnalyzer | None = None,
     ) -> None:
         self.source = source if isinstance(source, StreamSource) else StreamSource(source)
         self.options = options if options is not None else LiveOptions()
@@ -87,6 +112,7 @@ class LiveSession:
         if redact is None and output is not None:
             raise ValueError("an output is only written when redacting")
         self.output = output
+        self.mode: Literal["analyze", "redact"] = "redact" if redact is not None else "analyze"
         self.rules = _load_rules(rules)
         if analyzer_options is None:
             analyzer_options = _default_analyzer_options(redact is not None)
@@ -103,30 +129,18 @@ class LiveSession:
         self._sink: LiveSink | None = None
         self._ev = EventCounter()
         self._tracks: LiveTracks | None = None
-        self._track_total = 0
+        self._stats = SessionStats()
         self._last_detect_ms = -1e18  # last frame the detector was run on
         self._last_searched_ms = -1e18  # last frame it searched (did not fail on)
-        self._suspect_frames = 0
-        self._suspect_reasons: dict[str, int] = {}
-        self._latencies: deque[float] = deque(maxlen=200_000)
-        self._skipped = 0
-        self._dropped_reported = 0
-        self._last_dropped_event = 0.0
-        self._analysed = 0
-        self._predicted_frames = 0
-        self._held_frames = 0
-        self._detector_failures = 0
-        self._gaps: list[dict[str, Any]] = []
-        self._reconnects = 0
         self._end_reason = "end"
-        self._error: dict[str, str] | None = None
+        self._error: ErrorInfo | None = None
         self._started_wall = time.time()
         self._started = time.monotonic()
-        self._stream_info: dict[str, Any] | None = None
+        self._stream_started = False
         self._active_flags: set[tuple[str, int | None, int | None]] = set()
-        self._flags = 0
         self._cleaned = False
         self.summary: dict[str, Any] | None = None
+        """The ``summary`` event's fields (JSON-ready) once the session has ended."""
 
     # -- control ---------------------------------------------------------------------------
 
@@ -150,21 +164,61 @@ class LiveSession:
         try:
             self._prepare()
             yield from self._run()
-        except _EndSession:
-            pass
-        except LiveOutputError as exc:
-            self._fail(exc.code, exc.message, "output_error")
-            yield self._ev.make("error", code=exc.code, message=exc.message)
-        except MienError as exc:
-            reason = "suspect_frame" if isinstance(exc, SuspectFramesError) else "error"
-            self._fail(exc.code, exc.message, reason)
-            yield self._ev.make("error", code=exc.code, message=exc.message)
-        else:
-            pass
+        except MienError as exc:  # LiveOutputError included
+            if isinstance(exc, LiveOutputError):
+                reason = "output_error"
+            elif isinstance(exc, SuspectFramesError):
+                reason = "suspect_frame"
+            else:
+                reason = "error"
+            self._fail(ErrorInfo(exc.code, exc.message), reason)
+            yield self._ev.make(ErrorEvent(ErrorInfo(exc.code, exc.message)))
         try:
             yield from self._finish()
         finally:
             self._cleanup()
+
+    def _run(self) -> Iterator[LiveEvent]:
+        """The loop: take the next item, ask :func:`schedule` what to do with a frame, do it."""
+        opts = self.options
+        while not self._should_end():
+            item = self._buffer.get(timeout=0.2)
+            if item is None:
+                if self._buffer.closed:
+                    return
+                continue
+            _, obj = item
+            if isinstance(obj, Notice):
+                yield from self._notice(obj)
+                continue
+            if isinstance(obj, AudioPacket):
+                if self._sink is not None and self._sink.opened:
+                    self._sink.write_audio(obj.packet, obj.timestamp_ms)
+                continue
+            assert isinstance(obj, DecodedFrame)
+            state = FrameState(
+                timestamp_ms=obj.timestamp_ms,
+                waited_ms=(time.monotonic() - obj.arrived) * 1000.0,
+                waiting=self._buffer.frames_waiting,
+                last_detect_ms=self._last_detect_ms,
+            )
+            action = schedule(
+                state,
+                redacting=self.redact is not None,
+                detect_every_ms=opts.detect_every_ms,
+                max_delay_ms=opts.max_delay_ms,
+            )
+            if action == "drop":
+                self._stats.skipped += 1  # redaction: too late to show, never written
+            elif action == "analyse":
+                yield from self._analyse(obj)
+            else:
+                yield from self._redact(obj, detect=action == "detect")
+            yield from self._dropped(force=False)
+            if opts.max_frames is not None and obj.index + 1 >= opts.max_frames:
+                self._end_reason = "max_frames"
+                self.stop()
+                return
 
     # -- internals -------------------------------------------------------------------------
 
@@ -196,167 +250,121 @@ class LiveSession:
             realtime=self.options.realtime,
             audio=self.redact is not None and self.options.audio,
         )
-        self._warm_up()
+        # run the models once before the stream opens, so the first frames are not late
+        self._analyzer.analyzer.analyze_array(np.zeros((64, 64, 3), np.uint8))
         self._started = time.monotonic()
         self._started_wall = time.time()
         self._decoder.start()
 
-    def _warm_up(self) -> None:
-        """Run the models once before the stream opens, so the first frames are not late."""
-        dummy = np.zeros((64, 64, 3), np.uint8)
-        self._analyzer.analyzer.analyze_array(dummy)
+    @property
+    def _video(self) -> VideoAnalyzer:
+        assert self._analyzer is not None, "events() makes the analyzer first"
+        return self._analyzer
 
-    def _fail(self, code: str, message: str, reason: str) -> None:
-        self._error = {"code": code, "message": message}
+    def _fail(self, error: ErrorInfo, reason: str) -> None:
+        self._error = error
         self._end_reason = reason
         self.stop()
 
-    def _run(self) -> Iterator[LiveEvent]:
-        opts = self.options
-        buf = self._buffer
-        while True:
-            if self._stop.is_set() and self._end_reason == "end":
+    def _should_end(self) -> bool:
+        """Whether the loop ends now (stopped, or ``duration_s`` is over)."""
+        if self._stop.is_set():
+            if self._end_reason == "end":
                 self._end_reason = "stopped"
-            if self._stop.is_set():
-                return
-            if opts.duration_s is not None and time.monotonic() - self._started >= opts.duration_s:
-                self._end_reason = "duration"
-                self.stop()
-                return
-            item = buf.get(timeout=0.2)
-            if item is None:
-                if buf.closed:
-                    return
-                continue
-            _, obj = item
-            if isinstance(obj, Notice):
-                yield from self._notice(obj)
-                continue
-            if isinstance(obj, AudioPacket):
-                if self._sink is not None and self._sink.opened:
-                    self._sink.write_audio(obj.packet, obj.timestamp_ms)
-                continue
-            assert isinstance(obj, DecodedFrame)
-            behind = buf.frames_waiting > 0
-            if self.redact is None:
-                if behind:
-                    self._skipped += 1
-                else:
-                    yield from self._analyse(obj)
-            elif behind and (time.monotonic() - obj.arrived) * 1000.0 > opts.max_delay_ms:
-                self._skipped += 1  # too late to show: dropped (never written, never leaked)
-            else:
-                # Search when caught up; when behind, still search every detect_every_ms of
-                # stream time unless that would let the backlog grow past a couple of frames,
-                # and in any case after MAX_UNSEARCHED_MS: a face that enters the picture must
-                # be found even if the queue overflows for it (dropped frames never leak).
-                since = obj.timestamp_ms - self._last_detect_ms
-                due = since >= opts.detect_every_ms and buf.frames_waiting <= 2
-                overdue = since >= max(MAX_UNSEARCHED_MS, opts.detect_every_ms)
-                yield from self._redact(obj, detect=not behind or due or overdue)
-            yield from self._dropped(force=False)
-            if opts.max_frames is not None and obj.index + 1 >= opts.max_frames:
-                self._end_reason = "max_frames"
-                self.stop()
-                return
+            return True
+        duration = self.options.duration_s
+        if duration is not None and time.monotonic() - self._started >= duration:
+            self._end_reason = "duration"
+            self.stop()
+            return True
+        return False
 
     def _notice(self, notice: Notice) -> Iterator[LiveEvent]:
-        data = dict(notice.data)
-        if notice.kind == "connected":
-            audio_stream = data.pop("audio_stream", None)
-            if self._stream_info is None:
-                self._stream_info = data
-                yield self._ev.make(
-                    "stream_started",
+        data = notice.data
+        if notice.kind == "connected" and not self._stream_started:
+            self._stream_started = True
+            yield self._ev.make(
+                StreamStarted(
                     source=self.source.display,
                     kind=self.source.kind,
-                    mode="redact" if self.redact is not None else "analyze",
+                    mode=self.mode,
                     output=self.output,
-                    **{k: v for k, v in data.items() if k != "connection"},
+                    width=int(data["width"]),
+                    height=int(data["height"]),
+                    fps=data.get("fps"),
+                    video_codec=str(data["video_codec"]),
+                    audio_codec=data.get("audio_codec"),
                 )
-                if self._sink is not None:
-                    self._sink.open(
-                        int(data["width"]), int(data["height"]), data.get("fps"), audio_stream
-                    )
-            else:
-                gap = {
-                    "gap_s": data.get("gap_s"),
-                    "last_timestamp_ms": _r(data.get("last_timestamp_ms")),
-                    "connection": data.get("connection"),
-                }
-                self._gaps.append(gap)
-                yield self._ev.make("gap", **gap)
+            )
+            if self._sink is not None:
+                self._sink.open(
+                    int(data["width"]), int(data["height"]), data.get("fps"), data["audio_stream"]
+                )
+        elif notice.kind == "connected":
+            gap = Gap(
+                gap_s=data.get("gap_s"),
+                last_timestamp_ms=round_ms(data.get("last_timestamp_ms")),
+                connection=data.get("connection"),
+            )
+            self._stats.gaps.append(gap)
+            yield self._ev.make(gap)
         elif notice.kind == "reconnecting":
-            self._reconnects += 1
-            yield self._ev.make("reconnecting", **data)
+            self._stats.reconnects += 1
+            yield self._ev.make(Reconnecting(data["attempt"], data["delay_s"], data["error"]))
         elif notice.kind == "ended":
             reason = data.get("reason", "end")
             if not self._stop.is_set() or self._end_reason == "end":
                 self._end_reason = str(reason)
             if reason in _END_CODES:
                 msg = data.get("message") or "the stream could not be read"
-                code = _END_CODES[reason]
                 if reason == "unauthorized":
                     msg = f"the server refused the credentials ({msg})"
-                self._error = {"code": code, "message": str(msg)}
-                yield self._ev.make("error", code=code, message=str(msg))
-
-    def _frame_fields(self, f: DecodedFrame) -> dict[str, Any]:
-        return {
-            "frame_index": f.index,
-            "timestamp_ms": _r(f.timestamp_ms),
-            "captured_at": iso_time(f.captured_at),
-        }
+                self._error = ErrorInfo(_END_CODES[reason], str(msg))
+                yield self._ev.make(ErrorEvent(self._error))
 
     def _process(self, f: DecodedFrame) -> Faces:
         """Detect (and describe) the faces of a frame and track them."""
         # track summaries count frames as decoded, not as analysed
-        faces: Faces = self._analyzer.process(f.rgb, f.timestamp_ms, frame_index=f.index)
-        return faces
+        return self._video.process(f.rgb, f.timestamp_ms, frame_index=f.index)
+
+    def _latency_ms(self, f: DecodedFrame) -> float:
+        """Decoded -> now (counted for the summary), as the frame event gives it."""
+        latency = (time.monotonic() - f.arrived) * 1000.0
+        self._stats.latencies.append(latency)
+        return round(latency, 1)
 
     def _analyse(self, f: DecodedFrame) -> Iterator[LiveEvent]:
         faces = self._process(f)
-        ids = faces.track_ids if faces.track_ids is not None else np.zeros(0, np.int64)
-        self._analysed += 1
+        self._stats.analysed += 1
         yield from self._track_events(f, faces)
-        fields = self._frame_fields(f)
-        include_mesh = "mesh" in self.analyzer_options.features
-        fields["faces"] = faces.to_records(include_mesh=include_mesh)
-        flag_events: list[dict[str, Any]] = []
+        ref = FrameRef.of(f.index, f.timestamp_ms, f.captured_at)
+        flags: list[dict[str, Any]] | None = None
+        rising: list[FlagRaised] = []
         if self.rules is not None:
             h, w = f.rgb.shape[:2]
             found = self.rules.evaluate_faces(
                 faces, int(w), int(h), frame=f.index, timestamp_ms=f.timestamp_ms
             )
-            flags = [_flag_dict(x, ids) for x in found]
-            fields["flags"] = flags
-            flag_events = self._rising_flags(f, flags)
-        latency = (time.monotonic() - f.arrived) * 1000.0
-        self._latencies.append(latency)
-        fields["latency_ms"] = round(latency, 1)
-        yield self._ev.make("frame", **fields)
-        for data in flag_events:
-            yield self._ev.make("flag", **data)
-
-    def _rising_flags(self, f: DecodedFrame, flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        now = {(str(x.get("rule")), x.get("face"), x.get("track_id")) for x in flags}
-        out = []
-        for x in flags:
-            key = (str(x.get("rule")), x.get("face"), x.get("track_id"))
-            if key not in self._active_flags:
-                self._flags += 1
-                out.append({**self._frame_fields(f), **x})
-        self._active_flags = now
-        return out
+            flags = [x.to_dict() for x in found]
+            keys = [(x.rule, x.face, x.track_id) for x in found]
+            for key, flag in zip(keys, flags, strict=True):
+                if key not in self._active_flags:  # a rule starts to fire: a flag event
+                    self._stats.flags += 1
+                    rising.append(FlagRaised(ref, flag))
+            self._active_flags = set(keys)
+        include_mesh = "mesh" in self.analyzer_options.features
+        records = faces.to_records(include_mesh=include_mesh)
+        yield self._ev.make(AnalysedFrame(ref, records, flags, self._latency_ms(f)))
+        for flag_event in rising:
+            yield self._ev.make(flag_event)
 
     def _redact(self, f: DecodedFrame, *, detect: bool) -> Iterator[LiveEvent]:
         from mien.redact.draw import redact_regions
         from mien.redact.suspect import NOT_SEARCHED, cover_whole_frame, whole_frame_box
 
-        assert self._sink is not None and self._tracks is not None
-        opts = self.options
+        assert self._sink is not None and self._tracks is not None and self.redact is not None
         ts = f.timestamp_ms
-        regions: list[dict[str, Any]] = []
+        regions: list[Region] = []
         suspect = list(f.damage)
         detected = False
         if detect:
@@ -364,66 +372,59 @@ class LiveSession:
             try:
                 faces = self._process(f)
             except Exception as exc:  # the detector failed on this frame: it is not searched
-                self._detector_failures += 1
-                if self._detector_failures == 1:
+                self._stats.detector_failures += 1
+                if self._stats.detector_failures == 1:
                     log.warning("face detection failed (frames covered as suspect): %s", exc)
                 suspect.append(NOT_SEARCHED)
             else:
                 detected = True
                 self._last_searched_ms = ts
-                boxes, scores = faces.boxes, faces.scores
-                ids = faces.track_ids if faces.track_ids is not None else np.zeros(0, np.int64)
-                self._analysed += 1
+                ids = _track_ids(faces)
+                self._stats.analysed += 1
                 yield from self._track_events(f, faces)
                 regions += [
-                    _region(boxes[i], scores[i], "detected", int(ids[i])) for i in range(len(ids))
+                    Region.of(faces.boxes[i], faces.scores[i], "detected", int(ids[i]))
+                    for i in range(len(ids))
                 ]
-                regions += [_region(b, s, "tracked", t) for t, b, s in self._tracks.missing(ts)]
+                regions += [Region.of(b, s, "tracked", t) for t, b, s in self._tracks.missing(ts)]
         if not detected:
-            self._predicted_frames += 1
-            regions += [_region(b, s, "tracked", t) for t, b, s in self._tracks.predicted(ts)]
-            if NOT_SEARCHED not in suspect and ts - self._last_searched_ms > opts.detect_every_ms:
+            self._stats.predicted += 1
+            regions += [Region.of(b, s, "tracked", t) for t, b, s in self._tracks.predicted(ts)]
+            unsearched_ms = ts - self._last_searched_ms
+            if NOT_SEARCHED not in suspect and unsearched_ms > self.options.detect_every_ms:
                 # covered only by prediction for longer than detect_every_ms allows
                 suspect.append(NOT_SEARCHED)
         # the last known area of every recent face, besides where it is predicted to be (faces
         # detected in this very frame need nothing more)
-        have = {r["track_id"] for r in regions if r["source"] == "detected"}
-        held = [_region(b, s, "held", t) for t, b, s in self._tracks.held(ts) if t not in have]
+        have = {r.track_id for r in regions if r.source == "detected"}
+        held = [Region.of(b, s, "held", t) for t, b, s in self._tracks.held(ts) if t not in have]
         if held:
-            self._held_frames += 1
+            self._stats.held += 1
         regions += held
-        action = self._suspect_action(f, tuple(dict.fromkeys(suspect)), known=bool(regions))
+        reasons = tuple(dict.fromkeys(suspect))
+        action = self._suspect_action(f, reasons, known=bool(regions))
         if action == "covered_regions":
             regions += _grown(regions)
         if action == "covered_frame":
             h, w = f.rgb.shape[:2]
-            regions.append(_region(whole_frame_box(w, h)[0], None, "whole_frame", None))
+            regions.append(Region.of(whole_frame_box(w, h)[0], None, "whole_frame", None))
             covered = cover_whole_frame(f.rgb, self.redact)
         else:
-            boxes_out = np.array([r["box"] for r in regions], np.float32).reshape(-1, 4)
-            covered = redact_regions(f.rgb, boxes_out, self.redact)
+            boxes = np.array([r.box for r in regions], np.float32).reshape(-1, 4)
+            covered = redact_regions(f.rgb, boxes, self.redact)
         self._sink.write_frame(covered, ts)
-        latency = (time.monotonic() - f.arrived) * 1000.0
-        self._latencies.append(latency)
-        fields = self._frame_fields(f)
-        fields["detected"] = detected
-        fields["covered"] = regions
-        if action is not None:
-            fields["suspect"] = list(dict.fromkeys(suspect))
-            fields["action"] = action
-        fields["latency_ms"] = round(latency, 1)
-        yield self._ev.make("frame", **fields)
+        ref = FrameRef.of(f.index, ts, f.captured_at)
+        latency = self._latency_ms(f)
+        yield self._ev.make(RedactedFrame(ref, detected, tuple(regions), reasons, action, latency))
 
     def _suspect_action(
         self, f: DecodedFrame, reasons: tuple[str, ...], *, known: bool
-    ) -> str | None:
+    ) -> SuspectAction | None:
         """What ``on_suspect`` does with a frame (None: not suspect; ``known``: some region of
         a face is known in it); counts it; raises :class:`SuspectFramesError` for "fail"."""
         if not reasons:
             return None
-        self._suspect_frames += 1
-        for r in reasons:
-            self._suspect_reasons[r] = self._suspect_reasons.get(r, 0) + 1
+        self._stats.count_suspect(reasons)
         policy = self.options.on_suspect
         if policy == "fail":
             raise SuspectFramesError(
@@ -438,49 +439,37 @@ class LiveSession:
 
     def _track_events(self, f: DecodedFrame, faces: Faces) -> Iterator[LiveEvent]:
         assert self._tracks is not None
-        ids = faces.track_ids if faces.track_ids is not None else np.zeros(0, np.int64)
+        ids = _track_ids(faces)
         started, ended = self._tracks.observe(ids, faces.boxes, faces.scores, f.timestamp_ms)
         for tid in started:
             i = int(np.nonzero(ids == tid)[0][0])
-            self._track_total += 1
+            self._stats.tracks += 1
             yield self._ev.make(
-                "track_started",
-                track_id=tid,
-                frame_index=f.index,
-                timestamp_ms=_r(f.timestamp_ms),
-                box=[round(float(v), 1) for v in faces.boxes[i]],
-                score=round(float(faces.scores[i]), 4),
+                TrackStarted(
+                    track_id=tid,
+                    frame_index=f.index,
+                    timestamp_ms=round(f.timestamp_ms, 1),
+                    box=round_box(faces.boxes[i]),
+                    score=round(float(faces.scores[i]), 4),
+                )
             )
         for tid in ended:
             yield self._track_ended(tid)
 
     def _track_ended(self, tid: int) -> LiveEvent:
         """``track_ended`` with the video-mode summary of the track (then forgotten)."""
-        track = self._analyzer.pop_summary(tid, self.source.display)
-        data: dict[str, Any] = {"track_id": tid}
-        if track is not None:
-            summary = track.to_dict()
-            summary.pop("kind", None)
-            summary.pop("source", None)
-            data.update(summary)
-        return self._ev.make("track_ended", **data)
+        track = self._video.pop_summary(tid, self.source.display)
+        if track is None:
+            return self._ev.make(TrackEnded(tid))
+        summary = track.to_dict()
+        summary.pop("kind", None)
+        summary.pop("source", None)
+        return self._ev.make(TrackEnded(tid, summary))
 
     def _dropped(self, *, force: bool) -> Iterator[LiveEvent]:
-        total = self._buffer.dropped + self._skipped
-        if total <= self._dropped_reported:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_dropped_event < DROPPED_EVERY_S:
-            return
-        yield self._ev.make(
-            "dropped",
-            count=total - self._dropped_reported,
-            total=total,
-            queue_overflow=self._buffer.dropped,
-            skipped=self._skipped,
-        )
-        self._dropped_reported = total
-        self._last_dropped_event = now
+        event = self._stats.dropped(self._buffer.dropped, time.monotonic(), force=force)
+        if event is not None:
+            yield self._ev.make(event)
 
     def _finish(self) -> Iterator[LiveEvent]:
         if self._decoder is not None:
@@ -493,47 +482,45 @@ class LiveSession:
             try:
                 self._sink.close()
             except LiveOutputError as exc:
-                self._error = {"code": exc.code, "message": exc.message}
-                yield self._ev.make("error", code=exc.code, message=exc.message)
-        self.summary = self._summary()
-        yield self._ev.make("summary", **self.summary)
+                self._error = ErrorInfo(exc.code, exc.message)
+                yield self._ev.make(ErrorEvent(self._error))
+        summary = self._summary()
+        self.summary = summary.to_dict()
+        yield self._ev.make(summary)
 
-    def _summary(self) -> dict[str, Any]:
-        dec = self._decoder
-        lat = np.array(self._latencies, np.float64)
-        out: dict[str, Any] = {
-            "source": self.source.display,
-            "mode": "redact" if self.redact is not None else "analyze",
-            "reason": self._end_reason,
-            "started_at": iso_time(self._started_wall),
-            "duration_s": round(time.monotonic() - self._started, 3),
-            "frames_decoded": dec.frames_decoded if dec is not None else 0,
-            "frames_analysed": self._analysed,
-            "frames_dropped": self._buffer.dropped + self._skipped,
-            "queue_overflow": self._buffer.dropped,
-            "frames_skipped": self._skipped,
-            "decode_errors": dec.decode_errors if dec is not None else 0,
-            "reconnects": self._reconnects,
-            "gaps": self._gaps,
-            "tracks": self._track_total,
-            "flags": self._flags,
-            "latency_ms": {
-                "p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
-                "p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
-                "max": round(float(lat.max()), 1) if lat.size else None,
-            },
-        }
+    def _summary(self) -> SessionSummary:
+        dec, stats, overflow = self._decoder, self._stats, self._buffer.dropped
+        redaction = None
         if self.redact is not None:
-            out["output"] = self.output
-            out["frames_written"] = self._sink.frames_written if self._sink else 0
-            out["frames_predicted"] = self._predicted_frames
-            out["frames_held"] = self._held_frames
-            out["detector_failures"] = self._detector_failures
-            out["suspect_frames"] = self._suspect_frames
-            out["suspect_reasons"] = dict(sorted(self._suspect_reasons.items()))
-        if self._error is not None:
-            out["error"] = self._error
-        return out
+            redaction = RedactionCounts(
+                output=self.output,
+                frames_written=self._sink.frames_written if self._sink else 0,
+                frames_predicted=stats.predicted,
+                frames_held=stats.held,
+                detector_failures=stats.detector_failures,
+                suspect_frames=stats.suspect_frames,
+                suspect_reasons=dict(stats.suspect_reasons),
+            )
+        return SessionSummary(
+            source=self.source.display,
+            mode=self.mode,
+            reason=self._end_reason,
+            started_at=iso_time(self._started_wall),
+            duration_s=round(time.monotonic() - self._started, 3),
+            frames_decoded=dec.frames_decoded if dec is not None else 0,
+            frames_analysed=stats.analysed,
+            frames_dropped=overflow + stats.skipped,
+            queue_overflow=overflow,
+            frames_skipped=stats.skipped,
+            decode_errors=dec.decode_errors if dec is not None else 0,
+            reconnects=stats.reconnects,
+            gaps=tuple(stats.gaps),
+            tracks=stats.tracks,
+            flags=stats.flags,
+            latency_ms=stats.latency(),
+            redaction=redaction,
+            error=self._error,
+        )
 
     def _cleanup(self) -> None:
         if self._cleaned:
@@ -549,10 +536,6 @@ class LiveSession:
                 self._sink.close()
 
 
-class _EndSession(Exception):
-    pass
-
-
 def _default_analyzer_options(redacting: bool) -> AnalyzerOptions:
     if redacting:
         from mien.redact.options import REDACT_THRESHOLD
@@ -561,56 +544,25 @@ def _default_analyzer_options(redacting: bool) -> AnalyzerOptions:
     return AnalyzerOptions()
 
 
-def _load_rules(rules: Any) -> Any:
+def _load_rules(rules: RuleSet | str | os.PathLike[str] | None) -> RuleSet | None:
+    """``rules`` as a :class:`RuleSet` (read by :func:`mien.rules.load_rules` unless one)."""
     if rules is None:
         return None
-    if hasattr(rules, "evaluate"):
-        return rules
-    try:
-        from mien.rules import load_rules
-    except ImportError as exc:
-        raise MienError("rules profiles are not available in this version of mien") from exc
+    from mien.rules import load_rules
+
     return load_rules(rules)
 
 
-def _flag_dict(flag: Any, ids: npt.NDArray[np.int64]) -> dict[str, Any]:
-    if hasattr(flag, "to_dict"):
-        d = dict(flag.to_dict())
-    else:
-        from dataclasses import asdict, is_dataclass
-
-        if is_dataclass(flag) and not isinstance(flag, type):
-            d = dict(asdict(flag))
-        else:
-            d = {"rule": str(flag)}
-    if "rule" not in d:
-        d["rule"] = d.get("rule_id", d.get("id"))
-    face = d.get("face", d.get("face_index"))
-    d["face"] = face
-    if isinstance(face, int) and 0 <= face < len(ids):
-        d["track_id"] = int(ids[face])
-    return d
+def _track_ids(faces: Faces) -> npt.NDArray[np.int64]:
+    return faces.track_ids if faces.track_ids is not None else np.zeros(0, np.int64)
 
 
-def _region(box: Any, score: Any, source: str, track_id: int | None) -> dict[str, Any]:
-    return {
-        "box": [round(float(v), 1) for v in np.asarray(box).reshape(4)],
-        "score": None if score is None else round(float(score), 4),
-        "source": source,
-        "track_id": track_id,
-    }
-
-
-def _grown(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _grown(regions: list[Region]) -> list[Region]:
     """The regions grown :data:`mien.redact.suspect.SUSPECT_GROWTH` times (``"suspect"``)."""
     from mien.redact.suspect import grow_boxes
 
     if not regions:
         return []
-    grown = grow_boxes([r["box"] for r in regions])
+    grown = grow_boxes([r.box for r in regions])
     pairs = zip(grown, regions, strict=True)
-    return [_region(b, r["score"], "suspect", r["track_id"]) for b, r in pairs]
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(float(v), 1)
+    return [Region.of(b, r.score, "suspect", r.track_id) for b, r in pairs]

@@ -15,16 +15,19 @@ It keeps boxes and scores only, never pixels.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from mien.track.tracker import Tracker
 
 Box = npt.NDArray[np.float32]
 
 
 class LiveTracks:
-    def __init__(self, tracker: Any, *, hold_ms: float = 2000.0) -> None:
+    def __init__(self, tracker: Tracker, *, hold_ms: float = 2000.0) -> None:
         self.tracker = tracker
         self.hold_ms = hold_ms
         self._last: dict[int, tuple[Box, float, float]] = {}  # id -> (box, score, ms)
