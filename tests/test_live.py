@@ -705,3 +705,19 @@ def test_error_texts_hide_credentials() -> None:
         "Connection refused: rtsp://***@10.0.0.5:554/cam and rtmp://***@h/live/x"
     )
     assert hide_credentials("no address here: /dev/video0") == "no address here: /dev/video0"
+
+
+def test_breaking_out_of_events_releases_the_stream(hls_single: Any) -> None:
+    """A caller that stops iterating early (``break``, then the generator is closed) gets the
+    decoder thread stopped and joined, as docs/live.md promises; it used to keep running."""
+    server, _ = hls_single
+    session = LiveSession(server.url(), analyzer_options=DETECT, options=LiveOptions(realtime=True))
+    events = session.events()
+    for ev in events:
+        if ev.type == "frame":
+            break
+    decoder = session._decoder
+    assert decoder is not None and decoder.is_alive()
+    events.close()  # what a for loop's break leads to once the generator is dropped
+    assert session.stopped
+    assert not decoder.is_alive()

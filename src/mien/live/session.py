@@ -160,20 +160,24 @@ class LiveSession:
     # -- the event generator ---------------------------------------------------------------
 
     def events(self) -> Iterator[LiveEvent]:
-        """Events as they happen (see :mod:`mien.live.events`); ``summary`` comes last."""
+        """Events as they happen (see :mod:`mien.live.events`); ``summary`` comes last.
+
+        A caller may stop iterating at any point: closing the generator (what a ``break``
+        leads to) still stops and joins the decoder thread and closes the output.
+        """
         try:
-            self._prepare()
-            yield from self._run()
-        except MienError as exc:  # LiveOutputError included
-            if isinstance(exc, LiveOutputError):
-                reason = "output_error"
-            elif isinstance(exc, SuspectFramesError):
-                reason = "suspect_frame"
-            else:
-                reason = "error"
-            self._fail(ErrorInfo(exc.code, exc.message), reason)
-            yield self._ev.make(ErrorEvent(ErrorInfo(exc.code, exc.message)))
-        try:
+            try:
+                self._prepare()
+                yield from self._run()
+            except MienError as exc:  # LiveOutputError included
+                if isinstance(exc, LiveOutputError):
+                    reason = "output_error"
+                elif isinstance(exc, SuspectFramesError):
+                    reason = "suspect_frame"
+                else:
+                    reason = "error"
+                self._fail(ErrorInfo(exc.code, exc.message), reason)
+                yield self._ev.make(ErrorEvent(ErrorInfo(exc.code, exc.message)))
             yield from self._finish()
         finally:
             self._cleanup()
