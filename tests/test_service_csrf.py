@@ -83,13 +83,13 @@ def flagged_item(svc: Service, key_id: str) -> int:
     store.add_results(
         job_id, 0, [{"seq": 0, "kind": "image", "data": {"faces": []}, "flags": [flag]}]
     )
-    (row,) = [r for r in store.flagged(key_id=key_id) if r["job_id"] == job_id]
-    return int(row["id"])
+    (row,) = [r for r in store.flagged(key_id=key_id) if r.job_id == job_id]
+    return int(row.id)
 
 
 def decision_of(svc: Service, key_id: str, result_id: int) -> Any:
     row = svc.app.state.mien.store.result_with_media(result_id, key_id=key_id)
-    return row["decision"], row["reviewer"]
+    return row.decision, row.reviewer
 
 
 @pytest.fixture

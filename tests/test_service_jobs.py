@@ -163,14 +163,14 @@ def test_claim_is_exclusive_and_stale_jobs_are_taken_over(database: Database, tm
     assert store.finish_item(first.job_id, 0, "w3")
     assert store.finish_job(first.job_id, "w3", "succeeded")
     job = store.get_job(first.job_id)
-    assert job["status"] == "succeeded" and job["done_items"] == 1 and job["expires_at"]
+    assert job is not None and job.status == "succeeded" and job.done_items == 1 and job.expires_at
     # the purge deletes media of jobs whose retention ended, only those
     folder = tmp_path / "media" / first.job_id
     folder.mkdir(parents=True)
     (folder / "00000.bin").write_bytes(b"x")
     assert purge_expired(store, tmp_path / "media", now=time.time()) == []
     assert purge_expired(store, tmp_path / "media", now=time.time() + 61) == [first.job_id]
-    assert not folder.exists() and store.get_job(first.job_id)["media_purged"]
+    assert not folder.exists() and store.get_job(first.job_id).media_purged
     store.close()
 
 
@@ -181,12 +181,12 @@ def test_requeue_and_give_up_after_max_attempts(database: Database, tmp_path) ->
     assert store.claim("w1", lease_s=30)
     time.sleep(0.2)
     assert store.recover_stale(lease_s=0.1) == 1
-    assert store.get_job("c" * 32)["status"] == "queued"
+    assert store.get_job("c" * 32).status == "queued"
     claim = store.claim("w2", lease_s=30)
     assert claim and claim.attempts == 2
     assert store.fail_exhausted(claim.job_id, "w2", 2)
     job = store.get_job(claim.job_id)
-    assert job["status"] == "failed" and job["error_code"] == "JobInterrupted"
+    assert job is not None and job.status == "failed" and job.error_code == "JobInterrupted"
     store.close()
 
 

@@ -106,8 +106,8 @@ def test_a_running_job_survives_a_server_kill(database: Database, tmp_path: Path
         store = Store.open(cfg.database_url, migrate_schema=False)
         stopped = store.get_job(job["id"])
         store.close()
-        assert stopped is not None and stopped["status"] == "running"
-        assert 1 <= stopped["done_items"] < len(files), "the job must be stopped half-way"
+        assert stopped is not None and stopped.status == "running"
+        assert 1 <= stopped.done_items < len(files), "the job must be stopped half-way"
 
         server.start()  # the same data dir and database
         deadline = time.monotonic() + 600
@@ -157,7 +157,7 @@ def test_sigterm_stops_cleanly_and_requeues(database: Database, tmp_path: Path) 
         store = Store.open(cfg.database_url, migrate_schema=False)
         job = store.get_job(r.json()["id"])
         store.close()
-        assert job is not None and job["status"] in ("queued", "succeeded"), job
+        assert job is not None and job.status in ("queued", "succeeded"), job
         server.start()
         deadline = time.monotonic() + 600
         while (job := httpx.get(loc, headers=auth, timeout=10).json())["status"] != "succeeded":

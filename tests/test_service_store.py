@@ -538,8 +538,8 @@ def test_sigkill_of_the_server_leaves_no_worker(database, tmp_path: Path) -> Non
             left = store.get_job(job["id"])
         finally:
             store.close()
-        assert left is not None and left["status"] == "queued", left  # handed back
-        assert 1 <= left["done_items"] < len(files)
+        assert left is not None and left.status == "queued", left  # handed back
+        assert 1 <= left.done_items < len(files)
     finally:
         server.kill(signal.SIGKILL)
         for stray in _workers_of(pid):

@@ -15,13 +15,7 @@ _R = TypeVar("_R", bound="Row")
 
 
 class Row:
-    """A row of the store; a column can be read by name too (``row["status"]``), as from the
-    mappings SQLAlchemy answers."""
-
-    def __getitem__(self, column: str) -> Any:
-        if column not in _names(type(self)):
-            raise KeyError(column)
-        return getattr(self, column)
+    """A row of the store: a frozen record of the columns a query answers."""
 
     @classmethod
     def of(cls: type[_R], mapping: Mapping[Any, Any]) -> _R:
