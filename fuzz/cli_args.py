@@ -187,7 +187,7 @@ def _check_options(args: argparse.Namespace) -> None:
             method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
         )
     if cmd in ("analyze", "redact"):
-        from mien.live.cli import _live_options
+        from mien.cli.live import _live_options
 
         _live_options(args, redact=cmd == "redact")
 

@@ -92,7 +92,7 @@ def register(sub: Any) -> None:
         f"{live_default('track_max_missed')} for live streams)",
     )
     # --- live streams (mien.live; docs/live.md) ---
-    from mien.live.cli import stream_args
+    from mien.cli.live import stream_args
 
     stream_args(an, redact=False)
     an.set_defaults(func=run)
@@ -103,7 +103,7 @@ def _video_options(args: argparse.Namespace) -> Any:
     from mien.video.analyzer import VideoOptions
 
     # options not given keep the video defaults (VideoOptions, TrackerOptions); live streams
-    # resolve theirs from LiveOptions (mien.live.cli)
+    # resolve theirs from LiveOptions (mien.cli.live)
     given = {"detect_side": args.detect_side}
     tracker = {"max_missed": args.max_missed}
     return VideoOptions(
@@ -183,7 +183,7 @@ def _run_video(
 
 
 def run(args: argparse.Namespace) -> int:
-    from mien.live.cli import is_live, run_analyze  # live streams: docs/live.md
+    from mien.cli.live import is_live, run_analyze  # live streams: docs/live.md
 
     if is_live(args, args.paths):
         return run_analyze(args)

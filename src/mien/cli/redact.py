@@ -124,7 +124,7 @@ def register(sub: Any) -> None:
                 "analyze's 0.5, a missed face leaks)"
             )
     # --- live streams (mien.live; docs/live.md) ---
-    from mien.live.cli import stream_args
+    from mien.cli.live import stream_args
 
     stream_args(p, redact=True)
     p.set_defaults(func=run, features="detection")
@@ -386,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
 
     if is_stream(args.input) or getattr(args, "stream", False):
         try:
-            from mien.live.cli import run_redact
+            from mien.cli.live import run_redact
         except ImportError:
             print(
                 "mien: error: live stream redaction is not available in this build", file=sys.stderr

@@ -1,6 +1,6 @@
 """Options of a live session (validated on construction).
 
-:class:`LiveOptions` holds every live default in one place: the CLI (:mod:`mien.live.cli`)
+:class:`LiveOptions` holds every live default in one place: the CLI (:mod:`mien.cli.live`)
 reads them from here (:func:`live_default`) rather than repeating them.
 """
 
