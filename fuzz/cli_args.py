@@ -77,6 +77,10 @@ _VALUES: Final = (
 
 
 def _walk(parser: argparse.ArgumentParser, out: list[str]) -> None:
+    from mien.cli.common import Parser
+
+    if isinstance(parser, Parser):
+        parser.complete()  # a command's options added on first use (Parser.later)
     for action in parser._actions:
         out.extend(action.option_strings)
         if isinstance(action, argparse._SubParsersAction):

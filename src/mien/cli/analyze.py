@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mien.cli.common import (
     EPILOG,
@@ -22,6 +22,9 @@ from mien.cli.common import (
     sink,
 )
 
+if TYPE_CHECKING:
+    from mien.video.analyzer import VideoAnalyzer, VideoOptions
+
 
 def register(sub: Any) -> None:
     an = sub.add_parser(
@@ -30,6 +33,12 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    an.later(lambda: _add_options(an))
+
+
+def _add_options(an: argparse.ArgumentParser) -> None:
+    """``mien analyze``'s options: added on first use, as their defaults are read from the
+    video and live option classes, whose modules load OpenCV and PyAV."""
     an.add_argument(
         "paths",
         nargs="+",
@@ -98,7 +107,7 @@ def register(sub: Any) -> None:
     an.set_defaults(func=run)
 
 
-def _video_options(args: argparse.Namespace) -> Any:
+def _video_options(args: argparse.Namespace) -> VideoOptions:
     from mien.track.tracker import TrackerOptions
     from mien.video.analyzer import VideoOptions
 
@@ -138,7 +147,7 @@ def _write(out: IO[str], record: dict[str, Any], pretty: bool) -> None:
 
 
 def _run_video(
-    video: Any, path: str, out: IO[str], args: argparse.Namespace, include_mesh: bool
+    video: VideoAnalyzer, path: str, out: IO[str], args: argparse.Namespace, include_mesh: bool
 ) -> bool:
     """Analyse one video; returns whether it was read without error."""
     from tqdm import tqdm
@@ -198,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     sources = [item for item in items if isinstance(item, str)]
     check_output(args.output, sources)  # exit 3 before any work when -o may not be written
     analyzer = FaceAnalyzer(options)
-    video: Any = None
+    video: VideoAnalyzer | None = None
     include_mesh = "mesh" in options.features
     failed = 0
     show = not args.quiet and len(items) > 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mien.batch.run import SHARD_SECONDS, SHARD_SIZE
 from mien.cli.common import (
@@ -18,6 +18,10 @@ from mien.cli.common import (
     log,
     options_from_args,
 )
+
+if TYPE_CHECKING:
+    from mien.batch import BatchOptions
+    from mien.redact.options import RedactOptions
 
 BATCH_EPILOG = """resume: rerun the same command; files of committed shards are skipped, the rest is
 done. A shard is committed every --shard-size files or --shard-seconds seconds, whichever comes
@@ -115,11 +119,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _redact_options(args: argparse.Namespace) -> Any:
-    try:
-        from mien.redact.options import RedactOptions, parse_color
-    except ImportError as exc:  # pragma: no cover - redaction ships with mien
-        raise ValueError(f"--task redact is not available in this build: {exc}") from exc
+def _redact_options(args: argparse.Namespace) -> RedactOptions:
+    from mien.redact.options import RedactOptions, parse_color
+
     return RedactOptions(
         method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
     )
@@ -131,7 +133,7 @@ def _redact_threshold() -> float:
     return REDACT_THRESHOLD
 
 
-def batch_options(args: argparse.Namespace) -> Any:
+def batch_options(args: argparse.Namespace) -> BatchOptions:
     """The :class:`mien.batch.BatchOptions` of the parsed arguments (ValueError, a refused or
     unknown feature before any file is read); fills in the task's default ``--threshold``."""
     from mien.batch import BatchOptions

@@ -6,10 +6,13 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from mien.features import AVAILABLE_FEATURES, DEFAULT_FEATURES, parse_features
+
+if TYPE_CHECKING:
+    from mien.options import AnalyzerOptions
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -28,6 +31,38 @@ log = logging.getLogger("mien")
 
 
 class Parser(argparse.ArgumentParser):
+    """mien's parser: usage errors exit 2, and a command's options may be added on first use.
+
+    A command whose options need heavy modules (their defaults are read from option dataclasses
+    that live beside OpenCV, PyAV or the models) adds them in :meth:`later`, so ``mien --help``
+    and the other commands load none of it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[Callable[[], None]] = []
+
+    def later(self, add_options: Callable[[], None]) -> None:
+        """Run ``add_options`` (which adds this parser's options) before it is first used."""
+        self._pending.append(add_options)
+
+    def complete(self) -> None:
+        """Add the options deferred by :meth:`later` (done before parsing or printing help)."""
+        while self._pending:
+            self._pending.pop(0)()
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self.complete()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
     def error(self, message: str) -> Any:  # exit code 2 with the usage line, like argparse
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"mien: error: {message}\n")
@@ -86,7 +121,9 @@ def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FE
     )
 
 
-def options_from_args(args: argparse.Namespace, features: Sequence[str] | None = None) -> Any:
+def options_from_args(
+    args: argparse.Namespace, features: Sequence[str] | None = None
+) -> AnalyzerOptions:
     """AnalyzerOptions from the detector options (and ``--features``, unless ``features``)."""
     from mien.options import AnalyzerOptions
 

@@ -32,13 +32,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mien.cli.common import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, log
 from mien.live.decoder import ReconnectPolicy
 from mien.live.options import field_default, live_default
 from mien.live.source import StreamSource
 from mien.redact.suspect import ON_SUSPECT
+
+if TYPE_CHECKING:
+    from mien.live.options import LiveOptions
+    from mien.live.session import LiveSession
 
 #: Why a session ended -> exit code (see the module docstring).
 _SOURCE_FAILURES = frozenset({"unreachable", "unauthorized", "source_lost", "error"})
@@ -170,7 +174,7 @@ def _given(args: argparse.Namespace, name: str) -> Any:
     return getattr(args, name, None)
 
 
-def _source(args: argparse.Namespace, address: str) -> Any:
+def _source(args: argparse.Namespace, address: str) -> StreamSource:
     timeout = _given(args, "timeout")
     kw = {} if timeout is None else {"open_timeout_s": timeout, "read_timeout_s": timeout}
     return StreamSource(
@@ -181,7 +185,7 @@ def _source(args: argparse.Namespace, address: str) -> Any:
     )
 
 
-def _live_options(args: argparse.Namespace, *, redact: bool) -> Any:
+def _live_options(args: argparse.Namespace, *, redact: bool) -> LiveOptions:
     """:class:`LiveOptions` from the options given; the others keep the library's defaults."""
     from mien.live.options import LiveOptions
 
@@ -219,7 +223,7 @@ def _live_options(args: argparse.Namespace, *, redact: bool) -> Any:
 
 
 @contextlib.contextmanager
-def _signals(session: Any) -> Iterator[dict[str, bool]]:
+def _signals(session: LiveSession) -> Iterator[dict[str, bool]]:
     """SIGTERM and Ctrl-C end the session cleanly (the summary is still written)."""
     state = {"interrupted": False, "terminated": False}
     if threading.current_thread() is not threading.main_thread():
@@ -264,7 +268,7 @@ def _events_out(path: str | None) -> Iterator[IO[str]]:
         fh.close()
 
 
-def _drive(session: Any, out: IO[str] | None, args: argparse.Namespace) -> int:
+def _drive(session: LiveSession, out: IO[str] | None, args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
     pretty = bool(getattr(args, "pretty", False))
     with _signals(session) as state:

@@ -51,8 +51,6 @@ EXIT_DOC = """exit codes:
 
 
 def register(sub: Any) -> None:
-    from mien.redact.options import DEFAULT_SCALE, METHODS, REDACT_THRESHOLD, SHAPES
-
     p = sub.add_parser(
         "redact",
         help="cover faces in pictures, videos, folders or streams (blur, pixelate, fill)",
@@ -61,6 +59,14 @@ def register(sub: Any) -> None:
         epilog=EXIT_DOC + "\n\n" + EPILOG.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.later(lambda: _add_options(p))
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    """``mien redact``'s options: added on first use, as their defaults are read from the
+    redaction and live option classes, whose modules load OpenCV and PyAV."""
+    from mien.redact.options import DEFAULT_SCALE, METHODS, REDACT_THRESHOLD, SHAPES
+
     p.add_argument(
         "input",
         metavar="INPUT",
@@ -134,17 +140,10 @@ def register(sub: Any) -> None:
 
 
 def is_stream(text: str) -> bool:
-    """A live source for ``mien.live`` (its own test when it is installed)."""
-    try:
-        from mien.live import is_stream_url
-    except ImportError:
-        low = text.lower()
-        return (
-            low.startswith(("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://"))
-            or (low.startswith(("http://", "https://")) and ".m3u8" in low)
-            or low.startswith("/dev/video")
-        )
-    return bool(is_stream_url(text))
+    """A live source for ``mien.live`` (:func:`mien.live.source.is_stream_url`)."""
+    from mien.live.source import is_stream_url
+
+    return is_stream_url(text)
 
 
 def is_video(path: Path) -> bool:
@@ -166,11 +165,7 @@ class Outcome:
 
 def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any]) -> Any:
     if is_video(src):
-        try:
-            from mien.redact.video import redact_video
-        except ImportError as exc:
-            raise _NoVideo(f"{src}: video redaction is not available in this build") from exc
-        from mien.redact.video import VideoRedactOptions
+        from mien.redact.video import VideoRedactOptions, redact_video
 
         return redact_video(
             str(src),
@@ -188,10 +183,6 @@ def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, A
         options=ctx["redact"],
         keep_metadata=args.keep_metadata,
     )
-
-
-class _NoVideo(MediaError):
-    code = "UnsupportedMedia"
 
 
 def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out: Outcome) -> None:
@@ -382,18 +373,11 @@ def _announce(src: Path, dst: Path, args: argparse.Namespace, report: dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
+    from mien.cli.live import is_live, run_redact
     from mien.redact.options import RedactOptions, parse_color
 
-    if is_stream(args.input) or getattr(args, "stream", False):
-        try:
-            from mien.cli.live import run_redact
-        except ImportError:
-            print(
-                "mien: error: live stream redaction is not available in this build", file=sys.stderr
-            )
-            return EXIT_USAGE
-        code: int = run_redact(args)
-        return code
+    if is_live(args, args.input):
+        return run_redact(args)
 
     redact = RedactOptions(
         method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
