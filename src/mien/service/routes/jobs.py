@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from mien.live.source import display_url
-from mien.media.image import _other_media_kind
+from mien.media.sniff import media_kind
 from mien.service import streams
 from mien.service.analysis import parse_params
 from mien.service.auth import require_key
@@ -149,8 +149,7 @@ def _accepted(job: dict[str, Any]) -> JSONResponse:
 
 
 def _is_video(upload: Upload) -> bool:
-    kind = _other_media_kind(upload.head(4096))
-    return kind is not None and "video" in kind
+    return media_kind(upload.head(4096)) == "video"
 
 
 def _fingerprint(kind: str, params: dict[str, Any], retention: int, ups: list[Upload]) -> str:
