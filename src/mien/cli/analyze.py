@@ -10,13 +10,17 @@ import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from mien.cli.common import (
-    EPILOG,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    analyze_item,
     check_output,
+    command,
+    default_of,
     detector_args,
     features_arg,
+    listing_args,
     log,
+    note_unreadable,
     options_from_args,
     progress,
     sink,
@@ -27,13 +31,12 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    an = sub.add_parser(
+    command(
+        sub,
         "analyze",
         help="analyse images and videos; one JSON object per image or video frame (JSON Lines)",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        later=_add_options,
     )
-    an.later(lambda: _add_options(an))
 
 
 def _add_options(an: argparse.ArgumentParser) -> None:
@@ -53,9 +56,7 @@ def _add_options(an: argparse.ArgumentParser) -> None:
         help="write JSON Lines to FILE (atomically) instead of stdout",
     )
     features_arg(an)
-    an.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
-    an.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file log")
-    an.add_argument("--pretty", action="store_true", help="indent the JSON (one object per image)")
+    listing_args(an, pretty_help="indent the JSON (one object per image)")
     detector_args(an)
     vg = an.add_argument_group("video")
     pick = vg.add_mutually_exclusive_group()
@@ -73,7 +74,7 @@ def _add_options(an: argparse.ArgumentParser) -> None:
         metavar="F",
         help="analyse F frames per second of video time (the first frame at or after each 1/F s)",
     )
-    from mien.live.options import field_default, live_default
+    from mien.live.options import LiveOptions
     from mien.track.tracker import TrackerOptions
     from mien.video.analyzer import VideoOptions
 
@@ -83,8 +84,8 @@ def _add_options(an: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PX",
         help="run the detector on frames shrunk to a longer side of PX (0 = full size; "
-        f"default {field_default(VideoOptions, 'detect_side')} for video files, "
-        f"{live_default('detect_max_side')} for live streams)",
+        f"default {default_of(VideoOptions, 'detect_side')} for video files, "
+        f"{default_of(LiveOptions, 'detect_max_side')} for live streams)",
     )
     vg.add_argument(
         "--all-passes",
@@ -97,8 +98,8 @@ def _add_options(an: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="keep a face's track through N analysed frames without a detection (default "
-        f"{field_default(TrackerOptions, 'max_missed')} for video files, "
-        f"{live_default('track_max_missed')} for live streams)",
+        f"{default_of(TrackerOptions, 'max_missed')} for video files, "
+        f"{default_of(LiveOptions, 'track_max_missed')} for live streams)",
     )
     # --- live streams (mien.live; docs/live.md) ---
     from mien.cli.live import stream_args
@@ -225,18 +226,9 @@ def run(args: argparse.Namespace) -> int:
                     failed += 1
                 bar.update(1)
                 continue
-            if isinstance(item, tuple):
-                name, data = item
-                result = analyzer.analyze(data, name=name, on_error="record")
-            else:
-                result = next(analyzer.analyze_many([item]))
-            if result.error is not None:
+            result = analyze_item(analyzer, item)
+            if note_unreadable(result, bar, args.quiet):
                 failed += 1
-                if not args.quiet:
-                    bar.write(
-                        f"mien: {result.source}: {result.error.code}: {result.error.message}",
-                        file=sys.stderr,
-                    )
             _write(out, result.to_dict(include_mesh=include_mesh), args.pretty)
             bar.update(1)
     if show:

@@ -13,15 +13,16 @@ from mien.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
+    command,
     detector_args,
     features_arg,
     log,
     options_from_args,
+    redact_options_from_args,
 )
 
 if TYPE_CHECKING:
     from mien.batch import BatchOptions
-    from mien.redact.options import RedactOptions
 
 BATCH_EPILOG = """resume: rerun the same command; files of committed shards are skipped, the rest is
 done. A shard is committed every --shard-size files or --shard-seconds seconds, whichever comes
@@ -43,11 +44,11 @@ to: no ethnicity, race, gender, age, emotion, identity, recognition or embedding
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "batch",
         help="analyse or redact many files: sharded, resumable, worker processes or Ray",
         epilog=BATCH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "input",
@@ -119,14 +120,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _redact_options(args: argparse.Namespace) -> RedactOptions:
-    from mien.redact.options import RedactOptions, parse_color
-
-    return RedactOptions(
-        method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
-    )
-
-
 def _redact_threshold() -> float:
     from mien.redact.options import REDACT_THRESHOLD
 
@@ -141,7 +134,7 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
     if args.threshold is None:
         args.threshold = _redact_threshold() if args.task == "redact" else 0.5
     options = options_from_args(args)  # refused / unknown features fail here, before any file
-    redact = _redact_options(args) if args.task == "redact" else None
+    redact = redact_options_from_args(args) if args.task == "redact" else None
     return BatchOptions(
         input=args.input,
         output=args.output,

@@ -32,9 +32,12 @@ from mien.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
+    command,
+    default_of,
     detector_args,
     log,
     options_from_args,
+    redact_options_from_args,
 )
 from mien.errors import MediaError, MienError
 from mien.media.discover import VIDEO_SUFFIXES
@@ -51,21 +54,23 @@ EXIT_DOC = """exit codes:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    command(
+        sub,
         "redact",
         help="cover faces in pictures, videos, folders or streams (blur, pixelate, fill)",
         description="Cover every face found in INPUT and write the result to OUTPUT. "
         "Pictures lose their metadata (EXIF, GPS, XMP, ICC) unless --keep-metadata.",
         epilog=EXIT_DOC + "\n\n" + EPILOG.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        later=_add_options,
     )
-    p.later(lambda: _add_options(p))
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
     """``mien redact``'s options: added on first use, as their defaults are read from the
     redaction and live option classes, whose modules load OpenCV and PyAV."""
-    from mien.redact.options import DEFAULT_SCALE, METHODS, REDACT_THRESHOLD, SHAPES
+    from mien.redact.options import DEFAULT_SCALE, METHODS, REDACT_THRESHOLD, SHAPES, RedactOptions
+    from mien.redact.suspect import ON_SUSPECT
+    from mien.redact.video import VideoRedactOptions
 
     p.add_argument(
         "input",
@@ -82,8 +87,18 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "(same layout); an existing folder for a file INPUT gets a file of the same name",
     )
     g = p.add_argument_group("redaction")
-    g.add_argument("--method", choices=METHODS, default="blur", help="how faces are covered")
-    g.add_argument("--shape", choices=SHAPES, default="ellipse", help="covered area's shape")
+    g.add_argument(
+        "--method",
+        choices=METHODS,
+        default=default_of(RedactOptions, "method"),
+        help="how faces are covered",
+    )
+    g.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default=default_of(RedactOptions, "shape"),
+        help="covered area's shape",
+    )
     g.add_argument(
         "--scale",
         type=float,
@@ -109,12 +124,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE.json",
         help="write the audit JSON (what was covered, where, and when) to FILE.json",
     )
-    from mien.redact.suspect import ON_SUSPECT
-
     g.add_argument(
         "--on-suspect",
         choices=ON_SUSPECT,
-        default="cover",
+        default=default_of(VideoRedactOptions, "on_suspect"),
         help="videos: a frame where a face may be uncovered (damaged, not searched, a face "
         "lost or shrunk) is covered where faces were known, or whole (cover, the default), "
         "stops the video with no output (fail), or is written as found (keep); it is listed "
@@ -374,14 +387,11 @@ def _announce(src: Path, dst: Path, args: argparse.Namespace, report: dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     from mien.cli.live import is_live, run_redact
-    from mien.redact.options import RedactOptions, parse_color
 
     if is_live(args, args.input):
         return run_redact(args)
 
-    redact = RedactOptions(
-        method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
-    )
+    redact = redact_options_from_args(args)
     analyzer = options_from_args(args)
     ctx = {"analyzer": analyzer, "redact": redact}
     src, dst = Path(args.input), Path(args.output)
