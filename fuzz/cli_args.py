@@ -77,6 +77,10 @@ _VALUES: Final = (
 
 
 def _walk(parser: argparse.ArgumentParser, out: list[str]) -> None:
+    from mien.cli.common import Parser
+
+    if isinstance(parser, Parser):
+        parser.complete()  # a command's options added on first use (Parser.later)
     for action in parser._actions:
         out.extend(action.option_strings)
         if isinstance(action, argparse._SubParsersAction):
@@ -187,7 +191,7 @@ def _check_options(args: argparse.Namespace) -> None:
             method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
         )
     if cmd in ("analyze", "redact"):
-        from mien.live.cli import _live_options
+        from mien.cli.live import _live_options
 
         _live_options(args, redact=cmd == "redact")
 

@@ -673,7 +673,7 @@ def test_cli_stream_defaults_are_live_options() -> None:
     640); video files keep the video default."""
     from mien.cli import build_parser
     from mien.cli.analyze import _video_options
-    from mien.live.cli import _live_options
+    from mien.cli.live import _live_options
     from mien.video.analyzer import VideoOptions
 
     parser = build_parser()

@@ -224,7 +224,7 @@ def test_stream_goes_to_live(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
     # mien.live's entry point replaced by a recorder: this checks the dispatch only (mien.live
     # has its own tests).
-    live_cli = pytest.importorskip("mien.live.cli")
+    live_cli = pytest.importorskip("mien.cli.live")
     monkeypatch.setattr(live_cli, "run_redact", lambda args: seen.append(args) or 0)
     assert main(["redact", "rtsp://camera.local/stream", "-o", "out.mp4"]) == 0
     assert seen[0].input == "rtsp://camera.local/stream" and seen[0].output == "out.mp4"

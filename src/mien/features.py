@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from mien.analyzers.attributes import available as available_attributes
 from mien.errors import RefusedAttributeError, UnknownFeatureError
 
 #: Features computed when the caller names none.
@@ -19,9 +18,22 @@ DEFAULT_FEATURES: tuple[str, ...] = ("detection", "landmarks", "head_pose", "qua
 #: Geometry and quality features, computed for every face.
 CORE_FEATURES: tuple[str, ...] = ("detection", "landmarks", "head_pose", "quality", "mesh")
 
+#: Every observable attribute mien may report, in output order. Only the names live here, so
+#: that this gate (and ``import mien``) loads no model code; each name's analyzer is listed in
+#: :data:`mien.analyzers.attributes.IMPLEMENTATIONS` (tests/test_layers.py checks the two agree).
+ATTRIBUTE_FEATURES: tuple[str, ...] = (
+    "eyeglasses",
+    "sunglasses",
+    "smile",
+    "eyes_open",
+    "mouth_open",
+    "mask",
+    "headwear",
+)
+
 #: Every feature this version of mien can compute, in output order: the core ones, then the
-#: observable attributes that are implemented (see mien.analyzers.attributes).
-AVAILABLE_FEATURES: tuple[str, ...] = CORE_FEATURES + available_attributes()
+#: observable attributes.
+AVAILABLE_FEATURES: tuple[str, ...] = CORE_FEATURES + ATTRIBUTE_FEATURES
 
 #: Features that need the dense face mesh to be run.
 MESH_FEATURES: frozenset[str] = frozenset({"landmarks", "head_pose", "mesh"})

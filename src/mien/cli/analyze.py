@@ -7,29 +7,41 @@ import argparse
 import json
 import os
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mien.cli.common import (
-    EPILOG,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    analyze_item,
     check_output,
+    command,
+    default_of,
     detector_args,
     features_arg,
+    listing_args,
     log,
+    note_unreadable,
     options_from_args,
     progress,
     sink,
 )
 
+if TYPE_CHECKING:
+    from mien.video.analyzer import VideoAnalyzer, VideoOptions
+
 
 def register(sub: Any) -> None:
-    an = sub.add_parser(
+    command(
+        sub,
         "analyze",
         help="analyse images and videos; one JSON object per image or video frame (JSON Lines)",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        later=_add_options,
     )
+
+
+def _add_options(an: argparse.ArgumentParser) -> None:
+    """``mien analyze``'s options: added on first use, as their defaults are read from the
+    video and live option classes, whose modules load OpenCV and PyAV."""
     an.add_argument(
         "paths",
         nargs="+",
@@ -44,9 +56,7 @@ def register(sub: Any) -> None:
         help="write JSON Lines to FILE (atomically) instead of stdout",
     )
     features_arg(an)
-    an.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
-    an.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file log")
-    an.add_argument("--pretty", action="store_true", help="indent the JSON (one object per image)")
+    listing_args(an, pretty_help="indent the JSON (one object per image)")
     detector_args(an)
     vg = an.add_argument_group("video")
     pick = vg.add_mutually_exclusive_group()
@@ -64,7 +74,7 @@ def register(sub: Any) -> None:
         metavar="F",
         help="analyse F frames per second of video time (the first frame at or after each 1/F s)",
     )
-    from mien.live.options import field_default, live_default
+    from mien.live.options import LiveOptions
     from mien.track.tracker import TrackerOptions
     from mien.video.analyzer import VideoOptions
 
@@ -74,8 +84,8 @@ def register(sub: Any) -> None:
         default=None,
         metavar="PX",
         help="run the detector on frames shrunk to a longer side of PX (0 = full size; "
-        f"default {field_default(VideoOptions, 'detect_side')} for video files, "
-        f"{live_default('detect_max_side')} for live streams)",
+        f"default {default_of(VideoOptions, 'detect_side')} for video files, "
+        f"{default_of(LiveOptions, 'detect_max_side')} for live streams)",
     )
     vg.add_argument(
         "--all-passes",
@@ -88,22 +98,22 @@ def register(sub: Any) -> None:
         default=None,
         metavar="N",
         help="keep a face's track through N analysed frames without a detection (default "
-        f"{field_default(TrackerOptions, 'max_missed')} for video files, "
-        f"{live_default('track_max_missed')} for live streams)",
+        f"{default_of(TrackerOptions, 'max_missed')} for video files, "
+        f"{default_of(LiveOptions, 'track_max_missed')} for live streams)",
     )
     # --- live streams (mien.live; docs/live.md) ---
-    from mien.live.cli import stream_args
+    from mien.cli.live import stream_args
 
     stream_args(an, redact=False)
     an.set_defaults(func=run)
 
 
-def _video_options(args: argparse.Namespace) -> Any:
+def _video_options(args: argparse.Namespace) -> VideoOptions:
     from mien.track.tracker import TrackerOptions
     from mien.video.analyzer import VideoOptions
 
     # options not given keep the video defaults (VideoOptions, TrackerOptions); live streams
-    # resolve theirs from LiveOptions (mien.live.cli)
+    # resolve theirs from LiveOptions (mien.cli.live)
     given = {"detect_side": args.detect_side}
     tracker = {"max_missed": args.max_missed}
     return VideoOptions(
@@ -138,7 +148,7 @@ def _write(out: IO[str], record: dict[str, Any], pretty: bool) -> None:
 
 
 def _run_video(
-    video: Any, path: str, out: IO[str], args: argparse.Namespace, include_mesh: bool
+    video: VideoAnalyzer, path: str, out: IO[str], args: argparse.Namespace, include_mesh: bool
 ) -> bool:
     """Analyse one video; returns whether it was read without error."""
     from tqdm import tqdm
@@ -183,7 +193,7 @@ def _run_video(
 
 
 def run(args: argparse.Namespace) -> int:
-    from mien.live.cli import is_live, run_analyze  # live streams: docs/live.md
+    from mien.cli.live import is_live, run_analyze  # live streams: docs/live.md
 
     if is_live(args, args.paths):
         return run_analyze(args)
@@ -198,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     sources = [item for item in items if isinstance(item, str)]
     check_output(args.output, sources)  # exit 3 before any work when -o may not be written
     analyzer = FaceAnalyzer(options)
-    video: Any = None
+    video: VideoAnalyzer | None = None
     include_mesh = "mesh" in options.features
     failed = 0
     show = not args.quiet and len(items) > 1
@@ -216,18 +226,9 @@ def run(args: argparse.Namespace) -> int:
                     failed += 1
                 bar.update(1)
                 continue
-            if isinstance(item, tuple):
-                name, data = item
-                result = analyzer.analyze(data, name=name, on_error="record")
-            else:
-                result = next(analyzer.analyze_many([item]))
-            if result.error is not None:
+            result = analyze_item(analyzer, item)
+            if note_unreadable(result, bar, args.quiet):
                 failed += 1
-                if not args.quiet:
-                    bar.write(
-                        f"mien: {result.source}: {result.error.code}: {result.error.message}",
-                        file=sys.stderr,
-                    )
             _write(out, result.to_dict(include_mesh=include_mesh), args.pretty)
             bar.update(1)
     if show:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mien.batch.run import SHARD_SECONDS, SHARD_SIZE
 from mien.cli.common import (
@@ -13,11 +13,16 @@ from mien.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
+    command,
     detector_args,
     features_arg,
     log,
     options_from_args,
+    redact_options_from_args,
 )
+
+if TYPE_CHECKING:
+    from mien.batch import BatchOptions
 
 BATCH_EPILOG = """resume: rerun the same command; files of committed shards are skipped, the rest is
 done. A shard is committed every --shard-size files or --shard-seconds seconds, whichever comes
@@ -39,11 +44,11 @@ to: no ethnicity, race, gender, age, emotion, identity, recognition or embedding
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "batch",
         help="analyse or redact many files: sharded, resumable, worker processes or Ray",
         epilog=BATCH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "input",
@@ -115,23 +120,13 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _redact_options(args: argparse.Namespace) -> Any:
-    try:
-        from mien.redact.options import RedactOptions, parse_color
-    except ImportError as exc:  # pragma: no cover - redaction ships with mien
-        raise ValueError(f"--task redact is not available in this build: {exc}") from exc
-    return RedactOptions(
-        method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
-    )
-
-
 def _redact_threshold() -> float:
     from mien.redact.options import REDACT_THRESHOLD
 
     return REDACT_THRESHOLD
 
 
-def batch_options(args: argparse.Namespace) -> Any:
+def batch_options(args: argparse.Namespace) -> BatchOptions:
     """The :class:`mien.batch.BatchOptions` of the parsed arguments (ValueError, a refused or
     unknown feature before any file is read); fills in the task's default ``--threshold``."""
     from mien.batch import BatchOptions
@@ -139,7 +134,7 @@ def batch_options(args: argparse.Namespace) -> Any:
     if args.threshold is None:
         args.threshold = _redact_threshold() if args.task == "redact" else 0.5
     options = options_from_args(args)  # refused / unknown features fail here, before any file
-    redact = _redact_options(args) if args.task == "redact" else None
+    redact = redact_options_from_args(args) if args.task == "redact" else None
     return BatchOptions(
         input=args.input,
         output=args.output,

@@ -15,10 +15,14 @@ from typing import Any
 from mien.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
+    analyze_item,
     check_output,
+    command,
     detector_args,
     inputs,
+    listing_args,
     log,
+    note_unreadable,
     options_from_args,
     progress,
     sink,
@@ -35,11 +39,11 @@ profiles: id-photo, publish-safe (docs/rules.md); or --rules FILE.yaml."""
 
 
 def register(sub: Any) -> None:
-    ck = sub.add_parser(
+    ck = command(
+        sub,
         "check",
         help="check photos against rules (a profile or a YAML file); one JSON object per image",
         epilog=CHECK_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ck.add_argument(
         "paths",
@@ -58,9 +62,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="include the analysis (the `mien analyze` object, without mesh) in each line",
     )
-    ck.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
-    ck.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file log")
-    ck.add_argument("--pretty", action="store_true", help="indent the JSON")
+    listing_args(ck, pretty_help="indent the JSON")
     ck.add_argument(
         "--list-fields",
         action="store_true",
@@ -116,19 +118,10 @@ def _check(args: argparse.Namespace, ruleset: Any) -> int:
         progress(len(items), "img", show) as bar,
     ):
         for item in items:
-            if isinstance(item, tuple):
-                name, data = item
-                result = analyzer.analyze(data, name=name, on_error="record")
-            else:
-                result = next(analyzer.analyze_many([item]))
+            result = analyze_item(analyzer, item)
             verdict = ruleset.check(result)
-            if result.error is not None:
+            if note_unreadable(result, bar, args.quiet):
                 unreadable += 1
-                if not args.quiet:
-                    bar.write(
-                        f"mien: {result.source}: {result.error.code}: {result.error.message}",
-                        file=sys.stderr,
-                    )
             if not verdict.passed:
                 failed += 1
                 if not args.quiet and result.error is None:

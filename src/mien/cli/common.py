@@ -1,15 +1,24 @@
-"""What the ``mien`` commands share: exit codes, the parser class, detector and feature options."""
+"""What the ``mien`` commands share: exit codes, the parser class, the options several commands
+take (detection, features, listing, redaction), and the defaults they read from the library's
+option dataclasses (:func:`default_of`) instead of repeating them."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
-from collections.abc import Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from mien.features import AVAILABLE_FEATURES, DEFAULT_FEATURES, parse_features
+
+if TYPE_CHECKING:
+    from mien.analyzer import FaceAnalyzer
+    from mien.options import AnalyzerOptions
+    from mien.redact.options import RedactOptions
+    from mien.types import ImageResult
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -28,39 +37,97 @@ log = logging.getLogger("mien")
 
 
 class Parser(argparse.ArgumentParser):
+    """mien's parser: usage errors exit 2, and a command's options may be added on first use.
+
+    A command whose options need heavy modules (their defaults are read from option dataclasses
+    that live beside OpenCV, PyAV or the models) adds them in :meth:`later`, so ``mien --help``
+    and the other commands load none of it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[Callable[[], None]] = []
+
+    def later(self, add_options: Callable[[], None]) -> None:
+        """Run ``add_options`` (which adds this parser's options) before it is first used."""
+        self._pending.append(add_options)
+
+    def complete(self) -> None:
+        """Add the options deferred by :meth:`later` (done before parsing or printing help)."""
+        while self._pending:
+            self._pending.pop(0)()
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self.complete()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
     def error(self, message: str) -> Any:  # exit code 2 with the usage line, like argparse
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"mien: error: {message}\n")
 
 
+def command(
+    sub: Any,
+    name: str,
+    help: str,
+    epilog: str = EPILOG,
+    later: Callable[[Parser], None] | None = None,
+    **kw: Any,
+) -> Parser:
+    """Add the sub-command ``name``: its ``epilog`` (exit codes...) printed as written; the
+    options ``later`` adds are added on first use (:meth:`Parser.later`)."""
+    parser: Parser = sub.add_parser(
+        name,
+        help=help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kw,
+    )
+    if later is not None:
+        parser.later(lambda: later(parser))
+    return parser
+
+
+def default_of(cls: Any, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name`` (its factory's value if it has one):
+    the CLI's defaults and help read the library's option classes, never a copy."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            break
+    raise KeyError(f"{cls.__name__} has no default for {name!r}")
+
+
 def detector_args(p: argparse.ArgumentParser) -> None:
+    """The detection options; their defaults are :class:`mien.options.AnalyzerOptions`'s."""
+    from mien.options import AnalyzerOptions
+
+    d = AnalyzerOptions()
     g = p.add_argument_group("detection")
-    g.add_argument(
-        "--threshold",
-        type=float,
-        default=0.5,
-        help="minimum detector score in [0, 1] (default 0.5)",
-    )
-    g.add_argument(
-        "--min-face",
-        type=float,
-        default=0.0,
-        metavar="PX",
-        help="ignore faces smaller than PX pixels (default 0)",
-    )
-    g.add_argument(
-        "--max-faces",
-        type=int,
-        default=None,
-        metavar="N",
-        help="keep the N highest-scoring faces per image",
-    )
+    score = f"minimum detector score in [0, 1] (default {d.threshold:g})"
+    g.add_argument("--threshold", type=float, default=d.threshold, help=score)
+    smallest = f"ignore faces smaller than PX pixels (default {d.min_face:g})"
+    g.add_argument("--min-face", type=float, default=d.min_face, metavar="PX", help=smallest)
+    most = "keep the N highest-scoring faces per image"
+    g.add_argument("--max-faces", type=int, default=d.max_faces, metavar="N", help=most)
     g.add_argument(
         "--upscale",
         type=float,
-        default=2.0,
+        default=d.upscale,
         metavar="F",
-        help="enlarge small pictures up to F times for a second pass (1 = off; default 2)",
+        help=f"enlarge small pictures up to F times for a second pass (1 = off; default "
+        f"{d.upscale:g})",
     )
     g.add_argument(
         "--no-tiling",
@@ -72,9 +139,8 @@ def detector_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also search pictures turned by 90, 180 and 270 degrees (4x slower)",
     )
-    g.add_argument(
-        "--threads", type=int, default=0, metavar="N", help="detector threads (default: all cores)"
-    )
+    threads = "detector threads (default: all cores)"
+    g.add_argument("--threads", type=int, default=d.num_threads, metavar="N", help=threads)
 
 
 def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FEATURES) -> None:
@@ -86,7 +152,26 @@ def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FE
     )
 
 
-def options_from_args(args: argparse.Namespace, features: Sequence[str] | None = None) -> Any:
+def listing_args(p: argparse.ArgumentParser, pretty_help: str) -> None:
+    """``--no-recursive``, ``-q`` and ``--pretty`` of the commands that list folders and print
+    one JSON object per picture (analyze, check)."""
+    p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file log")
+    p.add_argument("--pretty", action="store_true", help=pretty_help)
+
+
+def redact_options_from_args(args: argparse.Namespace) -> RedactOptions:
+    """RedactOptions from ``--method``, ``--shape``, ``--scale`` and ``--color``."""
+    from mien.redact.options import RedactOptions, parse_color
+
+    return RedactOptions(
+        method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
+    )
+
+
+def options_from_args(
+    args: argparse.Namespace, features: Sequence[str] | None = None
+) -> AnalyzerOptions:
     """AnalyzerOptions from the detector options (and ``--features``, unless ``features``)."""
     from mien.options import AnalyzerOptions
 
@@ -133,6 +218,27 @@ def inputs(paths: Sequence[str], recursive: bool) -> list[Any]:
         # stdin is read by the image loader, which stops at its byte limit.
         out.append(("<stdin>", sys.stdin.buffer) if p == "-" else p)
     return out
+
+
+def analyze_item(analyzer: FaceAnalyzer, item: Any) -> ImageResult:
+    """Analyse one entry of :func:`inputs`: a path, or ``("<stdin>", stream)``; a picture that
+    cannot be read gives a result with ``error``."""
+    if isinstance(item, tuple):
+        name, data = item
+        return analyzer.analyze(data, name=name, on_error="record")
+    return next(analyzer.analyze_many([item]))
+
+
+def note_unreadable(result: ImageResult, bar: Any, quiet: bool) -> bool:
+    """Whether ``result`` could not be read; unless ``quiet`` says why on stderr, above the
+    progress ``bar``."""
+    if result.error is None:
+        return False
+    if not quiet:
+        bar.write(
+            f"mien: {result.source}: {result.error.code}: {result.error.message}", file=sys.stderr
+        )
+    return True
 
 
 def progress(total: int, unit: str, show: bool) -> Any:

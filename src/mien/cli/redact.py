@@ -32,9 +32,12 @@ from mien.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
+    command,
+    default_of,
     detector_args,
     log,
     options_from_args,
+    redact_options_from_args,
 )
 from mien.errors import MediaError, MienError
 from mien.media.discover import VIDEO_SUFFIXES
@@ -51,16 +54,24 @@ EXIT_DOC = """exit codes:
 
 
 def register(sub: Any) -> None:
-    from mien.redact.options import DEFAULT_SCALE, METHODS, REDACT_THRESHOLD, SHAPES
-
-    p = sub.add_parser(
+    command(
+        sub,
         "redact",
         help="cover faces in pictures, videos, folders or streams (blur, pixelate, fill)",
         description="Cover every face found in INPUT and write the result to OUTPUT. "
         "Pictures lose their metadata (EXIF, GPS, XMP, ICC) unless --keep-metadata.",
         epilog=EXIT_DOC + "\n\n" + EPILOG.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        later=_add_options,
     )
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    """``mien redact``'s options: added on first use, as their defaults are read from the
+    redaction and live option classes, whose modules load OpenCV and PyAV."""
+    from mien.redact.options import DEFAULT_SCALE, METHODS, REDACT_THRESHOLD, SHAPES, RedactOptions
+    from mien.redact.suspect import ON_SUSPECT
+    from mien.redact.video import VideoRedactOptions
+
     p.add_argument(
         "input",
         metavar="INPUT",
@@ -76,8 +87,18 @@ def register(sub: Any) -> None:
         "(same layout); an existing folder for a file INPUT gets a file of the same name",
     )
     g = p.add_argument_group("redaction")
-    g.add_argument("--method", choices=METHODS, default="blur", help="how faces are covered")
-    g.add_argument("--shape", choices=SHAPES, default="ellipse", help="covered area's shape")
+    g.add_argument(
+        "--method",
+        choices=METHODS,
+        default=default_of(RedactOptions, "method"),
+        help="how faces are covered",
+    )
+    g.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default=default_of(RedactOptions, "shape"),
+        help="covered area's shape",
+    )
     g.add_argument(
         "--scale",
         type=float,
@@ -103,12 +124,10 @@ def register(sub: Any) -> None:
         metavar="FILE.json",
         help="write the audit JSON (what was covered, where, and when) to FILE.json",
     )
-    from mien.redact.suspect import ON_SUSPECT
-
     g.add_argument(
         "--on-suspect",
         choices=ON_SUSPECT,
-        default="cover",
+        default=default_of(VideoRedactOptions, "on_suspect"),
         help="videos: a frame where a face may be uncovered (damaged, not searched, a face "
         "lost or shrunk) is covered where faces were known, or whole (cover, the default), "
         "stops the video with no output (fail), or is written as found (keep); it is listed "
@@ -124,7 +143,7 @@ def register(sub: Any) -> None:
                 "analyze's 0.5, a missed face leaks)"
             )
     # --- live streams (mien.live; docs/live.md) ---
-    from mien.live.cli import stream_args
+    from mien.cli.live import stream_args
 
     stream_args(p, redact=True)
     p.set_defaults(func=run, features="detection")
@@ -134,17 +153,10 @@ def register(sub: Any) -> None:
 
 
 def is_stream(text: str) -> bool:
-    """A live source for ``mien.live`` (its own test when it is installed)."""
-    try:
-        from mien.live import is_stream_url
-    except ImportError:
-        low = text.lower()
-        return (
-            low.startswith(("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://"))
-            or (low.startswith(("http://", "https://")) and ".m3u8" in low)
-            or low.startswith("/dev/video")
-        )
-    return bool(is_stream_url(text))
+    """A live source for ``mien.live`` (:func:`mien.live.source.is_stream_url`)."""
+    from mien.live.source import is_stream_url
+
+    return is_stream_url(text)
 
 
 def is_video(path: Path) -> bool:
@@ -166,11 +178,7 @@ class Outcome:
 
 def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any]) -> Any:
     if is_video(src):
-        try:
-            from mien.redact.video import redact_video
-        except ImportError as exc:
-            raise _NoVideo(f"{src}: video redaction is not available in this build") from exc
-        from mien.redact.video import VideoRedactOptions
+        from mien.redact.video import VideoRedactOptions, redact_video
 
         return redact_video(
             str(src),
@@ -188,10 +196,6 @@ def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, A
         options=ctx["redact"],
         keep_metadata=args.keep_metadata,
     )
-
-
-class _NoVideo(MediaError):
-    code = "UnsupportedMedia"
 
 
 def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out: Outcome) -> None:
@@ -382,22 +386,12 @@ def _announce(src: Path, dst: Path, args: argparse.Namespace, report: dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from mien.redact.options import RedactOptions, parse_color
+    from mien.cli.live import is_live, run_redact
 
-    if is_stream(args.input) or getattr(args, "stream", False):
-        try:
-            from mien.live.cli import run_redact
-        except ImportError:
-            print(
-                "mien: error: live stream redaction is not available in this build", file=sys.stderr
-            )
-            return EXIT_USAGE
-        code: int = run_redact(args)
-        return code
+    if is_live(args, args.input):
+        return run_redact(args)
 
-    redact = RedactOptions(
-        method=args.method, shape=args.shape, scale=args.scale, color=parse_color(args.color)
-    )
+    redact = redact_options_from_args(args)
     analyzer = options_from_args(args)
     ctx = {"analyzer": analyzer, "redact": redact}
     src, dst = Path(args.input), Path(args.output)

@@ -1,14 +1,13 @@
 """Options of a live session (validated on construction).
 
-:class:`LiveOptions` holds every live default in one place: the CLI (:mod:`mien.live.cli`)
-reads them from here (:func:`live_default`) rather than repeating them.
+:class:`LiveOptions` holds every live default in one place: the CLI (:mod:`mien.cli.live`)
+reads them from here (:func:`mien.cli.common.default_of`) rather than repeating them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from mien.live.decoder import ReconnectPolicy
 from mien.redact.suspect import OnSuspect, validate_on_suspect
@@ -83,20 +82,3 @@ class LiveOptions:
         if not 0.5 <= self.hls_time <= 60 or self.hls_list_size < 0:
             raise ValueError("hls_time must lie in [0.5, 60] s and hls_list_size be >= 0")
         validate_on_suspect(self.on_suspect)
-
-
-def field_default(cls: Any, name: str) -> Any:
-    """The default of dataclass ``cls``'s field ``name`` (its factory's value if it has one)."""
-    for f in fields(cls):
-        if f.name == name:
-            if f.default is not MISSING:
-                return f.default
-            if f.default_factory is not MISSING:
-                return f.default_factory()
-            break
-    raise KeyError(f"{cls.__name__} has no default for {name!r}")
-
-
-def live_default(name: str) -> Any:
-    """The default of :class:`LiveOptions`'s field ``name`` (for the CLI and its help)."""
-    return field_default(LiveOptions, name)

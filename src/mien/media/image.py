@@ -222,7 +222,7 @@ def _iso_image_kind(data: bytes) -> str | None:
     return None
 
 
-def _other_media_kind(data: bytes) -> str | None:
+def other_media_kind(data: bytes) -> str | None:
     """A description of a clearly non-image (or unsupported image) file kind, else None."""
     head = data[:64]
     if head.startswith(b"%PDF"):
@@ -445,7 +445,7 @@ def _decode_bytes(
 ) -> DecodedImage:
     if not data:
         raise InvalidImageError(f"{label}: empty file, not an image")
-    kind = _other_media_kind(data)
+    kind = other_media_kind(data)
     if kind is not None:
         raise UnsupportedMediaError(f"{label}: unsupported media: this is {kind}, not an image")
     im = _open(data, label, limits)
@@ -664,7 +664,7 @@ def probe_image(
     _check_byte_size(size, label, limits)
     if not data:
         raise InvalidImageError(f"{label}: empty file, not an image")
-    kind = _other_media_kind(data)
+    kind = other_media_kind(data)
     if kind is not None:
         raise UnsupportedMediaError(f"{label}: unsupported media: this is {kind}, not an image")
     try:

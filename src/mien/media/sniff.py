@@ -7,6 +7,10 @@ readers (SVG, JPEG 2000, ICO, PNG... FFmpeg reads single pictures as one-frame "
 picture; a file FFmpeg opens with a video stream in a real video container is a video. Anything
 else is left to the picture loader, which gives the precise error (``UnsupportedMedia``,
 ``InvalidImage``).
+
+Given the first bytes of a file instead of a path (an upload, whose name is not trusted and
+which is not saved yet), :func:`media_kind` answers from the container's magic numbers only:
+``"video"`` for a video container, else None (the picture loader decides).
 """
 
 from __future__ import annotations
@@ -46,10 +50,18 @@ def _pillow_knows(path: str) -> bool:
         return False
 
 
-def media_kind(path: str | os.PathLike[str]) -> MediaKind | None:
+def media_kind(path: str | os.PathLike[str] | bytes) -> MediaKind | None:
     """``"image"`` or ``"video"`` for the file at ``path``, or None when it is neither a known
     suffix nor content mien recognises (also when it is missing or not a regular file: no FIFO
-    or device is opened here). Single still pictures are always ``"image"``."""
+    or device is opened here). Single still pictures are always ``"image"``.
+
+    ``bytes`` are a file's first bytes (4 KiB is enough): ``"video"`` when they start a video
+    container (:func:`mien.media.image.other_media_kind` names one), else None."""
+    if isinstance(path, bytes):
+        from mien.media.image import other_media_kind
+
+        other = other_media_kind(path)
+        return "video" if other is not None and "video" in other else None
     name = os.fspath(path)
     suffix = os.path.splitext(name)[1].lower()
     if suffix in VIDEO_SUFFIXES:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from mien.live.source import display_url
-from mien.media.image import _other_media_kind
+from mien.media.sniff import media_kind
 from mien.service import streams
 from mien.service.analysis import AnalysisParams, parse_params
 from mien.service.config import ServiceConfig, parse_duration
@@ -112,8 +112,7 @@ def _sample_fps(text: str) -> float:
 
 
 def _is_video(upload: Upload) -> bool:
-    kind = _other_media_kind(upload.head(4096))
-    return kind is not None and "video" in kind
+    return media_kind(upload.head(4096)) == "video"
 
 
 def _retention(config: ServiceConfig, retention: str | None) -> int:

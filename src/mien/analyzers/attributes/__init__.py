@@ -11,17 +11,11 @@ import importlib
 from collections.abc import Iterable
 
 from mien.analyzers.attributes.base import AttributeAnalyzer, FaceContext
+from mien.features import ATTRIBUTE_FEATURES
 
-#: Every attribute mien may report, in output order.
-ATTRIBUTE_NAMES: tuple[str, ...] = (
-    "eyeglasses",
-    "sunglasses",
-    "smile",
-    "eyes_open",
-    "mouth_open",
-    "mask",
-    "headwear",
-)
+#: Every attribute mien may report, in output order (the names are the feature gate's:
+#: :data:`mien.features.ATTRIBUTE_FEATURES`).
+ATTRIBUTE_NAMES: tuple[str, ...] = ATTRIBUTE_FEATURES
 
 #: Attribute name -> "module:Class" of its analyzer (only the implemented ones).
 IMPLEMENTATIONS: dict[str, str] = {

@@ -32,16 +32,32 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from mien.cli.common import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, log
+from mien.cli.common import (
+    EXIT_CANNOT_RUN,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    default_of,
+    log,
+    options_from_args,
+    redact_options_from_args,
+)
 from mien.live.decoder import ReconnectPolicy
-from mien.live.options import field_default, live_default
+from mien.live.options import LiveOptions
 from mien.live.source import StreamSource
 from mien.redact.suspect import ON_SUSPECT
 
+if TYPE_CHECKING:
+    from mien.live.session import LiveSession
+
 #: Why a session ended -> exit code (see the module docstring).
 _SOURCE_FAILURES = frozenset({"unreachable", "unauthorized", "source_lost", "error"})
+
+
+def _live_default(name: str) -> Any:
+    return default_of(LiveOptions, name)
 
 
 def _has_option(p: argparse.ArgumentParser, flag: str) -> bool:
@@ -75,9 +91,9 @@ def stream_args(p: argparse.ArgumentParser, *, redact: bool) -> None:
         type=int,
         metavar="N",
         help="decoded frames that may wait; beyond, the oldest is dropped "
-        f"(default {live_default('queue_frames')})",
+        f"(default {_live_default('queue_frames')})",
     )
-    retry = live_default("reconnect")
+    retry = _live_default("reconnect")
     add(
         "--reconnect",
         type=int,
@@ -96,21 +112,21 @@ def stream_args(p: argparse.ArgumentParser, *, redact: bool) -> None:
         type=float,
         metavar="S",
         help="give up opening or waiting for data after S seconds "
-        f"(default {field_default(StreamSource, 'open_timeout_s'):g})",
+        f"(default {default_of(StreamSource, 'open_timeout_s'):g})",
     )
     add(
         "--detect-side",
         type=int,
         metavar="PX",
         help="run the detector on frames shrunk to a longer side of PX (0 = full; "
-        f"default {live_default('detect_max_side')})",
+        f"default {_live_default('detect_max_side')})",
     )
     add(
         "--max-missed",
         type=int,
         metavar="N",
         help="end a face's track after N searched frames without it "
-        f"(default {live_default('track_max_missed')})",
+        f"(default {_live_default('track_max_missed')})",
     )
     if not redact:
         add(
@@ -126,41 +142,41 @@ def stream_args(p: argparse.ArgumentParser, *, redact: bool) -> None:
         help="a frame that may be damaged or was not searched for faces: cover = also cover "
         "the known faces' areas grown, or the whole frame when none is known; fail = stop "
         "there; keep = write it covered as usual; it is reported and the exit code is 1 "
-        f"whatever the choice (default {live_default('on_suspect')})",
+        f"whatever the choice (default {_live_default('on_suspect')})",
     )
     add(
         "--hold",
         type=float,
         metavar="S",
         help="keep covering the last known area of every face seen in the last S seconds, "
-        f"whatever the detector says (default {live_default('hold_ms') / 1000:g})",
+        f"whatever the detector says (default {_live_default('hold_ms') / 1000:g})",
     )
     add(
         "--detect-every",
         type=float,
         metavar="MS",
         help="search a frame for faces at least every MS ms of stream time, even when "
-        f"behind (default {live_default('detect_every_ms'):g}; 0 = every frame)",
+        f"behind (default {_live_default('detect_every_ms'):g}; 0 = every frame)",
     )
     add(
         "--max-delay",
         type=float,
         metavar="MS",
         help="drop a frame that waited longer than MS ms while newer ones wait "
-        f"(default {live_default('max_delay_ms'):g})",
+        f"(default {_live_default('max_delay_ms'):g})",
     )
     add(
         "--hls-time",
         type=float,
         metavar="S",
-        help=f"HLS segment length (default {live_default('hls_time'):g})",
+        help=f"HLS segment length (default {_live_default('hls_time'):g})",
     )
     add(
         "--hls-list-size",
         type=int,
         metavar="N",
         help="segments kept in the HLS playlist "
-        f"(0 = all; default {live_default('hls_list_size')})",
+        f"(0 = all; default {_live_default('hls_list_size')})",
     )
     add("--no-audio", action="store_true", help="do not pass the source's audio through")
 
@@ -170,7 +186,7 @@ def _given(args: argparse.Namespace, name: str) -> Any:
     return getattr(args, name, None)
 
 
-def _source(args: argparse.Namespace, address: str) -> Any:
+def _source(args: argparse.Namespace, address: str) -> StreamSource:
     timeout = _given(args, "timeout")
     kw = {} if timeout is None else {"open_timeout_s": timeout, "read_timeout_s": timeout}
     return StreamSource(
@@ -181,11 +197,9 @@ def _source(args: argparse.Namespace, address: str) -> Any:
     )
 
 
-def _live_options(args: argparse.Namespace, *, redact: bool) -> Any:
+def _live_options(args: argparse.Namespace, *, redact: bool) -> LiveOptions:
     """:class:`LiveOptions` from the options given; the others keep the library's defaults."""
-    from mien.live.options import LiveOptions
-
-    retry = live_default("reconnect")
+    retry = _live_default("reconnect")
     retries, max_delay = _given(args, "reconnect"), _given(args, "reconnect_max_delay")
     kw: dict[str, Any] = {
         "reconnect": ReconnectPolicy(
@@ -219,7 +233,7 @@ def _live_options(args: argparse.Namespace, *, redact: bool) -> Any:
 
 
 @contextlib.contextmanager
-def _signals(session: Any) -> Iterator[dict[str, bool]]:
+def _signals(session: LiveSession) -> Iterator[dict[str, bool]]:
     """SIGTERM and Ctrl-C end the session cleanly (the summary is still written)."""
     state = {"interrupted": False, "terminated": False}
     if threading.current_thread() is not threading.main_thread():
@@ -264,7 +278,7 @@ def _events_out(path: str | None) -> Iterator[IO[str]]:
         fh.close()
 
 
-def _drive(session: Any, out: IO[str] | None, args: argparse.Namespace) -> int:
+def _drive(session: LiveSession, out: IO[str] | None, args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
     pretty = bool(getattr(args, "pretty", False))
     with _signals(session) as state:
@@ -331,7 +345,6 @@ def _single_input(args: argparse.Namespace, attr: str) -> str:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """``mien analyze STREAM``: JSON Lines events to stdout or ``-o FILE``."""
-    from mien.cli.common import options_from_args
     from mien.live.session import LiveSession
 
     options = options_from_args(args)  # refused/unknown features fail here, before connecting
@@ -348,16 +361,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def run_redact(args: argparse.Namespace) -> int:
     """``mien redact STREAM -o OUT``: the covered stream to OUT, events to ``--report``."""
-    from mien.cli.common import options_from_args
     from mien.live.session import LiveSession
-    from mien.redact.options import RedactOptions, parse_color
 
-    redact = RedactOptions(
-        method=getattr(args, "method", "blur"),
-        shape=getattr(args, "shape", "ellipse"),
-        scale=float(getattr(args, "scale", 1.3)),
-        color=parse_color(getattr(args, "color", "#000000")),
-    )
+    redact = redact_options_from_args(args)
     options = options_from_args(args)
     address = _single_input(args, "input")
     session = LiveSession(
