@@ -30,7 +30,8 @@ class LiveOptions:
       a row without its face (the tracker's ``max_missed``).
     * ``detect_max_side``: the detector runs on a copy of the frame shrunk so its longer side
       is at most this many px (None: the full frame), as in video mode (``detect_side``);
-      validated as, and read through, :attr:`search` (a :class:`FrameSearch`).
+      validated as :attr:`search`, the :class:`FrameSearch` video mode runs (so a side video
+      mode refuses is refused here, not when the session starts).
     * ``detect_every_ms``: in redaction, search a frame for faces at least this often (stream
       time) even when behind; frames in between are covered where the tracker predicts the
       faces (0: search every frame; falling behind then drops frames instead).
