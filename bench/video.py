@@ -229,10 +229,10 @@ def bench_analyze(clip: Path) -> dict[str, Any]:
         scaled = [f.scaled for f in r]
     read_s = time.perf_counter() - t
     # ... and the detector alone on those copies
-    det = va.analyzer._detector
+    det = va.frames.detector
     t = time.perf_counter()
     for img in scaled:
-        det.detect(img, va._single)
+        det.detect(img, va.frames.copy_plan)
     det_s = time.perf_counter() - t
     return {
         "frames": n,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mien.detect.centerface import RawDetections
+from mien.detect.detections import Detections
 from mien.detect.detector import _tiles, _unflip, _unturn
 from mien.detect.nms import containment, iou_matrix, nms
 
@@ -57,3 +58,31 @@ def test_tiles_cover_the_whole_length() -> None:
         starts = _tiles(length, 1024, 192)
         assert starts[0] == 0 and starts[-1] + min(1024, length) == length
         assert all(b - a <= 1024 - 192 for a, b in itertools.pairwise(starts))
+
+
+def _three() -> Detections:
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 45, 25], [90, 40, 130, 90]], np.float32)
+    points = np.arange(30, dtype=np.float32).reshape(3, 5, 2)
+    return Detections(boxes, np.array([0.9, 0.8, 0.7], np.float32), points)
+
+
+def test_detections_index_like_arrays() -> None:
+    d = _three()
+    assert len(d[1]) == 1 and d[1].scores.tolist() == [np.float32(0.8)]
+    assert d[-1].boxes.tolist() == [[90, 40, 130, 90]]
+    assert d[1:].scores.shape == (2,) and len(d[np.array([True, False, True])]) == 2
+    assert d[np.array([2, 0])].points.shape == (2, 5, 2)
+    assert len(d.top(None)) == 3 and len(d.top(2)) == 2 and len(d.top(0)) == 0
+    with pytest.raises(ValueError, match="points"):
+        Detections(d.boxes, d.scores, d.points[:2])
+
+
+def test_detections_merge_map_back_clip_and_size() -> None:
+    d = _three()
+    assert len(Detections.merge([])) == 0 and len(Detections.merge([d[:1], d[:0], d[2:]])) == 2
+    back = d.map_back(0.5, 10, 20)
+    np.testing.assert_allclose(back.boxes[0], [10, 20, 30, 40])
+    np.testing.assert_allclose(back.points[0, 0], [10, 22])
+    np.testing.assert_allclose(d.clip(100, 50).boxes[2], [90, 40, 100, 50])
+    assert d.larger_than(0) is d and d.larger_than(40).scores.tolist() == d.scores[1:].tolist()
+    assert RawDetections is Detections

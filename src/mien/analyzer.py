@@ -17,7 +17,7 @@ from mien.analyzers import attributes
 from mien.analyzers.attributes.base import FaceContext
 from mien.analyzers.head_pose import head_pose_from_mesh
 from mien.analyzers.quality import face_quality
-from mien.detect.centerface import RawDetections
+from mien.detect.detections import Detections
 from mien.detect.detector import DetectionPlan, FaceDetector
 from mien.errors import MienError
 from mien.landmarks import topology as tp
@@ -111,17 +111,14 @@ class FaceAnalyzer:
 
     def analyze_array(self, rgb: npt.NDArray[np.uint8]) -> Faces:
         """Analyse an (H, W, 3) uint8 RGB array already oriented upright."""
-        det = self._detector.detect(rgb, self._plan)
-        if self.options.max_faces is not None:
-            det = _take(det, np.arange(min(len(det), self.options.max_faces)))
-        return self.describe(rgb, det)
+        return self.describe(rgb, self._detector.detect(rgb, self._plan))
 
     @property
     def detector(self) -> FaceDetector:
         """The loaded face detector (for callers with a detection plan of their own, e.g. video)."""
         return self._detector
 
-    def describe(self, rgb: npt.NDArray[np.uint8], det: RawDetections) -> Faces:
+    def describe(self, rgb: npt.NDArray[np.uint8], det: Detections) -> Faces:
         """Everything but detection: mesh, landmarks, pose, attributes and quality of the faces
         ``det`` found in ``rgb`` (the second half of :meth:`analyze_array`)."""
         feats = set(self.options.features)
@@ -171,10 +168,6 @@ class FaceAnalyzer:
             quality=quality,
             attributes=attrs,
         )
-
-
-def _take(det: RawDetections, idx: npt.NDArray[np.intp]) -> RawDetections:
-    return RawDetections(det.boxes[idx], det.scores[idx], det.points[idx])
 
 
 def _source_name(image: object) -> str:

@@ -8,45 +8,16 @@ pixel boxes, scores and points of the image it was given; scales and tiles are p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from mien.detect.detections import Detections
 from mien.models.registry import ModelCard, load_card, verified_model_bytes
 
-
-@dataclass(frozen=True)
-class RawDetections:
-    """Decoded detections of one pass, in the pixel frame of the image that was run."""
-
-    boxes: npt.NDArray[np.float32]  # (N, 4)
-    scores: npt.NDArray[np.float32]  # (N,)
-    points: npt.NDArray[np.float32]  # (N, 5, 2), CenterFace order: image-left eye first
-
-    @classmethod
-    def empty(cls) -> RawDetections:
-        return cls(
-            np.zeros((0, 4), np.float32),
-            np.zeros((0,), np.float32),
-            np.zeros((0, 5, 2), np.float32),
-        )
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-
-def concat(parts: list[RawDetections]) -> RawDetections:
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return RawDetections.empty()
-    return RawDetections(
-        np.concatenate([p.boxes for p in parts]),
-        np.concatenate([p.scores for p in parts]),
-        np.concatenate([p.points for p in parts]),
-    )
+#: The older name of :class:`Detections`, for callers that still import it from here.
+RawDetections = Detections
 
 
 class CenterFace:
@@ -70,7 +41,7 @@ class CenterFace:
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
 
-    def run(self, rgb: npt.NDArray[np.uint8], threshold: float) -> RawDetections:
+    def run(self, rgb: npt.NDArray[np.uint8], threshold: float) -> Detections:
         """Detect faces in ``rgb`` (H, W, 3 uint8) at its own size."""
         h, w = rgb.shape[:2]
         ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
@@ -90,10 +61,10 @@ class CenterFace:
         lms: npt.NDArray[np.float32],
         threshold: float,
         size: tuple[int, int],
-    ) -> RawDetections:
+    ) -> Detections:
         ys, xs = np.nonzero(heat > threshold)
         if ys.size == 0:
-            return RawDetections.empty()
+            return Detections.empty()
         s = self.STRIDE
         bh = np.exp(scale[0, ys, xs]) * s
         bw = np.exp(scale[1, ys, xs]) * s
@@ -109,4 +80,4 @@ class CenterFace:
             axis=1,
         ).astype(np.float32)
         points = np.stack([px, py], axis=2).astype(np.float32)
-        return RawDetections(boxes, heat[ys, xs].astype(np.float32), points)
+        return Detections(boxes, heat[ys, xs].astype(np.float32), points)

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from mien.detect.centerface import CenterFace, RawDetections, concat
+from mien.detect.centerface import CenterFace
+from mien.detect.detections import Detections
 from mien.detect.nms import containment, nms
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class DetectionPlan:
 
     threshold: float = 0.5
     min_face: float = 0.0
+    max_faces: int | None = None
     global_max_side: int = 1920
     upscale: float = 2.0
     upscale_max_pixels: int = 1280
@@ -54,16 +56,22 @@ class DetectionPlan:
 
     @classmethod
     def for_options(cls, options: AnalyzerOptions, **changes: Any) -> DetectionPlan:
-        """The plan of an analyzer's options (threshold, min_face, upscale, tiling, rotation
-        search), with ``changes`` on top."""
+        """The plan of an analyzer's options (threshold, min_face, max_faces, upscale,
+        tiling, rotation search), with ``changes`` on top."""
         plan = cls(
             threshold=options.threshold,
             min_face=options.min_face,
+            max_faces=options.max_faces,
             upscale=options.upscale,
             tiling=options.tiling,
             rotation_search=options.rotation_search,
         )
         return replace(plan, **changes) if changes else plan
+
+    def select(self, found: Detections) -> Detections:
+        """The faces of ``found`` (best first) that are kept: at least ``min_face`` px (the
+        box's longer side), then at most ``max_faces`` of them."""
+        return found.larger_than(self.min_face).top(self.max_faces)
 
 
 def _resize(rgb: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:
@@ -71,13 +79,6 @@ def _resize(rgb: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
     return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=interp))
-
-
-def _scaled(d: RawDetections, factor: float, dx: float = 0.0, dy: float = 0.0) -> RawDetections:
-    """Map detections of a resized/cropped image back: divide by ``factor`` then shift."""
-    shift2 = np.array([dx, dy], np.float32)
-    shift4 = np.array([dx, dy, dx, dy], np.float32)
-    return RawDetections(d.boxes / factor + shift4, d.scores, d.points / factor + shift2)
 
 
 def _tiles(length: int, tile: int, overlap: int) -> list[int]:
@@ -95,21 +96,14 @@ class FaceDetector:
     def __init__(self, model: CenterFace | None = None, num_threads: int = 0) -> None:
         self.model = model if model is not None else CenterFace(num_threads=num_threads)
 
-    def detect(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> RawDetections:
-        """All faces of ``rgb`` (H, W, 3 uint8), in its pixel frame, best score first."""
+    def detect(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Detections:
+        """The faces of ``rgb`` (H, W, 3 uint8) the plan keeps (:meth:`DetectionPlan.select`),
+        in its pixel frame, best score first."""
         turns = (0, 1, 2, 3) if plan.rotation_search else (0,)
-        found = [self._detect_turned(rgb, plan, k) for k in turns]
-        merged = self._merge(concat(found), plan.nms_iou)
-        if plan.min_face > 0 and len(merged):
-            w = merged.boxes[:, 2] - merged.boxes[:, 0]
-            h = merged.boxes[:, 3] - merged.boxes[:, 1]
-            keep = np.maximum(w, h) >= plan.min_face
-            merged = RawDetections(merged.boxes[keep], merged.scores[keep], merged.points[keep])
-        return merged
+        found = Detections.merge(self._detect_turned(rgb, plan, k) for k in turns)
+        return plan.select(self._merge(found, plan.nms_iou))
 
-    def _detect_turned(
-        self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan, k: int
-    ) -> RawDetections:
+    def _detect_turned(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan, k: int) -> Detections:
         if k == 0:
             return self._detect_upright(rgb, plan)
         h, w = rgb.shape[:2]
@@ -126,15 +120,15 @@ class FaceDetector:
         boxes = np.stack(
             [c[..., 0].min(0), c[..., 1].min(0), c[..., 0].max(0), c[..., 1].max(0)], axis=1
         ).astype(np.float32)
-        return RawDetections(boxes, d.scores, pts_back.astype(np.float32))
+        return Detections(boxes, d.scores, pts_back.astype(np.float32))
 
-    def _detect_upright(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> RawDetections:
+    def _detect_upright(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Detections:
         h, w = rgb.shape[:2]
         long_side = max(h, w)
-        parts: list[RawDetections] = []
+        parts: list[Detections] = []
         g = min(1.0, plan.global_max_side / long_side)
         img = rgb if g == 1.0 else _resize(rgb, g)
-        parts.append(_scaled(self.model.run(img, plan.threshold), g))
+        parts.append(self.model.run(img, plan.threshold).map_back(g))
         factor = min(plan.upscale, plan.upscale_max_pixels / long_side)
         if factor >= 1.25:
             big = _resize(rgb, factor)
@@ -147,17 +141,13 @@ class FaceDetector:
                     )
                 )
             for run in runs:
-                up = _scaled(run, factor)
-                bw = up.boxes[:, 2] - up.boxes[:, 0]
-                keep = bw <= plan.upscale_max_face
-                parts.append(RawDetections(up.boxes[keep], up.scores[keep], up.points[keep]))
+                up = run.map_back(factor)
+                parts.append(up[(up.boxes[:, 2] - up.boxes[:, 0]) <= plan.upscale_max_face])
         if g < plan.tile_min_shrink and plan.tiling:
             parts.extend(self._tile_passes(rgb, plan))
-        return concat(parts)
+        return Detections.merge(parts)
 
-    def _tile_passes(
-        self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan
-    ) -> Iterator[RawDetections]:
+    def _tile_passes(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Iterator[Detections]:
         h, w = rgb.shape[:2]
         t, margin = plan.tile_size, 2.0
         for y0 in _tiles(h, t, plan.tile_overlap):
@@ -176,15 +166,13 @@ class FaceDetector:
                     | ((b[:, 3] >= th - margin) & (y0 + th < h))
                 )
                 small = (b[:, 2] - b[:, 0]) <= plan.tile_overlap
-                keep = ~cut & small
-                yield _scaled(RawDetections(b[keep], d.scores[keep], d.points[keep]), 1.0, x0, y0)
+                yield d[~cut & small].map_back(1.0, x0, y0)
 
     @staticmethod
-    def _merge(d: RawDetections, iou: float) -> RawDetections:
+    def _merge(d: Detections, iou: float) -> Detections:
         if len(d) <= 1:
             return d
-        keep = nms(d.boxes, d.scores, iou)
-        d = RawDetections(d.boxes[keep], d.scores[keep], d.points[keep])
+        d = d[nms(d.boxes, d.scores, iou)]
         # A box lying mostly inside a higher-scored box (a part of a face found at another
         # scale) is dropped too.
         cover = containment(d.boxes, d.boxes)
@@ -196,16 +184,16 @@ class FaceDetector:
                 continue
             inside = (cover[:, i] >= 0.8) & (np.arange(n) > i)
             drop |= inside
-        return RawDetections(d.boxes[~drop], d.scores[~drop], d.points[~drop])
+        return d[~drop]
 
 
-def _unflip(d: RawDetections, width: int) -> RawDetections:
+def _unflip(d: Detections, width: int) -> Detections:
     """Map detections of a mirrored image back, keeping the image-left-first point order."""
     boxes = d.boxes.copy()
     boxes[:, [0, 2]] = width - d.boxes[:, [2, 0]]
     points = d.points[:, [1, 0, 2, 4, 3]].copy()
     points[..., 0] = width - points[..., 0]
-    return RawDetections(boxes, d.scores, points)
+    return Detections(boxes, d.scores, points)
 
 
 def _unturn(pts: npt.NDArray[np.float32], k: int, w: int, h: int) -> npt.NDArray[np.float32]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from mien.detect.search import FrameSearch
 from mien.live.decoder import ReconnectPolicy
 from mien.redact.suspect import OnSuspect, validate_on_suspect
 
@@ -27,7 +28,9 @@ class LiveOptions:
     * ``track_max_missed``: a track ends (``track_ended``) after this many searched frames in
       a row without its face (the tracker's ``max_missed``).
     * ``detect_max_side``: the detector runs on a copy of the frame shrunk so its longer side
-      is at most this many px (None: the full frame), as in video mode (``detect_side``).
+      is at most this many px (None: the full frame), as in video mode (``detect_side``);
+      validated as :attr:`search`, the :class:`FrameSearch` video mode runs (so a side video
+      mode refuses is refused here, not when the session starts).
     * ``detect_every_ms``: in redaction, search a frame for faces at least this often (stream
       time) even when behind; frames in between are covered where the tracker predicts the
       faces (0: search every frame; falling behind then drops frames instead).
@@ -60,6 +63,7 @@ class LiveOptions:
     hls_time: float = 2.0
     hls_list_size: int = 0
     audio: bool = True
+    search: FrameSearch = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         times = (self.duration_s or 1.0, self.detect_every_ms, self.max_delay_ms, self.hold_ms)
@@ -79,6 +83,7 @@ class LiveOptions:
             raise ValueError("detect_every_ms must be >= 0 and max_delay_ms > 0")
         if self.detect_max_side is not None and self.detect_max_side < 64:
             raise ValueError("detect_max_side must be >= 64 px")
+        object.__setattr__(self, "search", FrameSearch(self.detect_max_side or 0))
         if not 0.5 <= self.hls_time <= 60 or self.hls_list_size < 0:
             raise ValueError("hls_time must lie in [0.5, 60] s and hls_list_size be >= 0")
         validate_on_suspect(self.on_suspect)

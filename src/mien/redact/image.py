@@ -96,10 +96,7 @@ def _detect(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], FaceDetector]:
     detector = _detector(options.num_threads)
     det = detector.detect(rgb, redaction_plan(options))
-    boxes, scores = det.boxes, np.clip(det.scores, 0.0, 1.0)
-    if options.max_faces is not None:
-        boxes, scores = boxes[: options.max_faces], scores[: options.max_faces]
-    return boxes, scores, detector
+    return det.boxes, np.clip(det.scores, 0.0, 1.0), detector
 
 
 def detect_for_redaction(

@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from mien.detect.search import FrameSearch
 from mien.errors import SuspectFramesError
 from mien.media.discover import VIDEO_SUFFIXES
 from mien.media.video import VideoFrame, VideoLimits, VideoReader, VideoWriter
@@ -95,7 +96,8 @@ REFERENCE_MS = 1000.0
 class VideoRedactOptions:
     """How faces are found and followed in a video being redacted.
 
-    * ``detect_side``: longer side (px) of the copy the detector runs on (0: full frame).
+    * ``detect_side``: longer side (px) of the copy the detector runs on (0: full frame);
+      validated as, and read through, :attr:`search` (a :class:`FrameSearch`).
     * ``detect_every``: run the detector on every N-th frame only; the frames between get the
       boxes interpolated between the detections before and after them (1: every frame).
       Frames the decoder flags as damaged are always searched.
@@ -118,12 +120,10 @@ class VideoRedactOptions:
     on_suspect: OnSuspect = "cover"
     codec: str | None = None
     limits: VideoLimits = field(default_factory=VideoLimits)
+    search: FrameSearch = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.detect_side, int) or not (
-            self.detect_side == 0 or 64 <= self.detect_side <= 8192
-        ):
-            raise ValueError(f"detect_side must be 0 or in 64..8192, got {self.detect_side!r}")
+        object.__setattr__(self, "search", FrameSearch(self.detect_side))
         if not isinstance(self.detect_every, int) or not 1 <= self.detect_every <= 4:
             raise ValueError(f"detect_every must be an integer in 1..4, got {self.detect_every!r}")
         if self.tracker.max_missed < self.detect_every:
@@ -465,6 +465,7 @@ def redact_video(
     opts = options if options is not None else RedactOptions()
     vopts = video if video is not None else VideoRedactOptions()
     an_opts = redaction_analyzer_options(analyzer_options)
+    # Its detect() is a FrameDetector's: the shrunk copy searched, faces mapped back to full size.
     detector = VideoAnalyzer(
         an_opts,
         VideoOptions(detect_side=vopts.detect_side, limits=vopts.limits),
@@ -476,8 +477,8 @@ def redact_video(
     with VideoReader(
         name,
         limits=vopts.limits,
-        full=not vopts.detect_side,
-        scaled_side=vopts.detect_side or None,
+        full=vopts.search.full_frame,
+        scaled_side=vopts.search.scaled_side,
         keep_frames=True,
         audio=True,
     ) as reader:

@@ -14,8 +14,9 @@ Detection in video mode is one CenterFace pass per frame on a copy whose longer 
 ``detect_side`` px (512 by default, because the pass costs grow with the pixels: measured
 frames/s in docs/benchmarks.md; faces that are small in the frame are found less often on the
 copy, so raise it, or set 0 for the full frame, when they matter), mapped back to the frame's
-pixels. ``all_passes=True`` runs the still-image plan (upscaled, mirrored and tiled passes,
-:mod:`mien.detect.detector`) on the full frame instead.
+pixels (:class:`mien.detect.frame.FrameDetector`). ``all_passes=True`` runs the still-image
+plan (upscaled, mirrored and tiled passes, :mod:`mien.detect.detector`) on the full frame
+instead.
 Landmarks, head pose, quality and attributes, when asked for, run on the full-size frame.
 """
 
@@ -26,13 +27,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from mien.analyzer import FaceAnalyzer
-from mien.detect.centerface import RawDetections
+from mien.detect.detections import Detections
 from mien.detect.detector import DetectionPlan
+from mien.detect.frame import FrameDetector
+from mien.detect.search import FrameSearch
 from mien.errors import MediaError
 from mien.media.video import FrameSelection, VideoFrame, VideoLimits, VideoReader
 from mien.options import AnalyzerOptions
@@ -51,6 +53,7 @@ class VideoOptions:
       :class:`mien.media.video.FrameSelection`; at most one of them).
     * ``detect_side``: longer side (px) of the copy the detector runs on (0: the full frame).
     * ``all_passes``: run the still-image detection plan on the full frame (slow, thorough).
+      These two are validated as, and read through, :attr:`search` (a :class:`FrameSearch`).
     * ``tracker``: how tracks are matched and how long a missed face is kept.
     * ``limits``: largest frames accepted.
     """
@@ -61,13 +64,11 @@ class VideoOptions:
     all_passes: bool = False
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     limits: VideoLimits = field(default_factory=VideoLimits)
+    search: FrameSearch = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         FrameSelection(self.every_n, self.sample_fps)  # validates
-        if not isinstance(self.detect_side, int) or not (
-            self.detect_side == 0 or 64 <= self.detect_side <= 8192
-        ):
-            raise ValueError(f"detect_side must be 0 or in 64..8192, got {self.detect_side!r}")
+        object.__setattr__(self, "search", FrameSearch(self.detect_side, self.all_passes))
 
     @property
     def selection(self) -> FrameSelection:
@@ -96,15 +97,9 @@ class VideoAnalyzer:
         self.options = self.analyzer.options
         self.video = video or VideoOptions()
         o = self.options
-        self._single = DetectionPlan.for_options(
-            o,
-            min_face=0.0,  # applied in full-frame pixels, after mapping back
-            global_max_side=1 << 30,
-            upscale=1.0,
-            upscale_flip=False,
-            tiling=False,
+        self.frames = FrameDetector(
+            self.analyzer.detector, DetectionPlan.for_options(o), self.video.search
         )
-        self._image_plan = DetectionPlan.for_options(o)
         self._detection_only = set(o.features) <= {"detection"}
         self.models = self.analyzer.models
         self.reset()
@@ -130,39 +125,12 @@ class VideoAnalyzer:
             raise ValueError(
                 f"rgb must be an (H, W, 3) uint8 array, got {image.dtype} {image.shape}"
             )
-        h, w = image.shape[:2]
-        scale = 1.0
-        scaled = image
-        side = self.video.detect_side
-        if side and max(h, w) > side and not self.video.all_passes:
-            scale = side / max(h, w)
-            size = (max(2, round(w * scale)), max(2, round(h * scale)))
-            scaled = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-            scale = (size[0] / w + size[1] / h) / 2
         index = self._frame_no if frame_index is None else int(frame_index)
-        frame = VideoFrame(index, float(timestamp_ms), image, scaled, scale, w, h)
-        return self._process(frame)
+        return self._process(self.frames.frame(image, index, timestamp_ms))
 
-    def detect(self, frame: VideoFrame) -> RawDetections:
+    def detect(self, frame: VideoFrame) -> Detections:
         """Detections of one frame in its full-size pixels (no tracking)."""
-        if self.video.all_passes or frame.scaled is None:
-            if frame.rgb is None:
-                raise ValueError("all_passes needs the full-size frame")
-            det = self.analyzer.detector.detect(frame.rgb, self._image_plan)
-        else:
-            det = self.analyzer.detector.detect(frame.scaled, self._single)
-            if frame.scale != 1.0:
-                det = RawDetections(det.boxes / frame.scale, det.scores, det.points / frame.scale)
-            det = _clip(det, frame.width, frame.height)
-            if self.options.min_face > 0 and len(det):
-                b = det.boxes
-                size = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-                keep = size >= self.options.min_face
-                det = RawDetections(det.boxes[keep], det.scores[keep], det.points[keep])
-        if self.options.max_faces is not None:
-            k = min(len(det), self.options.max_faces)
-            det = RawDetections(det.boxes[:k], det.scores[:k], det.points[:k])
-        return det
+        return self.frames.detect(frame)
 
     def _process(self, frame: VideoFrame) -> Faces:
         det = self.detect(frame)
@@ -216,14 +184,13 @@ class VideoAnalyzer:
         """
         source = os.fspath(path)
         self.reset()
-        needs_full = self.video.all_passes or not self._detection_only
         try:
             reader = VideoReader(
                 path,
                 selection=self.video.selection,
                 limits=self.video.limits,
-                full=needs_full or not self.video.detect_side,
-                scaled_side=self.video.detect_side or None,
+                full=self.video.search.full_frame or not self._detection_only,
+                scaled_side=self.video.search.scaled_side,
             )
         except MediaError as exc:
             if on_error == "raise":
@@ -265,15 +232,6 @@ class VideoAnalyzer:
             models=self.models,
             error=None if error is None else ErrorInfo(error.code, error.message),
         )
-
-
-def _clip(det: RawDetections, width: int, height: int) -> RawDetections:
-    if not len(det):
-        return det
-    b = det.boxes.copy()
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
-    return RawDetections(b.astype(np.float32), det.scores, det.points.astype(np.float32))
 
 
 def analyze_video(
