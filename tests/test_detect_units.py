@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 
-from mien.detect.centerface import RawDetections
 from mien.detect.detections import Detections
 from mien.detect.detector import _tiles, _unflip, _unturn
 from mien.detect.nms import containment, iou_matrix, nms
@@ -40,7 +39,7 @@ def test_unturn_maps_points_of_rot90_back(k: int) -> None:
 
 
 def test_unflip_mirrors_boxes_and_swaps_sides() -> None:
-    d = RawDetections(
+    d = Detections(
         np.array([[10, 5, 30, 35]], np.float32),
         np.array([0.9], np.float32),
         np.array([[[14, 12], [26, 12], [20, 20], [15, 28], [25, 28]]], np.float32),
@@ -85,4 +84,3 @@ def test_detections_merge_map_back_clip_and_size() -> None:
     np.testing.assert_allclose(back.points[0, 0], [10, 22])
     np.testing.assert_allclose(d.clip(100, 50).boxes[2], [90, 40, 100, 50])
     assert d.larger_than(0) is d and d.larger_than(40).scores.tolist() == d.scores[1:].tolist()
-    assert RawDetections is Detections

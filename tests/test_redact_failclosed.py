@@ -14,7 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from mien.detect.centerface import RawDetections
+from mien.detect.detections import Detections
+from mien.detect.frame import FrameDetector
 from mien.errors import InvalidVideoError, SuspectFramesError
 from mien.media.damage import AFTER_DAMAGE, CORRUPT_FRAME, DamageWatch
 from mien.media.video import VideoReader
@@ -167,12 +168,12 @@ def test_cli_exit_codes_and_report_for_each_policy(crowd: dict[str, Any]) -> Non
 
 
 def _detect_with(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
-    real = VideoAnalyzer.detect
+    real = FrameDetector.detect
 
-    def patched(self: VideoAnalyzer, frame: Any) -> RawDetections:
+    def patched(self: FrameDetector, frame: Any) -> Detections:
         return change(frame, lambda: real(self, frame))
 
-    monkeypatch.setattr(VideoAnalyzer, "detect", patched)
+    monkeypatch.setattr(FrameDetector, "detect", patched)
 
 
 def test_detector_failure_covers_the_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,7 +184,7 @@ def test_detector_failure_covers_the_frame(tmp_path: Path, monkeypatch: pytest.M
     src = clip_head(media("single_face.mp4"), tmp_path / "in.mkv", 0.7)
     truth = faces_by_frame(src)
 
-    def failing(frame: Any, real: Any) -> RawDetections:
+    def failing(frame: Any, real: Any) -> Detections:
         if frame.index in (0, 10, 11):
             raise RuntimeError("injected detector fault")
         return real()
@@ -230,14 +231,14 @@ def test_a_shrinking_box_never_counts_as_coverage(
     covered: the face stays covered in every frame."""
     src = clip_head(media("single_face.mp4"), tmp_path / "in.mkv", 0.7)
 
-    def sliver(frame: Any, real: Any) -> RawDetections:
+    def sliver(frame: Any, real: Any) -> Detections:
         det = real()
         if 10 <= frame.index <= 13:
-            return RawDetections.empty()
+            return Detections.empty()
         if 8 <= frame.index <= 9 and len(det):
             b = det.boxes.copy()
             c, half = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2]) * 0.3
-            return RawDetections(np.concatenate([c - half, c + half], 1), det.scores, det.points)
+            return Detections(np.concatenate([c - half, c + half], 1), det.scores, det.points)
         return det
 
     truth = faces_by_frame(src)
@@ -261,8 +262,8 @@ def test_a_face_lost_inside_the_picture_stays_covered(
     frames are suspect ``track_vanished``."""
     src = clip_head(media("single_face.mp4"), tmp_path / "in.mkv", 2.0)
 
-    def blind(frame: Any, real: Any) -> RawDetections:
-        return RawDetections.empty() if frame.index >= 10 else real()
+    def blind(frame: Any, real: Any) -> Detections:
+        return Detections.empty() if frame.index >= 10 else real()
 
     truth = faces_by_frame(src)
     _detect_with(monkeypatch, blind)

@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from mien.detect.centerface import RawDetections
+from mien.detect.detections import Detections
+from mien.detect.frame import FrameDetector
 from mien.errors import InvalidVideoError, NoVideoStreamError
 from mien.media.video import VideoReader
 from mien.media.write import OutputError
@@ -17,7 +18,6 @@ from mien.options import AnalyzerOptions
 from mien.redact.draw import region_mask
 from mien.redact.options import RedactOptions
 from mien.redact.video import VideoRedactOptions, redact_video
-from mien.video.analyzer import VideoAnalyzer
 from tests.test_video import clip_head, media
 
 THREADS = AnalyzerOptions(features=("detection",), threshold=0.3, num_threads=2)
@@ -74,14 +74,14 @@ def test_missed_detections_are_filled_by_tracking(
     """Detection 'misses' the face in frames 10, 11 and 20 and in the last 3 frames: those
     frames are still covered (interpolated between detections, or predicted)."""
     src = clip_head(media("single_face.mp4"), tmp_path / "in.mkv", 1.0)
-    real = VideoAnalyzer.detect
+    real = FrameDetector.detect
     missed = {10, 11, 20, 27, 28, 29}
 
-    def flaky(self: VideoAnalyzer, frame: Any) -> RawDetections:
+    def flaky(self: FrameDetector, frame: Any) -> Detections:
         det = real(self, frame)
-        return RawDetections.empty() if frame.index in missed else det
+        return Detections.empty() if frame.index in missed else det
 
-    monkeypatch.setattr(VideoAnalyzer, "detect", flaky)
+    monkeypatch.setattr(FrameDetector, "detect", flaky)
     out = tmp_path / "out.mkv"
     report = redact_video(
         src, out, analyzer_options=THREADS, video=VideoRedactOptions(backfill=0, detect_every=1)
@@ -107,14 +107,14 @@ def test_missed_detections_are_filled_by_tracking(
 def test_detecting_every_other_frame_still_covers_every_frame(tmp_path: Path) -> None:
     src = clip_head(media("single_face.mp4"), tmp_path / "in.mkv", 0.7)
     calls: list[int] = []
-    real = VideoAnalyzer.detect
+    real = FrameDetector.detect
 
-    def counting(self: VideoAnalyzer, frame: Any) -> RawDetections:
+    def counting(self: FrameDetector, frame: Any) -> Detections:
         calls.append(frame.index)
         return real(self, frame)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(VideoAnalyzer, "detect", counting)
+    mp.setattr(FrameDetector, "detect", counting)
     try:
         report = redact_video(
             src,

@@ -16,9 +16,6 @@ import onnxruntime as ort
 from mien.detect.detections import Detections
 from mien.models.registry import ModelCard, load_card, verified_model_bytes
 
-#: The older name of :class:`Detections`, for callers that still import it from here.
-RawDetections = Detections
-
 
 class CenterFace:
     """The CenterFace ONNX model, verified against its model card and loaded once.

@@ -231,11 +231,10 @@ class LiveSession:
             from mien.track.tracker import TrackerOptions
             from mien.video.analyzer import VideoAnalyzer, VideoOptions
 
-            side = self.options.detect_max_side
             self._analyzer = VideoAnalyzer(
                 self.analyzer_options,
                 VideoOptions(
-                    detect_side=0 if side is None else side,
+                    detect_side=self.options.search.side,
                     tracker=TrackerOptions(max_missed=self.options.track_max_missed),
                 ),
             )

@@ -457,19 +457,19 @@ def redact_video(
     case nothing is left at ``output``. ``progress(frames_done, frames_expected)`` is called
     after each decoded frame.
     """
+    from mien.analyzer import FaceAnalyzer
+    from mien.detect.detector import DetectionPlan
+    from mien.detect.frame import FrameDetector
     from mien.redact.image import redaction_analyzer_options
-    from mien.video.analyzer import VideoAnalyzer, VideoOptions
 
     name = os.fspath(source)
     out_path = check_output_file(output, VIDEO_SUFFIXES, "video", name)
     opts = options if options is not None else RedactOptions()
     vopts = video if video is not None else VideoRedactOptions()
     an_opts = redaction_analyzer_options(analyzer_options)
-    # Its detect() is a FrameDetector's: the shrunk copy searched, faces mapped back to full size.
-    detector = VideoAnalyzer(
-        an_opts,
-        VideoOptions(detect_side=vopts.detect_side, limits=vopts.limits),
-    )
+    # the shrunk copy the reader makes is searched, the faces mapped back to full size
+    analyzer = FaceAnalyzer(an_opts)
+    detector = FrameDetector(analyzer.detector, DetectionPlan.for_options(an_opts), vopts.search)
     red = _Redactor(opts, vopts, name)
     audio_waiting: list[Any] = []
     size_changes: list[dict[str, int]] = []
@@ -573,7 +573,7 @@ def redact_video(
         height=red.out_size[1],
         options=opts,
         threshold=an_opts.threshold,
-        models=detector.models,
+        models=analyzer.models,
         extra=extra,
         suspect_frames=tuple(red.suspects),
     )
