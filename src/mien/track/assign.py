@@ -5,23 +5,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from mien import geometry
+
 FloatArray = npt.NDArray[np.float64]
 
 
 def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Intersection over union of every box of ``a`` (M, 4) with every box of ``b`` (N, 4)."""
-    x = np.asarray(a, np.float64).reshape(-1, 4)
-    y = np.asarray(b, np.float64).reshape(-1, 4)
-    ix1 = np.maximum(x[:, None, 0], y[None, :, 0])
-    iy1 = np.maximum(x[:, None, 1], y[None, :, 1])
-    ix2 = np.minimum(x[:, None, 2], y[None, :, 2])
-    iy2 = np.minimum(x[:, None, 3], y[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_x = (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
-    area_y = (y[:, 2] - y[:, 0]) * (y[:, 3] - y[:, 1])
-    union = area_x[:, None] + area_y[None, :] - inter
-    out: FloatArray = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-    return out
+    return geometry.iou_matrix(a, b, np.float64)
 
 
 def affinity(
