@@ -19,6 +19,7 @@ from mien.cli.common import (
     log,
     options_from_args,
     redact_options_from_args,
+    redaction_args,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def register(sub: Any) -> None:
         "batch",
         help="analyse or redact many files: sharded, resumable, worker processes or Ray",
         epilog=BATCH_EPILOG,
+        later=_redaction_options,
     )
     p.add_argument(
         "input",
@@ -110,14 +112,13 @@ def register(sub: Any) -> None:
             action.help = "intra-op threads per worker (default: cores / workers, at least 1)"
         elif action.dest == "threshold":
             action.help = "minimum detector score in [0, 1] (default 0.5; redact: lower)"
-    r = p.add_argument_group("redaction (--task redact)")
-    r.add_argument("--method", choices=("blur", "pixelate", "fill"), default="blur")
-    r.add_argument("--shape", choices=("ellipse", "box"), default="ellipse")
-    r.add_argument(
-        "--scale", type=float, default=1.3, help="grow each face box by this factor (default 1.3)"
-    )
-    r.add_argument("--color", default="0,0,0", help="fill colour, #rrggbb or r,g,b (default black)")
     p.set_defaults(func=run)
+
+
+def _redaction_options(p: argparse.ArgumentParser) -> None:
+    """The covering options, added on first use: their defaults are read from
+    :class:`~mien.redact.options.RedactOptions`, whose package loads OpenCV."""
+    redaction_args(p.add_argument_group("redaction (--task redact)"))
 
 
 def _redact_threshold() -> float:

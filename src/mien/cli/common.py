@@ -160,6 +160,39 @@ def listing_args(p: argparse.ArgumentParser, pretty_help: str) -> None:
     p.add_argument("--pretty", action="store_true", help=pretty_help)
 
 
+def redaction_args(group: Any) -> None:
+    """``--method``, ``--shape``, ``--scale`` and ``--color``, with :class:`RedactOptions`'
+    defaults (``mien redact`` and ``mien batch --task redact``: one face is covered alike)."""
+    from mien.redact.options import DEFAULT_SCALE, METHODS, SHAPES, RedactOptions
+
+    group.add_argument(
+        "--method",
+        choices=METHODS,
+        default=default_of(RedactOptions, "method"),
+        help="how faces are covered",
+    )
+    group.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default=default_of(RedactOptions, "shape"),
+        help="covered area's shape",
+    )
+    group.add_argument(
+        "--scale",
+        type=float,
+        default=DEFAULT_SCALE,
+        metavar="F",
+        help="grow each face box F times around its centre before covering "
+        f"(1-4; default {DEFAULT_SCALE})",
+    )
+    group.add_argument(
+        "--color",
+        default="#000000",
+        metavar="COLOUR",
+        help="fill colour for --method fill: #rrggbb or r,g,b (default black)",
+    )
+
+
 def redact_options_from_args(args: argparse.Namespace) -> RedactOptions:
     """RedactOptions from ``--method``, ``--shape``, ``--scale`` and ``--color``."""
     from mien.redact.options import RedactOptions, parse_color

@@ -38,6 +38,7 @@ from mien.cli.common import (
     log,
     options_from_args,
     redact_options_from_args,
+    redaction_args,
 )
 from mien.errors import MediaError, MienError
 from mien.media.discover import VIDEO_SUFFIXES
@@ -68,7 +69,7 @@ def register(sub: Any) -> None:
 def _add_options(p: argparse.ArgumentParser) -> None:
     """``mien redact``'s options: added on first use, as their defaults are read from the
     redaction and live option classes, whose modules load OpenCV and PyAV."""
-    from mien.redact.options import DEFAULT_SCALE, METHODS, REDACT_THRESHOLD, SHAPES, RedactOptions
+    from mien.redact.options import REDACT_THRESHOLD
     from mien.redact.suspect import ON_SUSPECT
     from mien.redact.video import VideoRedactOptions
 
@@ -87,32 +88,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "(same layout); an existing folder for a file INPUT gets a file of the same name",
     )
     g = p.add_argument_group("redaction")
-    g.add_argument(
-        "--method",
-        choices=METHODS,
-        default=default_of(RedactOptions, "method"),
-        help="how faces are covered",
-    )
-    g.add_argument(
-        "--shape",
-        choices=SHAPES,
-        default=default_of(RedactOptions, "shape"),
-        help="covered area's shape",
-    )
-    g.add_argument(
-        "--scale",
-        type=float,
-        default=DEFAULT_SCALE,
-        metavar="F",
-        help="grow each face box F times around its centre before covering "
-        f"(1-4; default {DEFAULT_SCALE})",
-    )
-    g.add_argument(
-        "--color",
-        default="#000000",
-        metavar="COLOUR",
-        help="fill colour for --method fill: #rrggbb or r,g,b (default black)",
-    )
+    redaction_args(g)
     g.add_argument(
         "--keep-metadata",
         action="store_true",
