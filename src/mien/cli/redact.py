@@ -36,7 +36,7 @@ from mien.cli.common import (
     log,
     options_from_args,
 )
-from mien.errors import MediaError, MienError
+from mien.errors import MediaError, MienError, OutputError, UnsupportedMediaError
 from mien.media.discover import VIDEO_SUFFIXES
 
 EXIT_DOC = """exit codes:
@@ -169,7 +169,9 @@ def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, A
         try:
             from mien.redact.video import redact_video
         except ImportError as exc:
-            raise _NoVideo(f"{src}: video redaction is not available in this build") from exc
+            raise UnsupportedMediaError(
+                f"{src}: video redaction is not available in this build"
+            ) from exc
         from mien.redact.video import VideoRedactOptions
 
         return redact_video(
@@ -190,13 +192,8 @@ def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, A
     )
 
 
-class _NoVideo(MediaError):
-    code = "UnsupportedMedia"
-
-
 def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out: Outcome) -> None:
     from mien.media.regular import check_regular
-    from mien.media.write import OutputError
 
     try:
         check_regular(src)  # a FIFO, socket or device: an error line, never opened
@@ -335,7 +332,7 @@ def _check_report(report: str | None, src: Path, dst: Path | None) -> None:
     """The output rule for ``--report`` (before any work): OutputError, exit 3."""
     if report is None:
         return
-    from mien.media.write import OutputError, check_output_path
+    from mien.media.write import check_output_path
 
     if dst is not None and _same_path(Path(report), dst):
         raise OutputError(f"refusing to write the report {report}: it is the output path")
@@ -359,7 +356,7 @@ def _report_doc(src: Path, dst: Path, out: Outcome, folder: bool) -> dict[str, A
 def _write_report(report: str, doc: dict[str, Any], src: Path, raise_errors: bool = False) -> bool:
     """Write the audit JSON atomically; False (after an error line) when it cannot be written,
     or :class:`OutputError` when ``raise_errors``."""
-    from mien.media.write import OutputError, atomic_output
+    from mien.media.write import atomic_output
 
     try:
         with atomic_output(report, sources=(src,)) as fh:
@@ -437,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"mien: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         _check_report(args.report, src, dst)  # exit 3 before any work
-        from mien.media.write import OutputError, committed_together
+        from mien.media.write import committed_together
 
         try:
             # The output and the report are renamed into place together: both or neither.

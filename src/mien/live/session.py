@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mien.errors import MienError, SuspectFramesError
+from mien.errors import LiveOutputError, MienError, SuspectFramesError
 from mien.live.buffer import FrameBuffer
 from mien.live.decoder import AudioPacket, DecodedFrame, Notice, StreamDecoder, log
 from mien.live.events import EventCounter, LiveEvent, iso_time
 from mien.live.options import LiveOptions
-from mien.live.sink import LiveOutputError, LiveSink
+from mien.live.sink import LiveSink
 from mien.live.source import StreamSource
 from mien.live.tracking import LiveTracks
 from mien.options import AnalyzerOptions
