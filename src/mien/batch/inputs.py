@@ -17,21 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from mien.errors import MienError
+from mien.errors import BatchInputError, MienError
 from mien.media.discover import iter_inputs, natural_key
 from mien.media.regular import open_regular, special_kind
 
-__all__ = ["BatchInputError", "BatchItem", "input_digest", "list_items"]
+__all__ = ["BatchItem", "input_digest", "list_items"]
 
 _GLOB_CHARS = frozenset("*?[")
 _MANIFEST_SUFFIXES = frozenset({".txt", ".csv"})
 _PATH_COLUMNS = ("path", "uri", "file", "filename")
-
-
-class BatchInputError(MienError):
-    """The batch input (folder, glob or manifest) cannot be listed."""
-
-    code = "BatchInput"
 
 
 @dataclass(frozen=True)

@@ -31,30 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mien.errors import MienError
-from mien.media.write import OutputError, atomic_output, open_in_place
+from mien.errors import JobLockedError, JobMismatchError, OutputError
+from mien.media.write import atomic_output, open_in_place
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: no lock against a second run
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JobFolder", "JobLockedError", "JobMismatchError", "ShardEntry"]
+__all__ = ["JobFolder", "ShardEntry"]
 
 #: 2: shards are named by their first input and may have any length (1: fixed-size shards).
 JOB_VERSION = 2
-
-
-class JobMismatchError(MienError):
-    """The output folder holds a job with other parameters or other inputs."""
-
-    code = "JobMismatch"
-
-
-class JobLockedError(MienError):
-    """Another batch is running on the same output folder."""
-
-    code = "JobLocked"
 
 
 @dataclass

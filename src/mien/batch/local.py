@@ -35,9 +35,9 @@ from typing import Any
 
 from mien.batch.inputs import BatchItem
 from mien.batch.worker import THREAD_ENV, Worker, WorkerConfig, limit_threads
-from mien.errors import MienError
+from mien.errors import WorkerCrashedError
 
-__all__ = ["MAX_CRASHES", "TICK", "WorkerCrashedError", "run_local"]
+__all__ = ["MAX_CRASHES", "TICK", "run_local"]
 
 log = logging.getLogger("mien")
 
@@ -51,12 +51,6 @@ TICK = 1.0
 _WORKER: Worker | None = None
 
 Record = dict[str, Any]
-
-
-class WorkerCrashedError(MienError):
-    """Worker processes keep dying; the shards committed so far are kept."""
-
-    code = "WorkerCrashed"
 
 
 def _init(config: WorkerConfig, driver: int) -> None:

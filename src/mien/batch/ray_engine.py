@@ -24,22 +24,10 @@ import numpy as np
 
 from mien.batch.inputs import BatchItem
 from mien.batch.worker import THREAD_ENV, Worker, WorkerConfig
-from mien.errors import MienError
+from mien.errors import RayJobError, RayUnavailableError
 from mien.extras import require_extra
 
-__all__ = ["RayJobError", "RayUnavailableError", "ShardProcessor", "run_ray"]
-
-
-class RayUnavailableError(MienError):
-    """Ray cannot be started or joined (a missing ``ray`` extra is ``MissingExtraError``)."""
-
-    code = "RayUnavailable"
-
-
-class RayJobError(MienError):
-    """The Ray job failed part-way (an actor died, the cluster went away)."""
-
-    code = "RayJobFailed"
+__all__ = ["ShardProcessor", "run_ray"]
 
 
 class ShardProcessor:

@@ -154,8 +154,7 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
 
 def run(args: argparse.Namespace) -> int:
     from mien.batch import run_batch
-    from mien.batch.inputs import BatchInputError
-    from mien.batch.job import JobMismatchError
+    from mien.errors import BatchInputError, JobMismatchError
 
     batch = batch_options(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -269,7 +269,7 @@ def _events_out(path: str | None) -> Iterator[IO[str]]:
     try:
         fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
-        from mien.live.sink import LiveOutputError
+        from mien.errors import LiveOutputError
 
         raise LiveOutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:

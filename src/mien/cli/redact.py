@@ -40,7 +40,7 @@ from mien.cli.common import (
     redact_options_from_args,
     redaction_args,
 )
-from mien.errors import MediaError, MienError
+from mien.errors import MediaError, MienError, OutputError
 from mien.media.discover import VIDEO_SUFFIXES
 
 EXIT_DOC = """exit codes:
@@ -176,7 +176,6 @@ def _redact_one(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, A
 
 def _do(src: Path, dst: Path, args: argparse.Namespace, ctx: dict[str, Any], out: Outcome) -> None:
     from mien.media.regular import check_regular
-    from mien.media.write import OutputError
 
     try:
         check_regular(src)  # a FIFO, socket or device: an error line, never opened
@@ -315,7 +314,7 @@ def _check_report(report: str | None, src: Path, dst: Path | None) -> None:
     """The output rule for ``--report`` (before any work): OutputError, exit 3."""
     if report is None:
         return
-    from mien.media.write import OutputError, check_output_path
+    from mien.media.write import check_output_path
 
     if dst is not None and _same_path(Path(report), dst):
         raise OutputError(f"refusing to write the report {report}: it is the output path")
@@ -339,7 +338,7 @@ def _report_doc(src: Path, dst: Path, out: Outcome, folder: bool) -> dict[str, A
 def _write_report(report: str, doc: dict[str, Any], src: Path, raise_errors: bool = False) -> bool:
     """Write the audit JSON atomically; False (after an error line) when it cannot be written,
     or :class:`OutputError` when ``raise_errors``."""
-    from mien.media.write import OutputError, atomic_output
+    from mien.media.write import atomic_output
 
     try:
         with atomic_output(report, sources=(src,)) as fh:
@@ -407,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"mien: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         _check_report(args.report, src, dst)  # exit 3 before any work
-        from mien.media.write import OutputError, committed_together
+        from mien.media.write import committed_together
 
         try:
             # The output and the report are renamed into place together: both or neither.

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from mien.errors import MienError, SuspectFramesError
+from mien.errors import LiveOutputError, MienError, SuspectFramesError
 from mien.live.buffer import FrameBuffer
 from mien.live.decoder import AudioPacket, DecodedFrame, Notice, StreamDecoder, log
 from mien.live.events import (
@@ -63,7 +63,7 @@ from mien.live.events import (
 )
 from mien.live.options import LiveOptions
 from mien.live.schedule import FrameState, schedule
-from mien.live.sink import LiveOutputError, LiveSink
+from mien.live.sink import LiveSink
 from mien.live.source import StreamSource
 from mien.live.stats import RedactionCounts, SessionStats, SessionSummary
 from mien.live.tracking import LiveTracks

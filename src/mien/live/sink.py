@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from mien.errors import MienError
+from mien.errors import LiveOutputError, OutputError
 from mien.live.source import hide_credentials
 
 MS: Final[Fraction] = Fraction(1, 1000)
@@ -36,12 +36,6 @@ MS: Final[Fraction] = Fraction(1, 1000)
 _AAC_RATES: Final[frozenset[int]] = frozenset(
     {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
 )
-
-
-class LiveOutputError(MienError):
-    """The redacted stream could not be written (target unreachable, disk full...)."""
-
-    code = "OutputError"
 
 
 def sink_kind(target: str) -> str:
@@ -117,7 +111,7 @@ class LiveSink:
                 hls_flags="independent_segments",
             )
         else:
-            from mien.media.write import OutputError, check_output_path
+            from mien.media.write import check_output_path
 
             try:  # mien's output rule: no link, device, FIFO, socket or folder at the path
                 check_output_path(self.target, kind="video")

@@ -59,6 +59,7 @@ from mien.errors import (
     EmptyVideoError,
     InvalidVideoError,
     NoVideoStreamError,
+    OutputError,
     SourceNotFoundError,
     UnsupportedMediaError,
     VideoTooLargeError,
@@ -66,7 +67,7 @@ from mien.errors import (
 from mien.media.damage import DamageWatch
 from mien.media.discover import VIDEO_SUFFIXES, is_video_path
 from mien.media.regular import fd_path, open_regular
-from mien.media.write import OutputError, check_output_path, commit_output
+from mien.media.write import check_output_path, commit_output
 
 __all__ = [
     "VIDEO_SUFFIXES",

@@ -35,14 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from mien.errors import MienError
-
-
-class OutputError(MienError):
-    """The output path cannot be written."""
-
-    code = "OutputError"
-
+from mien.errors import OutputError
 
 #: Picture suffix -> Pillow format: pictures are written in the format of their suffix.
 OUTPUT_FORMATS: dict[str, str] = {

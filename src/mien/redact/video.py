@@ -55,10 +55,10 @@ import numpy as np
 import numpy.typing as npt
 
 from mien.detect.search import FrameSearch
-from mien.errors import SuspectFramesError
+from mien.errors import OutputError, SuspectFramesError
 from mien.media.discover import VIDEO_SUFFIXES
 from mien.media.video import VideoFrame, VideoLimits, VideoReader, VideoWriter
-from mien.media.write import OutputError, check_output_file
+from mien.media.write import check_output_file
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import RedactOptions

@@ -13,70 +13,63 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mien.errors import MienError
+from mien.errors import (
+    ImageTooLargeError,
+    InvalidImageError,
+    MienError,
+    ModelIntegrityError,
+    RefusedAttributeError,
+    RuleError,
+    SourceNotFoundError,
+    UnknownFeatureError,
+    UnsupportedMediaError,
+)
 
 MEDIA_TYPE = "application/problem+json"
 
-#: HTTP status of each stable code.
-STATUS: dict[str, int] = {
-    "BadRequest": 400,
-    "EmptyBody": 400,
-    "InvalidCursor": 400,
-    "Unauthorized": 401,
-    "CrossSiteRequest": 403,
-    "InvalidCsrfToken": 403,
-    "NotFound": 404,
-    "MethodNotAllowed": 405,
-    "IdempotencyConflict": 409,
-    "MediaPurged": 410,
-    "ImageTooLarge": 413,
-    "UnsupportedMedia": 415,
-    "InvalidImage": 422,
-    "RefusedAttribute": 422,
-    "UnknownFeature": 422,
-    "InvalidRules": 422,
-    "InvalidParameter": 422,
-    "TooManyJobs": 429,
-    "NotAvailable": 501,
-    "ModelIntegrity": 503,
-    "Overloaded": 503,
-    "TimeBudgetExceeded": 503,
-    "StoreUnavailable": 503,
-    "MediaUnavailable": 503,
-    "NotReady": 503,
-    "InsufficientStorage": 507,
-    "InternalError": 500,
+#: The library's errors a client of the service can be answered with: their code, HTTP
+#: status and title are theirs (:mod:`mien.errors`). Any other :class:`MienError` answers 400
+#: with its code as title (``MienError``'s own defaults).
+SERVED: tuple[type[MienError], ...] = (
+    SourceNotFoundError,
+    ImageTooLargeError,
+    UnsupportedMediaError,
+    InvalidImageError,
+    RefusedAttributeError,
+    UnknownFeatureError,
+    RuleError,
+    ModelIntegrityError,
+)
+
+#: The codes of the HTTP layer itself (no library error stands behind them): status, title.
+HTTP_ONLY: dict[str, tuple[int, str]] = {
+    "BadRequest": (400, "Bad request"),
+    "EmptyBody": (400, "The request has no content"),
+    "InvalidCursor": (400, "Invalid cursor"),
+    "Unauthorized": (401, "A valid API key is required"),
+    "CrossSiteRequest": (403, "Refused: the request comes from another site"),
+    "InvalidCsrfToken": (403, "Missing or wrong CSRF token"),
+    "MethodNotAllowed": (405, "Method not allowed"),
+    "IdempotencyConflict": (409, "Idempotency-Key reused with a different request"),
+    "MediaPurged": (410, "The media has been deleted (retention ended or job deleted)"),
+    "InvalidParameter": (422, "Invalid parameter"),
+    "TooManyJobs": (429, "Too many active jobs for this key"),
+    "NotAvailable": (501, "Not available in this installation"),
+    "Overloaded": (503, "The server is busy; retry after the time in Retry-After"),
+    "TimeBudgetExceeded": (503, "The request took longer than the server's time budget"),
+    "StoreUnavailable": (503, "The service's database is unavailable or cannot be trusted"),
+    "MediaUnavailable": (503, "The service cannot store uploads now"),
+    "NotReady": (503, "The service is not ready"),
+    "InsufficientStorage": (507, "No room left to store the upload"),
+    "InternalError": (500, "Internal error"),
 }
 
-TITLES: dict[str, str] = {
-    "BadRequest": "Bad request",
-    "EmptyBody": "The request has no content",
-    "InvalidCursor": "Invalid cursor",
-    "Unauthorized": "A valid API key is required",
-    "CrossSiteRequest": "Refused: the request comes from another site",
-    "InvalidCsrfToken": "Missing or wrong CSRF token",
-    "NotFound": "Not found",
-    "MethodNotAllowed": "Method not allowed",
-    "IdempotencyConflict": "Idempotency-Key reused with a different request",
-    "MediaPurged": "The media has been deleted (retention ended or job deleted)",
-    "ImageTooLarge": "Too large",
-    "UnsupportedMedia": "Unsupported media",
-    "InvalidImage": "Invalid image",
-    "RefusedAttribute": "Refused: mien does not infer identity or group membership",
-    "UnknownFeature": "Unknown feature",
-    "InvalidRules": "Invalid rules",
-    "InvalidParameter": "Invalid parameter",
-    "TooManyJobs": "Too many active jobs for this key",
-    "NotAvailable": "Not available in this installation",
-    "ModelIntegrity": "A model file failed verification",
-    "Overloaded": "The server is busy; retry after the time in Retry-After",
-    "TimeBudgetExceeded": "The request took longer than the server's time budget",
-    "StoreUnavailable": "The service's database is unavailable or cannot be trusted",
-    "MediaUnavailable": "The service cannot store uploads now",
-    "NotReady": "The service is not ready",
-    "InsufficientStorage": "No room left to store the upload",
-    "InternalError": "Internal error",
-}
+_TABLE = {**HTTP_ONLY, **{e.code: (e.http_status, e.title) for e in SERVED}}
+
+#: HTTP status of each stable code.
+STATUS: dict[str, int] = {code: status for code, (status, _) in _TABLE.items()}
+
+TITLES: dict[str, str] = {code: title for code, (_, title) in _TABLE.items()}
 
 
 class Problem(Exception):
