@@ -26,7 +26,7 @@ def crop(row, size, grow=1.6):
     im = Image.open(DATA / "images" / row.image).convert("RGB")
     cx, cy = (row.xmin + row.xmax) / 2, (row.ymin + row.ymax) / 2
     half = grow * max(row.xmax - row.xmin, row.ymax - row.ymin) / 2
-    box = tuple(int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+    box = tuple(round(v) for v in (cx - half, cy - half, cx + half, cy + half))
     return im.crop(box).resize((size, size), Image.LANCZOS)
 
 
