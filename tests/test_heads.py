@@ -90,9 +90,12 @@ def test_eyewear_heads_share_one_network_run_per_face(monkeypatch) -> None:
     g, s = glasses(ctx), sun(ctx)
     assert calls == [1]  # one face, one run, shared by both heads
     assert g.values[0] is False and s.values[0] is False  # the astronaut wears no glasses
-    # the shared outputs are the network's own on the grey eye crop
+    # the shared outputs are the network's own on the grey eye crop; the sunglasses head reads
+    # them, the same lens measurements as eyeglasses, then the four iris measurements
     fresh = _sample_context()
-    assert np.allclose(glasses.features(fresh, 0)[:2], sun.features(fresh, 0))
+    sun_features = sun.features(fresh, 0)
+    assert sun_features.shape == (14,)
+    assert np.allclose(glasses.features(fresh, 0), sun_features[:10])
 
 
 def test_head_without_its_network_is_refused_at_load(tmp_path) -> None:

@@ -23,9 +23,12 @@ resolution, contrast, colour and mirroring, plus the synthetic eyewear) one smal
 (train/cnn.py, 2 outputs: glasses worn, dark lenses; multi-label, one thread, PyTorch) is
 trained on the grey 48x48 eye crops. Then the ``eyeglasses`` head is a logistic regression over
 its 2 logits and :func:`mien.analyzers.attributes.glasses.lens_measurements` (fitted on the
-train part), and the ``sunglasses`` head reads the dark-lens logit alone; both are calibrated
-on the validation part, real faces as they are: eyeglasses by Platt scaling (version 3; an
-isotonic table before), sunglasses by an isotonic table (Platt scaling was no better there).
+train part), and the ``sunglasses`` head is refitted over the fixed network by
+train/refit_sunglasses.py (run at the end: a logistic regression over both logits, the lens
+measurements and :func:`mien.analyzers.attributes.glasses.iris_measurements`,
+Platt-calibrated on the validation part with synthetic lenses drawn on its bare faces; version
+3, an isotonic-calibrated dark-lens logit before); eyeglasses is Platt-calibrated on the
+validation part, real faces as they are (version 3; an isotonic table before).
 Those choices were made on the validation part (docs/attributes.md); the heads are measured on
 test and on the evaluation-only sets by bench/attributes_cover.py. Each head file carries the
 network (ONNX).
@@ -672,8 +675,11 @@ def train_network(rows: Rows) -> bytes:
 
 
 def features(rgb: npt.NDArray[np.uint8], attr: str, net: ConvNet) -> npt.NDArray[np.float32]:
-    extract = G.eyeglasses_features if attr == "eyeglasses" else G.sunglasses_features
-    return extract(rgb, G.eyewear_logits(rgb, net))
+    """The eyeglasses head's features; for sunglasses the network's two logits alone (the
+    interim head written here; train/refit_sunglasses.py then refits the shipped one over the
+    logits and the lens and iris measurements)."""
+    logits = G.eyewear_logits(rgb, net)
+    return G.eyeglasses_features(rgb, logits) if attr == "eyeglasses" else logits
 
 
 def feature_rows(rows: Rows, attr: str, net: ConvNet) -> npt.NDArray[np.float32]:
@@ -707,7 +713,8 @@ def logit_head(
 def train(faces: list[EyeFace]) -> tuple[dict[str, Head], dict[str, dict[str, float]]]:
     """The network on the train part (augmented, with synthetic eyewear), then per attribute a
     logistic head over its features fitted on the train part and calibrated on the validation
-    part as it is (real faces only): Platt for eyeglasses, isotonic for sunglasses."""
+    part as it is (real faces only): Platt for eyeglasses, isotonic for the interim sunglasses
+    head (train/refit_sunglasses.py refits the shipped one)."""
     import time
 
     rng = np.random.default_rng(SEED)
@@ -788,6 +795,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {source}:", {k: round(v, 3) for k, v in rep.items()})
         if not args.check:
             write_head(head, f"attr_{attr}")
+    if not args.check:
+        # the sunglasses head over the new network's logits and the lens / iris measurements
+        from train import refit_sunglasses
+
+        refit_sunglasses.main([])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from mien.analyzers.align import alignment_matrix
 from mien.analyzers.attributes.base import (
     FaceContext,
     HeadAttribute,
@@ -137,6 +138,82 @@ def lens_measurements(rgb: npt.NDArray[np.uint8]) -> F32:
     )
 
 
+#: The finer crop the iris measurements read: :data:`EYE_CROP`'s view at twice the size.
+IRIS_CROP_SIZE: int = 96
+#: Mesh points of the iris centres and of the iris contours (the iris model's 468-477).
+_IRIS = ((468, (469, 470, 471, 472)), (473, (474, 475, 476, 477)))
+
+#: Names of the measurements of :func:`iris_measurements`, in order.
+IRIS_MEASUREMENTS: tuple[str, ...] = (
+    "iris_vs_sides",
+    "iris_vs_sides_max",
+    "lens_dark_share",
+    "lens_bright_share",
+)
+
+
+def iris_points(ctx: FaceContext, i: int) -> F32:
+    """Where face ``i``'s irises lie in the :data:`IRIS_CROP_SIZE` crop, and their radius: rows
+    (x, y, r), one per eye; from the mesh's iris points, or (no mesh) the detector's eye points
+    with a radius of 0.1 eye distances."""
+    size, eye_y, eye_distance = EYE_CROP
+    side = IRIS_CROP_SIZE
+    lm = ctx.landmarks[i]
+    m = alignment_matrix(lm[0], lm[1], side, eye_y, eye_distance)
+    u = eye_distance * side
+    if ctx.has_mesh(i):
+        mesh = np.asarray(ctx.mesh[i, :, :2], np.float64)
+        out = []
+        for centre, ring in _IRIS:
+            c = m[:, :2] @ mesh[centre] + m[:, 2]
+            r = float(np.mean([np.hypot(*(m[:, :2] @ (mesh[k] - mesh[centre]))) for k in ring]))
+            out.append((c[0], c[1], min(max(r, 0.06 * u), 0.16 * u)))
+        return np.asarray(out, np.float32)
+    return np.asarray([(x * side / size, eye_y * side, 0.1 * u) for x in _EX], np.float32)
+
+
+def iris_measurements(rgb: npt.NDArray[np.uint8], irises: npt.ArrayLike) -> F32:
+    """Four measurements of what the lenses let through, on the grey :data:`IRIS_CROP_SIZE`
+    crop ``rgb`` with the irises at ``irises`` (:func:`iris_points`), in [0, 1] grey:
+
+    * ``iris_vs_sides``, ``iris_vs_sides_max``: per eye, (mean of the two patches either side of
+      the iris - the iris disc's mean) / the skin reference (forehead and between the eyes, as
+      :func:`lens_measurements`); the mean and the larger of the two eyes. An eye seen through a
+      clear lens shows a dark round iris between bright whites; behind a dark lens both are
+      equally dark (near 0);
+    * ``lens_dark_share``: the share of the lens areas (0.5 x 0.3 eye distances around each iris)
+      darker than half the skin reference;
+    * ``lens_bright_share``: the share brighter than 1.15 x the skin reference (reflections on a
+      dark or mirrored lens; the whites of the eyes are rarely brighter than the forehead).
+    """
+    g = to_gray(rgb).astype(np.float32) / 255.0
+    side = g.shape[0]
+    u = EYE_CROP[2] * side
+    ey = EYE_CROP[1] * side
+    forehead = float(_patch(g, side / 2, ey - 0.6 * u, 0.25 * u, 0.08 * u).mean())
+    glabella = float(_patch(g, side / 2, ey - 0.05 * u, 0.06 * u, 0.1 * u).mean())
+    ref = (forehead + glabella) / 2 + 0.02
+    contrasts = []
+    lens = []
+    for x, y, r in np.asarray(irises, np.float64).reshape(2, 3):
+        disc = float(_patch(g, x, y, 0.7 * r, 0.7 * r).mean())
+        sides = float(
+            np.mean([_patch(g, x + d * 1.9 * r, y, 0.5 * r, 0.5 * r).mean() for d in (-1, 1)])
+        )
+        contrasts.append((sides - disc) / ref)
+        lens.append(_patch(g, x, y, 0.25 * u, 0.15 * u).ravel())
+    px = np.concatenate(lens)
+    return np.array(
+        [
+            float(np.mean(contrasts)),
+            float(max(contrasts)),
+            float((px < 0.5 * ref).mean()),
+            float((px > 1.15 * ref).mean()),
+        ],
+        np.float32,
+    )
+
+
 def eyewear_logits(rgb: npt.NDArray[np.uint8], net: ConvNet) -> F32:
     """The network's two logits on the grey 48x48 eye crop: (glasses worn, dark lenses)."""
     out: F32 = net(to_gray(rgb)[None])[0]
@@ -149,10 +226,29 @@ def eyeglasses_features(rgb: npt.NDArray[np.uint8], logits: F32) -> F32:
     return np.concatenate([logits, lens_measurements(rgb)]).astype(np.float32)
 
 
-def sunglasses_features(rgb: npt.NDArray[np.uint8], logits: F32) -> F32:
-    """Features of the sunglasses head: the network's two logits (:func:`eyewear_logits`; its
-    head reads the second, the dark-lens logit)."""
-    return np.asarray(logits, np.float32)
+def iris_crop(ctx: FaceContext, i: int) -> npt.NDArray[np.uint8]:
+    """The RGB :data:`IRIS_CROP_SIZE` crop of face ``i``: :data:`EYE_CROP`'s view, finer."""
+    _, eye_y, eye_distance = EYE_CROP
+    return ctx.crop(i, IRIS_CROP_SIZE, eye_y, eye_distance)
+
+
+def sunglasses_features(
+    rgb: npt.NDArray[np.uint8], logits: F32, fine: npt.NDArray[np.uint8], irises: npt.ArrayLike
+) -> F32:
+    """Features of the sunglasses head, 14: the network's two logits on the 48x48 crop ``rgb``
+    (:func:`eyewear_logits`), its eight :func:`lens_measurements`, then the four
+    :func:`iris_measurements` of the finer crop ``fine`` with the irises at ``irises``."""
+    return np.concatenate([logits, lens_measurements(rgb), iris_measurements(fine, irises)]).astype(
+        np.float32
+    )
+
+
+def sunglasses_features_of(ctx: FaceContext, i: int, net: ConvNet) -> F32:
+    """:func:`sunglasses_features` of face ``i`` (the network run here, not cached)."""
+    rgb = eye_crop(ctx, i)
+    return sunglasses_features(
+        rgb, eyewear_logits(rgb, net), iris_crop(ctx, i), iris_points(ctx, i)
+    )
 
 
 def unjudgeable(ctx: FaceContext, i: int) -> str | None:
@@ -198,4 +294,8 @@ class Sunglasses(_Eyewear):
 
     name = "sunglasses"
     card = "attr_sunglasses"
-    extract = staticmethod(sunglasses_features)
+
+    def features(self, ctx: FaceContext, i: int) -> F32:
+        rgb = eye_crop(ctx, i)
+        logits = ctx.network_outputs(i, self.net, to_gray(rgb))
+        return sunglasses_features(rgb, logits, iris_crop(ctx, i), iris_points(ctx, i))

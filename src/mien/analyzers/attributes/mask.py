@@ -42,6 +42,7 @@ Unknown (value ``None`` with a reason)
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -66,6 +67,15 @@ NET_CROP_SIZE: int = 48
 MIN_EYE_DISTANCE: float = 4.0
 #: Largest |yaw| (degrees, from the mesh) for a face to be judged.
 MAX_YAW: float = 65.0
+#: A face crop whose colour (mean absolute difference of R, G, B from their mean, 0-255) is
+#: below this is "without colour" (a grey picture): see :data:`GREY_MIN_CONFIDENCE`.
+GREY_CHROMA: float = 2.0
+#: Without colour the head loses its main cue (a mask's colour against the skin): on the
+#: validation photos turned grey its accuracy falls from 0.94 to 0.77 and it calls 22 of 120 bare
+#: faces covered. Its answers there are withheld below this confidence (chosen on those grey
+#: validation photos: 0.98 of the answers given at >= 0.95 are right, 0.95 at >= 0.9;
+#: docs/attributes.md).
+GREY_MIN_CONFIDENCE: float = 0.95
 
 
 def _grid() -> tuple[tuple[slice, slice], tuple[slice, slice], list[tuple[slice, slice]]]:
@@ -138,6 +148,13 @@ def unjudgeable(ctx: FaceContext, i: int) -> str | None:
     return size_or_pose_reason(ctx, i, MIN_EYE_DISTANCE, MAX_YAW)
 
 
+def chroma(rgb: npt.NDArray[np.uint8]) -> float:
+    """How coloured a crop is: the mean absolute difference of R, G and B from their mean
+    (0 for a grey picture)."""
+    x = np.asarray(rgb, np.float32)
+    return float(np.abs(x - x.mean(axis=2, keepdims=True)).mean())
+
+
 class MaskAnalyzer(HeadAttribute):
     """``mask``: ``"none"``, ``"worn"`` or ``"worn_incorrectly"`` (see the module doc)."""
 
@@ -150,6 +167,24 @@ class MaskAnalyzer(HeadAttribute):
 
     def outside(self, ctx: FaceContext, i: int) -> str | None:
         return outside_reason(ctx, i, lower_face_points(ctx, i), "lower face")
+
+    def judge(self, ctx: FaceContext, i: int) -> tuple[Any, float] | tuple[None, str]:
+        """As :meth:`HeadAttribute.judge`; on a face without colour (:data:`GREY_CHROMA`) an
+        answer below :data:`GREY_MIN_CONFIDENCE` is withheld (``"uncertain (...)"``)."""
+        key = (self.name, i)
+        got = super().judge(ctx, i)
+        if (
+            got[0] is not None
+            and float(got[1]) < GREY_MIN_CONFIDENCE
+            and chroma(mask_crop(ctx, i)) < GREY_CHROMA
+        ):
+            got = (
+                None,
+                f"uncertain (no colour in the picture: confidence {float(got[1]):.2f}; answers "
+                f"below {GREY_MIN_CONFIDENCE:.2f} are withheld there)",
+            )
+            ctx._verdicts[key] = got
+        return got
 
     def features(self, ctx: FaceContext, i: int) -> F32:
         logits = ctx.network_outputs(i, self.head.network(), net_crop(ctx, i))
