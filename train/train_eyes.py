@@ -4,6 +4,12 @@ Usage (from the repository root; needs scikit-learn and ``../shared/data``)::
 
     .venv/bin/python train/train_eyes.py            # train, print metrics, write the head + card
     .venv/bin/python train/train_eyes.py --dry-run  # train and print, write nothing
+    .venv/bin/python train/train_eyes.py --refit    # keep the shipped network (no PyTorch):
+                                                    # refit the regression + calibration
+
+``--refit`` on the shipped file rebuilds it byte for byte (checked at version 3); it is for
+trying other shape features over the fixed network (docs/attributes.md, eyes_open, "Smiling
+faces").
 
 Data (every picture goes through mien's own pipeline, ``train.common.crop_faces``; pictures
 without a face or mesh are counted and left out; eyes the analyzer would not judge — turned
