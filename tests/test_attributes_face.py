@@ -126,21 +126,56 @@ def test_cew_closed_eyes_held_out(attr_analyzer: mien.FaceAnalyzer) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from train.train_eyes import cew_heldout_files
 
-    closed = judged = 0
-    for name in cew_heldout_files()[:20]:
+    # the first 40 held-out faces (all found): measured 37 judged, 35 called closed (0.875 of
+    # the faces, 0.946 of those judged) with version 3 of the head and the smile / wide-lid
+    # doubts of eyes.doubt_reason; 3 unknown: 1 too blurred, 1 "narrowed by a smile" (a
+    # laughing man, eyes shut), 1 "the lids' shape says open" (closed, heavy eye make-up).
+    # A null is a lost closed eye here: the first floor keeps abstention from eating recall.
+    closed = judged = found = 0
+    for name in cew_heldout_files()[:40]:
         rgb = rgb_of(root / "images" / name)
         faces = attr_analyzer.analyze_array(rgb)
         i = main_face(faces, rgb.shape)
         if i is None:
             continue
+        found += 1
         value = faces.attributes["eyes_open"].values[i]
         if value is None:
             continue
         judged += 1
         known = [v for v in value.values() if v is not None]
         closed += not any(known)
-    assert judged >= 16
-    assert closed / judged >= 0.8, f"{closed}/{judged} called closed"
+    assert found >= 38 and judged >= 34, f"{judged} of {found} found faces judged"
+    assert closed / found >= 0.85, f"{closed}/{found} found faces called closed"
+    assert closed / judged >= 0.9, f"{closed}/{judged} judged faces called closed"
+
+
+def test_smiling_open_eyes_are_not_called_closed(attr_analyzer: mien.FaceAnalyzer) -> None:
+    # pyfeat_media/multi_face.jpg (MIT / Pexels): the faces labelled by eye with open eyes and a
+    # smile (train/labels/pyfeat_multi_face.csv; three, with their teeth showing). A smile
+    # narrows the eyes from below; before version 4 of the eyes head every one of them came out
+    # "closed" (0.50-0.82). Open or unknown is fine; "closed" with confidence >= 0.8 is a bug.
+    from mien.detect.nms import iou_matrix
+
+    photo = shared("pyfeat_media", "multi_face.jpg")
+    labels = Path(__file__).resolve().parents[1] / "train/labels/pyfeat_multi_face.csv"
+    with open(labels, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["eyes_open"] == "1" and r["smile"] == "1"]
+    assert len(rows) == 3
+    truth = np.array([[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in rows])
+    faces = attr_analyzer.analyze_array(rgb_of(photo))
+    iou = iou_matrix(truth, faces.boxes)
+    col = faces.attributes["eyes_open"]
+    for t in range(len(rows)):
+        i = int(np.argmax(iou[t]))
+        assert iou[t, i] >= 0.5, f"labelled face {t} not found"
+        value, confidence = col.values[i], float(col.confidence[i])
+        if value is None:
+            continue
+        called_closed = [side for side, v in value.items() if v is False]
+        assert not (called_closed and confidence >= 0.8), (
+            f"face {t} (open eyes, smiling): {value} with confidence {confidence:.2f}"
+        )
 
 
 def test_tiny_and_small_faces_are_unknown_with_a_reason(attr_analyzer: mien.FaceAnalyzer) -> None:

@@ -227,6 +227,42 @@ def test_the_two_eyes_share_evidence() -> None:
         eyes.open_probability(head, patches * 2, geometry * 2)
 
 
+def test_eyes_doubt_a_smile_or_wide_open_lids() -> None:
+    """A face the eyes head calls closed is left unknown when a smile narrows the eyes and the
+    eye network does not lean closed, or when the mesh shows every eye's lids wide apart."""
+    from mien.analyzers.attributes import eyes
+
+    # an upright face built by hand: eye corners on y = 100, 60 px between the eyes' centres
+    mesh = np.zeros((478, 3), np.float32)
+    for idx, x in ((eyes.RIGHT.outer, 70), (eyes.RIGHT.inner, 90)):
+        mesh[idx, :2] = (x, 100)
+    for idx, x in ((eyes.LEFT.inner, 130), (eyes.LEFT.outer, 150)):
+        mesh[idx, :2] = (x, 100)
+    mesh[list(eyes.LIP_CENTRE), 1] = 160.0
+    mesh[list(eyes.MOUTH_CORNERS), 0] = (85.0, 135.0)
+    mesh[list(eyes.MOUTH_CORNERS), 1] = 157.0  # corners 3 px (0.05 eye distances) above
+    lift, corners, width = eyes.smile_shape(mesh)
+    assert lift == pytest.approx(0.05) and corners == pytest.approx(-57 / 60)
+    assert width == pytest.approx(50 / 60)
+    narrow = [np.array([0.22, *[0.2] * 9], np.float32)] * 2  # EAR 0.22 both eyes
+    smile = "eyes narrowed by a smile: open or closed cannot be told"
+    # closed by the head, the network's logit leaning open on one eye, a smile: unknown
+    assert eyes.doubt_reason([0.2, 0.3], [-1.0, 0.5], narrow, mesh) == smile
+    # the network itself says closed on both eyes: the answer stands
+    assert eyes.doubt_reason([0.2, 0.3], [-3.0, -1.0], narrow, mesh) is None
+    # called open: nothing to doubt
+    assert eyes.doubt_reason([0.7, 0.9], [1.0, 2.0], narrow, mesh) is None
+    # no smile (corners level with the lips' centre): the answer stands
+    flat = mesh.copy()
+    flat[list(eyes.MOUTH_CORNERS), 1] = 160.0
+    assert eyes.doubt_reason([0.2, 0.3], [-1.0, 0.5], narrow, flat) is None
+    # lids wide apart in the mesh on every judged eye while the picture says closed
+    wide = [np.array([0.33, *[0.3] * 9], np.float32), np.array([0.31, *[0.3] * 9], np.float32)]
+    reason = eyes.doubt_reason([0.05, 0.1], [-6.0, -4.0], wide, flat)
+    assert reason is not None and "lids' shape says open" in reason
+    assert eyes.doubt_reason([0.05, 0.1], [-6.0, -4.0], [wide[0], narrow[0]], flat) is None
+
+
 def test_an_eyes_head_with_an_isotonic_table_is_refused(monkeypatch) -> None:
     """Sharing between the eyes works on calibrated logits: an eyes file whose calibration is an
     isotonic table (version 2) cannot be used that way and is refused at load."""

@@ -4,6 +4,12 @@ Usage (from the repository root; needs scikit-learn and ``../shared/data``)::
 
     .venv/bin/python train/train_eyes.py            # train, print metrics, write the head + card
     .venv/bin/python train/train_eyes.py --dry-run  # train and print, write nothing
+    .venv/bin/python train/train_eyes.py --refit    # keep the shipped network (no PyTorch):
+                                                    # refit the regression + calibration
+
+``--refit`` on the shipped file rebuilds it byte for byte (checked at version 3); it is for
+trying other shape features over the fixed network (docs/attributes.md, eyes_open, "Smiling
+faces").
 
 Data (every picture goes through mien's own pipeline, ``train.common.crop_faces``; pictures
 without a face or mesh are counted and left out; eyes the analyzer would not judge — turned
@@ -50,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mien.analyzers.attributes import eyes
 from mien.analyzers.attributes.base import FaceContext
-from mien.analyzers.attributes.heads import ConvNet, sigmoid
+from mien.analyzers.attributes.heads import ConvNet, Head, sigmoid
 from mien.analyzers.attributes.mouth import unknown_reason
 from train import cnn
 from train.common import (
@@ -147,10 +153,13 @@ def _all_faces(name: str, folder: str) -> tuple[list[dict[str, str]], CropFaces]
 
 def open_sources() -> list[Source]:
     """Open-eyed faces: a fixed subset of SMILEsmileD, Olivetti, CMU without sunglasses."""
-    rows, faces = _all_faces("smilesmiled", "")
+    rows = _rows("smilesmiled")
     rng = np.random.default_rng(SEED)
     pick = np.sort(rng.choice(len(rows), SMILESMILED_OPEN, replace=False))
-    out = [Source("smilesmiled", _subset(faces, pick), 1, [rows[k]["file"] for k in pick])]
+    # only the drawn crops go through the pipeline (the same faces as running all of them)
+    root = require_data("smilesmiled")
+    faces = crop_faces("smilesmiled_eyes", [root / rows[k]["file"] for k in pick])
+    out = [Source("smilesmiled", faces, 1, [rows[k]["file"] for k in pick])]
     rows, faces = _all_faces("olivetti_glasses", "images")
     out.append(Source("olivetti", faces, 1, [r["subject"] for r in rows]))
     rows, faces = _all_faces("cmu_faces_sunglasses_pose", "images")
@@ -328,6 +337,12 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="train and print; write nothing")
     ap.add_argument("--c", type=float, default=C)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument(
+        "--refit",
+        action="store_true",
+        help="keep the shipped file's network (no PyTorch needed); refit the regression and "
+        "its calibration on the same splits",
+    )
     args = ap.parse_args()
 
     # one training thread: the recipe was chosen on one thread, and the weights (not only the
@@ -386,14 +401,19 @@ def main() -> None:
     f_parts = [np.concatenate(v) for v in face_ids]
     print(f"eyes ready ({time.time() - t0:.0f} s); training the network on {len(y_parts[0])} eyes")
 
-    # the network sees the face-mask training eyes FACEMASK_COPIES times (they are last in part 0)
-    extra = np.tile(mask_train[0], (FACEMASK_COPIES - 1, 1, 1))
-    net, seconds = train_network(
-        np.concatenate([data[0][0], extra]),
-        np.concatenate([y_parts[0], np.ones(len(extra), np.int64)]),
-        args.epochs,
-    )
-    print(f"network trained in {seconds:.0f} s ({cnn.THREADS} threads)")
+    if args.refit:
+        # the network of the shipped file, as trained by this script (version 3 onwards)
+        net = Head.load(eyes.CARD, network=True).network()
+        print("network: kept from the shipped file (--refit)")
+    else:
+        # the network sees the face-mask training eyes FACEMASK_COPIES times (last in part 0)
+        extra = np.tile(mask_train[0], (FACEMASK_COPIES - 1, 1, 1))
+        net, seconds = train_network(
+            np.concatenate([data[0][0], extra]),
+            np.concatenate([y_parts[0], np.ones(len(extra), np.int64)]),
+            args.epochs,
+        )
+        print(f"network trained in {seconds:.0f} s ({cnn.THREADS} threads)")
     x_parts = [features(net, d) for d in data]
     # the logistic regression: the training eyes as they are and altered, closed and open
     # weighted equally
