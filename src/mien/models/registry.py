@@ -123,7 +123,7 @@ ATTRIBUTE_CARDS: dict[str, str | None] = {
 MOUTH_OPEN_MATURITY = "experimental: accuracy 0.914 on HELEN faces (no labelled training data)"
 #: mouth_open's abstention band (as a card's ``abstain_below``): chosen by train/abstention.py,
 #: which rewrites this line.
-MOUTH_OPEN_ABSTAIN_BELOW: float | None = None
+MOUTH_OPEN_ABSTAIN_BELOW: float | None = 0.92
 
 
 def attribute_trust(name: str) -> tuple[str, float | None]:
