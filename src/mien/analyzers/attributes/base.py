@@ -189,6 +189,12 @@ class Abstaining:
     def __call__(self, ctx: FaceContext) -> AttributeColumn:
         return withhold(self.inner(ctx), self.abstain_below)
 
+    def __getattr__(self, key: str) -> Any:
+        """Everything else (``head``, ``judge``...) is the wrapped analyzer's."""
+        if key == "inner":  # not set yet (e.g. while unpickling)
+            raise AttributeError(key)
+        return getattr(self.inner, key)
+
 
 def size_or_pose_reason(
     ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float, *, need_mesh: bool = False
