@@ -22,15 +22,16 @@ the set's own mask class for every found face. Split: the mask head's split BY P
   mouth was).
 
 Rule: over the confidences 0.50, 0.51, ... 0.99, the band is the lowest ``t`` such that the
-answers with confidence >= ``t`` are right >= :data:`TARGET` of the time - overall, and within
-each true class with >= :data:`MIN_PER_CLASS` judged faces (a rare class's wrong answers are not
-hidden by a common one's) - for ``t`` and every higher step; when no step meets it,
-:data:`NEVER_BELOW`. eyeglasses and sunglasses add the VALIDATION subjects of their head's own
-studio sets (Olivetti, CMU: train/train_glasses.py's split), eyes_open the CALIBRATION part of
-CEW's closed eyes (train/train_eyes.py's split): the face-mask photos have no sunglasses and no
-closed eyes in their validation part. Where the labelled REAL faces (the face-mask photos) are
-too few to choose honestly - fewer than :data:`MIN_PER_CLASS` of some class, or fewer than
-:data:`MIN_FACES` in all - the band is at least :data:`FEW_FLOOR`, and the report says so.
+answers with confidence >= ``t`` are right >= :data:`TARGET` of the time - overall, on the real
+(face-mask) photos alone, and within each true class with >= :data:`MIN_PER_CLASS` judged faces
+(a rare class's wrong answers are not hidden by a common one's) - for ``t`` and every higher
+step; when no step meets it, :data:`NEVER_BELOW`. eyeglasses and sunglasses add the VALIDATION
+subjects of their head's own studio sets (Olivetti, CMU: train/train_glasses.py's split),
+eyes_open the CALIBRATION part of CEW's closed eyes (train/train_eyes.py's split): the face-mask
+photos have no sunglasses and no closed eyes in their validation part. Where the labelled REAL
+faces (the face-mask photos) are too few to choose honestly - fewer than :data:`MIN_PER_CLASS`
+of some class, or fewer than :data:`MIN_FACES` in all - the band is at least :data:`FEW_FLOOR`,
+and the report says so.
 
 Usage::
 
@@ -208,6 +209,10 @@ def meets(j: Judged, t: float) -> bool:
     answered = conf >= t
     if answered.any() and right[answered].mean() < TARGET:
         return False
+    # and on the real photos alone (the face-mask photos), overall
+    real = answered & np.asarray([s == "facemask_kaggle_voc" for s in j.source], bool)
+    if real.any() and right[real].mean() < TARGET:
+        return False
     for c in set(truth.tolist()):
         cls = truth == c
         if (
@@ -273,7 +278,10 @@ def summary(attribute: str, j: Judged, band: float, few: bool) -> dict[str, Any]
         )
         for c in classes
     }
+    real = np.asarray([s == "facemask_kaggle_voc" for s in j.source], bool)
     return {
+        "real": f"{int((right & answered & real).sum())}/{int((answered & real).sum())}"
+        f" of {int(real.sum())}",
         "answered_accuracy_per_class": per_class_answered,
         "attribute": attribute,
         "photos": "+".join(SOURCES[attribute][2]),
@@ -334,9 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "| attribute | facemask photos | judged per class (right, answered) | right, all "
         "| band | answered "
-        "| right, answered | abstained | note |"
+        "| right, answered | abstained | real photos: right/answered of judged | note |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         items: Labelled = facemask_labelled(name, faces, parts)
         if name in ("eyeglasses", "sunglasses"):
@@ -362,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"| {name} | {s['photos']} | {per} | {s['accuracy_all']:.3f} "
             f"| {band:.2f} | {s['answered']} | {s['answered_accuracy']:.3f} "
-            f"| {s['abstention']:.3f} | {note} |",
+            f"| {s['abstention']:.3f} | {s['real']} | {note} |",
             flush=True,
         )
         if not args.check:
