@@ -123,15 +123,21 @@ def _held_out_subjects(name: str, label: str) -> list[dict[str, str]]:
 def test_eyeglasses_on_held_out_olivetti_subjects(cover_analyzer) -> None:
     rows = _held_out_subjects("olivetti_glasses", "eyeglasses")
     right = []
+    withheld = 0
     for r in rows:
         res = cover_analyzer.analyze(shared("olivetti_glasses", "images", r["file"]))
         i = _main_face(res)
-        value = res.faces.attributes["eyeglasses"].values[i]
-        assert value is not None
+        col = res.faces.attributes["eyeglasses"]
+        value = col.values[i]
+        if value is None:  # only ever withheld below the abstention band (issue 17)
+            assert (col.reasons[i] or "").startswith("uncertain ("), col.reasons[i]
+            withheld += 1
+            continue
         right.append(value == bool(int(r["eyeglasses"])))
         assert res.faces.attributes["sunglasses"].values[i] is False
     assert sum(int(r["eyeglasses"]) for r in rows) >= 5
-    assert np.mean(right) >= 0.9  # bench: 1.00 on these 50 faces
+    assert withheld <= len(rows) // 5
+    assert np.mean(right) >= 0.95  # bench: 1.00 on these 50 faces (before the bands)
 
 
 def test_sunglasses_on_held_out_cmu_subjects(attrs) -> None:
