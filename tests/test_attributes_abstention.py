@@ -281,3 +281,21 @@ def test_annotated_words_mark_experimental_attributes() -> None:
     for name, word in expect.items():
         mark = "" if trust(name)[0] == "stable" else "?"
         assert word + mark in words, (name, words)
+
+
+def test_readme_table_matches_the_cards() -> None:
+    """The README's attribute table states each attribute's band and maturity (stable or
+    experimental) as the cards do: rerunning train/abstention.py must update it too."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = {
+        cells[0]: cells
+        for line in readme.splitlines()
+        if line.startswith("| ")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    for name in available():
+        maturity, band = trust(name)
+        cells = rows[name]
+        assert cells[1].split(":")[0] == maturity.split(":")[0], (name, cells[1])
+        assert band is not None and cells[2] == f"{band:.2f}", (name, cells[2])
+        assert cells[3], name  # the training data and its terms
