@@ -25,7 +25,9 @@ Columns: ``n`` faces judged; accuracy, balanced accuracy, ROC AUC (mask: macro o
 and ECE (10 equal-width bins of the reported value's confidence) on them; ``ms/face`` the
 attribute's own time per face (crop, features, head; the detector and mesh excluded), mean
 over the set, one thread; ``unknown`` the share of found faces the attribute declined to judge
-(too small, too turned...); ``coverage`` the share of labelled faces that mien found at all
+(too small, too turned... and, since issue 17, answers withheld below the attribute's abstention
+band: ``abstained``, part of ``unknown``; accuracy and the rest are then those of the answers
+given); ``coverage`` the share of labelled faces that mien found at all
 (detector; face-mask photos: a detection with IoU >= 0.4 to the labelled box).
 
 The faces come through mien's own pipeline (:func:`train.common.pipeline`, cached in
@@ -68,9 +70,10 @@ OUT = REPO / "bench" / "results" / "attributes_cover.json"
 
 
 def run_attribute(
-    analyzer: Any, contexts: Sequence[FaceContext]
+    analyzer: Any, contexts: Sequence[FaceContext], reasons: list[str | None] | None = None
 ) -> tuple[list[Any], list[float], float]:
-    """Values, confidences and mean ms per face of ``analyzer`` on one-face contexts."""
+    """Values, confidences and mean ms per face of ``analyzer`` on one-face contexts (the
+    reasons of the nulls appended to ``reasons`` when given)."""
     values: list[Any] = []
     conf: list[float] = []
     total = 0.0
@@ -81,6 +84,8 @@ def run_attribute(
         total += time.perf_counter() - t0
         values.append(col.values[0])
         conf.append(float(col.confidence[0]))
+        if reasons is not None:
+            reasons.append(col.reasons[0])
     return values, conf, 1000.0 * total / max(1, len(contexts))
 
 
@@ -92,6 +97,7 @@ def binary_row(
     n_labelled: int,
     ms: float,
     note: str = "",
+    reasons: Sequence[str | None] = (),
 ) -> dict[str, Any]:
     """Metrics of a yes/no attribute; ``labels`` and ``values`` for the found faces."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
@@ -112,6 +118,7 @@ def binary_row(
         "recall": float(pred[y == 1].mean()) if (y == 1).any() else math.nan,
         "ms_per_face": ms,
         "unknown": 1.0 - len(judged) / max(1, len(values)),
+        "abstained": _abstained(reasons, len(values)),
         "coverage": len(values) / max(1, n_labelled),
         "note": note,
     }
@@ -122,6 +129,14 @@ def binary_row(
         row["balanced_accuracy_ci"] = bootstrap_interval(y, pred)
         row["roc_auc"] = float(roc_auc_score(y, p_yes))
     return row
+
+
+def _abstained(reasons: Sequence[str | None], n: int) -> float:
+    """Share of the found faces whose answer was withheld below the attribute's abstention band
+    (reason "uncertain (...)"; part of ``unknown``)."""
+    if not reasons:
+        return math.nan
+    return sum((r or "").startswith("uncertain (") for r in reasons) / max(1, n)
 
 
 def eyewear_rows(cache: Path | None, analyzers: dict[str, Any]) -> list[dict[str, Any]]:
@@ -149,11 +164,12 @@ def eyewear_rows(cache: Path | None, analyzers: dict[str, Any]) -> list[dict[str
             if not labelled:
                 continue
             found = [f for f in labelled if f.ctx is not None]
+            why: list[str | None] = []
             values, conf, ms = run_attribute(
-                analyzers[attr], [f.ctx for f in found if f.ctx is not None]
+                analyzers[attr], [f.ctx for f in found if f.ctx is not None], why
             )
             labels = [int(getattr(f, attr)) for f in found]
-            row = binary_row(source, labels, values, conf, len(labelled), ms, note)
+            row = binary_row(source, labels, values, conf, len(labelled), ms, note, why)
             row["attribute"] = attr
             rows.append(row)
     return rows
@@ -161,7 +177,8 @@ def eyewear_rows(cache: Path | None, analyzers: dict[str, Any]) -> list[dict[str
 
 def headwear_rows(cache: Path | None, analyzer: Any) -> list[dict[str, Any]]:
     faces = [f for f in headwear_faces(cache) if f.part == "test"]
-    values, conf, ms = run_attribute(analyzer, [f.ctx for f in faces])
+    why: list[str | None] = []
+    values, conf, ms = run_attribute(analyzer, [f.ctx for f in faces], why)
     row = binary_row(
         "facemask_kaggle_voc",
         [f.headwear for f in faces],
@@ -170,6 +187,7 @@ def headwear_rows(cache: Path | None, analyzer: Any) -> list[dict[str, Any]]:
         len(faces),
         ms,
         "test photos, faces >= 40 px found by mien, labelled by eye (coverage not measurable)",
+        why,
     )
     row["attribute"] = "headwear"
     return [row]
@@ -184,7 +202,8 @@ def mask_rows(cache: Path | None, analyzer: Any) -> list[dict[str, Any]]:
     for lo, hi, label in ((20, math.inf, ">= 20 px"), (10, 20, "10-20 px"), (0, 10, "< 10 px")):
         labelled = [faces[int(i)] for i in test if lo <= faces[int(i)].width < hi]
         found = [f for f in labelled if f.ctx is not None]
-        values, conf, ms = run_attribute(analyzer, [f.ctx for f in found if f.ctx is not None])
+        why: list[str | None] = []
+        values, conf, ms = run_attribute(analyzer, [f.ctx for f in found if f.ctx is not None], why)
         judged = [i for i, v in enumerate(values) if v is not None]
         y = np.asarray([found[i].label for i in judged], np.int64)
         pred = np.asarray([CLASSES.index(values[i]) for i in judged], np.int64)
@@ -204,6 +223,7 @@ def mask_rows(cache: Path | None, analyzer: Any) -> list[dict[str, Any]]:
             "ece": expected_calibration_error(c, pred == y) if len(y) else math.nan,
             "ms_per_face": ms,
             "unknown": 1.0 - len(judged) / max(1, len(values)),
+            "abstained": _abstained(why, len(values)),
             "coverage": len(found) / max(1, len(labelled)),
         }
         if len(y) and len(set(y.tolist())) > 1:
@@ -247,8 +267,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "",
         "| faces | n | none/worn/incorrect | acc | bal. acc (3 classes; 95% interval) "
         "| bal. acc (covered vs none; 95% interval) | recall none/worn/incorrect | ROC AUC | ECE "
-        "| ms/face | unknown | coverage |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ms/face | unknown | abstained | coverage |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in mask:
         rec = "/".join(_f(v, 2) for v in r["recall_per_class"])
@@ -257,7 +277,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {_f(r['accuracy'])} | {_ci(r, 'balanced_accuracy')} "
             f"| {_ci(r, 'balanced_accuracy_covered_vs_none')} | {rec} | {_f(r['roc_auc'])} "
             f"| {_f(r['ece'])} | {_f(r['ms_per_face'], 2)} | {_f(r['unknown'])} "
-            f"| {_f(r['coverage'])} |"
+            f"| {_f(r.get('abstained', math.nan))} | {_f(r['coverage'])} |"
         )
     for attr in ("eyeglasses", "sunglasses", "headwear"):
         sel = [r for r in rows if r["attribute"] == attr]
@@ -266,16 +286,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"### {attr}",
             "",
             "| set | n | positives | acc | bal. acc (95% interval) | recall (95% interval) "
-            "| ROC AUC | ECE | ms/face | unknown "
+            "| ROC AUC | ECE | ms/face | unknown | abstained "
             "| coverage | note |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sel:
             out.append(
                 f"| {r['set']} | {r['n']} | {r['positives']} | {_f(r['accuracy'])} "
                 f"| {_ci(r, 'balanced_accuracy')} | {_ci(r, 'recall')} | {_f(r['roc_auc'])} "
                 f"| {_f(r['ece'])} | {_f(r['ms_per_face'], 2)} | {_f(r['unknown'])} "
-                f"| {_f(r['coverage'])} | {r['note']} |"
+                f"| {_f(r.get('abstained', math.nan))} | {_f(r['coverage'])} | {r['note']} |"
             )
     return "\n".join(out)
 

@@ -123,15 +123,21 @@ def _held_out_subjects(name: str, label: str) -> list[dict[str, str]]:
 def test_eyeglasses_on_held_out_olivetti_subjects(cover_analyzer) -> None:
     rows = _held_out_subjects("olivetti_glasses", "eyeglasses")
     right = []
+    withheld = 0
     for r in rows:
         res = cover_analyzer.analyze(shared("olivetti_glasses", "images", r["file"]))
         i = _main_face(res)
-        value = res.faces.attributes["eyeglasses"].values[i]
-        assert value is not None
+        col = res.faces.attributes["eyeglasses"]
+        value = col.values[i]
+        if value is None:  # only ever withheld below the abstention band (issue 17)
+            assert (col.reasons[i] or "").startswith("uncertain ("), col.reasons[i]
+            withheld += 1
+            continue
         right.append(value == bool(int(r["eyeglasses"])))
         assert res.faces.attributes["sunglasses"].values[i] is False
     assert sum(int(r["eyeglasses"]) for r in rows) >= 5
-    assert np.mean(right) >= 0.9  # bench: 1.00 on these 50 faces
+    assert withheld <= len(rows) // 5
+    assert np.mean(right) >= 0.95  # bench: 1.00 on these 50 faces (before the bands)
 
 
 def test_sunglasses_on_held_out_cmu_subjects(attrs) -> None:
@@ -187,7 +193,8 @@ def test_sunglasses_selfies(cover_analyzer) -> None:
         if res.faces.attributes["eyeglasses"].values[i] is None:
             continue
         eye.append(res.faces.attributes["eyeglasses"].values[i])
-        sun.append(res.faces.attributes["sunglasses"].values[i])
+        # withheld as uncertain (issue 17) counts as not found
+        sun.append(res.faces.attributes["sunglasses"].values[i] is True)
     assert len(eye) >= 45
     assert np.mean(eye) >= 0.75
     assert np.mean(sun) >= 0.2
@@ -208,6 +215,7 @@ def test_headwear_on_hand_labelled_faces(cover_analyzer) -> None:
         by_image[r["image"]].append(r)
     p_yes: list[float] = []
     truth: list[int] = []
+    withheld: list[int] = []  # truth of the faces answered "uncertain" (below the band)
     for image in sorted(by_image):
         res = cover_analyzer.analyze(shared("facemask_kaggle_voc", "images", image))
         f = res.faces
@@ -221,14 +229,21 @@ def test_headwear_on_hand_labelled_faces(cover_analyzer) -> None:
         col = f.attributes["headwear"]
         for t, r in enumerate(by_image[image]):
             j = int(np.argmax(iou[t]))
-            if iou[t, j] < 0.4 or col.values[j] is None:
+            if iou[t, j] < 0.4:
+                continue
+            if col.values[j] is None:
+                if (col.reasons[j] or "").startswith("uncertain ("):
+                    withheld.append(int(r["headwear"]))
                 continue
             c = float(col.confidence[j])
             p_yes.append(c if col.values[j] else 1.0 - c)
             truth.append(int(r["headwear"]))
-    assert len(truth) >= 100 and sum(truth) >= 10
-    assert _roc_auc(truth, p_yes) >= 0.8  # bench: 0.88
-    assert np.mean([(p >= 0.5) == bool(t) for p, t in zip(p_yes, truth, strict=True)]) >= 0.85
+    # since the abstention bands (issue 17) most covered heads are withheld as uncertain (the
+    # head finds 3 of 15): the ranking (ROC AUC 0.88) is measured by bench/attributes_cover.py
+    # and train/abstention.py on the raw head; here, the answers given and what is withheld
+    assert len(truth) + len(withheld) >= 100 and sum(truth) + sum(withheld) >= 10
+    assert len(truth) >= 60
+    assert np.mean([(p >= 0.5) == bool(t) for p, t in zip(p_yes, truth, strict=True)]) >= 0.9
 
 
 def _roc_auc(truth: list[int], score: list[float]) -> float:
@@ -278,7 +293,11 @@ def test_headwear_needs_the_top_of_the_head(attrs) -> None:
     col = attrs["headwear"](_context(eye_distance=40.0, top=30.0))
     assert col.values[0] is None and col.reasons[0] == "top of the head outside the picture"
     col = attrs["headwear"](_context(eye_distance=40.0, top=200.0))
-    assert isinstance(col.values[0], bool) and 0.5 <= col.confidence[0] <= 1.0
+    # judged: a value, or withheld below the abstention band (issue 17) - not "outside"
+    if col.values[0] is None:
+        assert (col.reasons[0] or "").startswith("uncertain (confidence ")
+    else:
+        assert isinstance(col.values[0], bool) and 0.5 <= col.confidence[0] <= 1.0
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -320,7 +339,9 @@ def test_eyes_open_is_unknown_behind_sunglasses() -> None:
         if res.faces.attributes["sunglasses"].values[i] is True:
             assert eyes_col.values[i] is None
             assert (eyes_col.reasons[i] or "").startswith("eyes hidden by sunglasses")
-            hidden += 1
+        # the eyes are hidden when the sunglasses head calls dark glasses, also when its own
+        # answer is withheld as uncertain (below its band, issue 17)
+        hidden += (eyes_col.reasons[i] or "").startswith("eyes hidden by sunglasses")
     assert hidden >= 10  # bench: sunglasses called on 40% of the selfies
     bare = 0
     for r in _held_out_subjects("olivetti_glasses", "eyeglasses")[:20]:
@@ -359,6 +380,11 @@ def test_mouth_attributes_are_unknown_behind_a_mask() -> None:
             j = int(np.argmax(iou[t]))
             wide = truth[t, 2] - truth[t, 0] >= 40
             if row["label"] == "without_mask" and wide and iou[t, j] >= 0.4:
-                bare.append(f.attributes["smile"].values[j] is not None)
+                # judged: a value, or withheld as uncertain below the band (issue 17)
+                smile_ = f.attributes["smile"]
+                bare.append(
+                    smile_.values[j] is not None
+                    or (smile_.reasons[j] or "").startswith("uncertain (")
+                )
     assert hidden >= 40
     assert len(bare) >= 5 and np.mean(bare) >= 0.6, bare

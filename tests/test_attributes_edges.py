@@ -67,7 +67,10 @@ def test_eye_cut_off_at_the_side(analyzer: mien.FaceAnalyzer, rgb: np.ndarray) -
     for name in ("eyeglasses", "sunglasses"):
         assert got[name] == (None, "eyes outside the picture"), name
     for name in ("smile", "mouth_open", "mask"):
-        assert got[name][0] is not None, name
+        # the lower face is in view: judged - a value, or (since the abstention bands, issue 17)
+        # withheld as uncertain, as the mask of this half face is - never "outside the picture"
+        value, reason = got[name]
+        assert value is not None or (reason or "").startswith("uncertain ("), (name, reason)
 
 
 def test_outside_reason_tolerance() -> None:

@@ -24,6 +24,7 @@ from mien.analyzers.attributes import IMPLEMENTATIONS, eyes, mouth, smile
 from mien.analyzers.attributes.base import MIN_SHARPNESS, FaceContext
 from mien.analyzers.quality import face_sharpness
 from mien.features import AVAILABLE_FEATURES
+from mien.models.registry import load_card
 from mien.types import Faces
 
 from .conftest import SAMPLE, shared
@@ -101,7 +102,7 @@ def test_genki_smiles_cross_data_set(attr_analyzer: mien.FaceAnalyzer) -> None:
     smiles = [r for r in rows if r["smile"] == "1"]
     others = [r for r in rows if r["smile"] == "0"]
     picked = smiles[:60] + others[:60]
-    right = judged = 0
+    right = judged = uncertain = 0
     confidences = []
     for r in picked:
         rgb = rgb_of(root / "images" / r["file"])
@@ -112,13 +113,18 @@ def test_genki_smiles_cross_data_set(attr_analyzer: mien.FaceAnalyzer) -> None:
         col = faces.attributes["smile"]
         if col.values[i] is None:
             assert col.reasons[i]
+            # below the abstention band (issue 17): judged, but the answer is withheld
+            uncertain += (col.reasons[i] or "").startswith("uncertain (")
             continue
         judged += 1
         right += col.values[i] == (r["smile"] == "1")
         confidences.append(float(col.confidence[i]))
-    assert judged >= 100, f"only {judged} of 120 GENKI faces judged"
-    assert right / judged >= 0.80, f"{right}/{judged} right"
-    assert all(0.5 <= c <= 1.0 for c in confidences)
+    # 87 answered and 33 withheld as uncertain at the card's band (0.90) when measured
+    assert judged + uncertain >= 100, f"only {judged} + {uncertain} of 120 GENKI faces judged"
+    assert judged >= 70, f"only {judged} of 120 GENKI faces answered"
+    assert right / judged >= 0.90, f"{right}/{judged} right"
+    band = load_card("attr_smile").abstain_below
+    assert band is not None and all(band <= c <= 1.0 for c in confidences)
 
 
 def test_cew_closed_eyes_held_out(attr_analyzer: mien.FaceAnalyzer) -> None:

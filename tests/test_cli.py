@@ -146,7 +146,11 @@ def test_annotate_labels_wrap_inside_a_narrow_picture() -> None:
     out = annotate(rgb, faces)
     black = np.all(out == 0, axis=2)
     rows = np.nonzero(black.any(axis=1))[0]
-    assert rows.size and black[:, :5].any()  # shifted left rather than cut off at the right
+    # shifted left of the box (x 100) rather than cut off at the right; experimental attributes
+    # end in "?" (since issue 17), which changes where the lines wrap, so the widest line no
+    # longer spans the whole picture
+    cols = np.nonzero(black.any(axis=0))[0]
+    assert rows.size and cols.min() < 100 - 40 and cols.max() <= 159
     assert rows.min() < 120 - 2 * 12  # more than one line above the box
 
 

@@ -235,9 +235,20 @@ class ModelInfo:
     name: str
     version: str
     sha256: str
+    #: how far the attribute this model answers can be trusted (its model card's ``maturity``:
+    #: ``"stable"`` or ``"experimental: <measured reason>"``); None for other models
+    maturity: str | None = None
+    #: the attribute's abstention band (model card ``abstain_below``): answers whose confidence
+    #: is below it are withheld (value null, reason "uncertain ..."); None when it has none
+    abstain_below: float | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "sha256": self.sha256}
+        if self.maturity is not None:
+            out["maturity"] = self.maturity
+        if self.abstain_below is not None:
+            out["abstain_below"] = self.abstain_below
+        return out
 
 
 @dataclass(frozen=True)

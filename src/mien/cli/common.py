@@ -147,9 +147,18 @@ def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FE
     p.add_argument(
         "--features",
         default=",".join(default),
-        help=f"comma-separated: {', '.join(AVAILABLE_FEATURES)} or all "
-        f"(default: {','.join(default)})",
+        help=f"comma-separated: {', '.join(_with_maturity(AVAILABLE_FEATURES))} or all "
+        f"(default: {','.join(default)}); an attribute answers null with the reason "
+        "'uncertain (...)' when its confidence is below its abstention band (mien models)",
     )
+
+
+def _with_maturity(features: Sequence[str]) -> list[str]:
+    """Feature names, each observable attribute followed by its maturity from its model card
+    (``"sunglasses [experimental: recall ...]"``, ``"smile [stable]"``)."""
+    from mien.models.registry import ATTRIBUTE_CARDS, attribute_trust
+
+    return [f"{f} [{attribute_trust(f)[0]}]" if f in ATTRIBUTE_CARDS else f for f in features]
 
 
 def listing_args(p: argparse.ArgumentParser, pretty_help: str) -> None:

@@ -17,25 +17,35 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """One JSON line per model card; an attribute head's line also names its attribute, its
+    ``maturity`` and its abstention band (``abstain_below``). mouth_open has no model file (a
+    measurement on the face mesh): its maturity is in ``mien analyze --help`` and the README."""
+    from mien.analyzers.attributes import CARDS
     from mien.models.registry import list_cards, verified_model_bytes
 
+    attribute_of = {card: name for name, card in CARDS.items() if card is not None}
     for card in list_cards():
         verified_model_bytes(card)
-        print(
-            json.dumps(
-                {
-                    "name": card.name,
-                    "version": card.version,
-                    "file": card.file,
-                    "sha256": card.sha256,
-                    "verified": True,
-                    "licence": card.licence,
-                    "runtime": card.runtime,
-                    "task": card.task,
-                    "input": card.input,
-                    "training_data": card.training_data,
-                    "origin": card.origin,
-                }
-            )
+        entry: dict[str, Any] = {
+            "name": card.name,
+            "version": card.version,
+            "file": card.file,
+            "sha256": card.sha256,
+            "verified": True,
+        }
+        if card.key in attribute_of:
+            entry["attribute"] = attribute_of[card.key]
+            entry["maturity"] = card.maturity
+            entry["abstain_below"] = card.abstain_below
+        entry.update(
+            {
+                "licence": card.licence,
+                "runtime": card.runtime,
+                "task": card.task,
+                "input": card.input,
+                "training_data": card.training_data,
+                "origin": card.origin,
+            }
         )
+        print(json.dumps(entry))
     return EXIT_OK

@@ -41,6 +41,11 @@ class ModelCard:
     input: str
     runtime: str = ""
     task: str = ""
+    #: attribute heads: how far the attribute can be trusted ("stable" or
+    #: "experimental: <measured reason>"), and the confidence below which its answers are
+    #: withheld (chosen on validation data by train/abstention.py); None for other models
+    maturity: str | None = None
+    abstain_below: float | None = None
 
     @property
     def path(self) -> Path:
@@ -48,7 +53,13 @@ class ModelCard:
 
     @property
     def info(self) -> ModelInfo:
-        return ModelInfo(name=self.name, version=self.version, sha256=self.sha256)
+        return ModelInfo(
+            name=self.name,
+            version=self.version,
+            sha256=self.sha256,
+            maturity=self.maturity,
+            abstain_below=self.abstain_below,
+        )
 
 
 def load_card(key: str) -> ModelCard:
@@ -61,6 +72,19 @@ def load_card(key: str) -> ModelCard:
     missing = [f for f in _REQUIRED if not data.get(f)]
     if missing:
         raise ModelIntegrityError(f"model card {path} lacks {', '.join(missing)}")
+    band = data.get("abstain_below")
+    if band is not None and (
+        isinstance(band, bool) or not isinstance(band, int | float) or not 0.5 <= band <= 1.0
+    ):
+        raise ModelIntegrityError(f"model card {path}: abstain_below must be a number in [0.5, 1]")
+    maturity = data.get("maturity")
+    if maturity is not None and (
+        not isinstance(maturity, str)
+        or not (maturity == "stable" or maturity.startswith("experimental: "))
+    ):
+        raise ModelIntegrityError(
+            f'model card {path}: maturity must be "stable" or "experimental: <reason>"'
+        )
     return ModelCard(
         key=key,
         name=str(data["name"]),
@@ -73,12 +97,43 @@ def load_card(key: str) -> ModelCard:
         input=str(data["input"]),
         runtime=str(data.get("runtime", "")),
         task=str(data.get("task", "")),
+        maturity=maturity,
+        abstain_below=None if band is None else float(band),
     )
 
 
 def list_cards() -> list[ModelCard]:
     """Every model card that ships with this installation."""
     return [load_card(p.stem) for p in sorted(CARDS_DIR.glob("*.toml"))]
+
+
+#: Attribute name -> the model card of its own head, which holds the attribute's abstention band
+#: (``abstain_below``) and ``maturity``. ``mouth_open`` has no learned head (a measurement on the
+#: face mesh, mien.analyzers.attributes.mouth): its band and maturity are the two constants below.
+ATTRIBUTE_CARDS: dict[str, str | None] = {
+    "eyeglasses": "attr_eyeglasses",
+    "sunglasses": "attr_sunglasses",
+    "smile": "attr_smile",
+    "eyes_open": "attr_eyes",
+    "mouth_open": None,
+    "mask": "attr_mask",
+    "headwear": "attr_headwear",
+}
+#: mouth_open's maturity (as a card's ``maturity``).
+MOUTH_OPEN_MATURITY = "experimental: accuracy 0.914 on HELEN faces (no labelled training data)"
+#: mouth_open's abstention band (as a card's ``abstain_below``): chosen by train/abstention.py,
+#: which rewrites this line.
+MOUTH_OPEN_ABSTAIN_BELOW: float | None = 0.92
+
+
+def attribute_trust(name: str) -> tuple[str, float | None]:
+    """``(maturity, abstain_below)`` of attribute ``name``: from its head's model card (read, not
+    verified: no model file is loaded), or the mouth_open constants above."""
+    key = ATTRIBUTE_CARDS[name]
+    if key is None:
+        return MOUTH_OPEN_MATURITY, MOUTH_OPEN_ABSTAIN_BELOW
+    card = load_card(key)
+    return card.maturity or "experimental: no maturity stated", card.abstain_below
 
 
 _verified: dict[str, bytes] = {}

@@ -3,12 +3,14 @@
 Boxes with their score, the 5 named landmarks (subject's right side in orange, left side in
 cyan), the head-pose axes from the nose tip and a label line (score, yaw/pitch/roll,
 sharpness, and the attributes that were computed and are present). Nothing is drawn that mien
-did not compute.
+did not compute. An attribute whose model card calls it experimental (``maturity``, see
+``mien models``) is drawn with a trailing ``?`` (``sunglasses?``, ``closed:left?``).
 """
 
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import cv2
 import numpy as np
@@ -99,19 +101,29 @@ def annotate(rgb: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
     return out
 
 
+@cache
+def experimental(name: str) -> bool:
+    """Whether attribute ``name``'s maturity (its model card) is experimental."""
+    from mien.models.registry import ATTRIBUTE_CARDS, attribute_trust
+
+    return name in ATTRIBUTE_CARDS and attribute_trust(name)[0] != "stable"
+
+
 def _attribute_words(faces: Faces, i: int) -> list[str]:
-    """Short words for the attributes of face ``i`` that are known and present."""
+    """Short words for the attributes of face ``i`` that are known and present; experimental
+    attributes end in ``?``."""
     words: list[str] = []
     for name, col in faces.attributes.items():
         value = col.values[i]
+        mark = "?" if experimental(name) else ""
         if value is True:
-            words.append(name)
+            words.append(name + mark)
         elif isinstance(value, str) and value != "none":
-            words.append(f"{name}:{value}")
+            words.append(f"{name}:{value}{mark}")
         elif isinstance(value, dict):
             closed = [side for side, is_open in value.items() if is_open is False]
             if closed:
-                words.append("closed:" + "+".join(closed))
+                words.append("closed:" + "+".join(closed) + mark)
     return words
 
 

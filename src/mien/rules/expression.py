@@ -310,7 +310,7 @@ class _Evaluator:
         for i in range(len(self.scene.faces)):
             v = self.eval(arg, i, True)
             if isinstance(v, Unknown):
-                v = Unknown(tuple(f"face {i}: {r}" for r in v.reasons))
+                v = Unknown(tuple(f"face {i}: {r}" for r in v.reasons), v.attribute)
             values.append(v)
         unknowns = [v for v in values if isinstance(v, Unknown)]
         known = [v for v in values if not isinstance(v, Unknown)]

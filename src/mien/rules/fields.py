@@ -134,7 +134,8 @@ def _attr_raw(s: Scene, i: int, name: str) -> tuple[object, float] | Unknown:
         return unknown(_NOT_COMPUTED.format(what=name, feature=name))
     value = col.values[i]
     if value is None:
-        return unknown(f"{name} could not be judged: {col.reasons[i] or 'no reason given'}")
+        why = col.reasons[i] or "no reason given"
+        return Unknown((f"{name} could not be judged: {why}",), attribute=True)
     return value, float(col.confidence[i])
 
 
@@ -156,7 +157,7 @@ def _attr_value_getter(name: str, kind: str) -> Getter:
                 for e in (left, right):
                     if isinstance(e, Unknown):
                         reasons += e.reasons
-                return Unknown(reasons)
+                return Unknown(reasons, attribute=True)
             return True
         if kind == "string":
             return str(value)
@@ -172,7 +173,9 @@ def _eye(value: dict[str, object], side: str, why: str | None) -> bool | Unknown
     v = value.get(side)
     if isinstance(v, bool):
         return v
-    return unknown(f"eyes_open.{side} could not be judged ({why or 'no reason given'})")
+    return Unknown(
+        (f"eyes_open.{side} could not be judged ({why or 'no reason given'})",), attribute=True
+    )
 
 
 def _eye_getter(name: str, side: str) -> Getter:

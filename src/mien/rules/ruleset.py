@@ -116,8 +116,8 @@ class Rule:
         values = {k: _record_json(v, len(scene.faces)) for k, v in record.items()}
         title = self.description or self.id
         if isinstance(value, Unknown):
-            if self.when_unknown == "pass":
-                return None
+            if self.when_unknown == "pass" and not value.attribute:
+                return None  # an attribute's null (e.g. "uncertain") always needs review
             reasons = "; ".join(value.reasons) or "a value could not be measured"
             return Flag(
                 self.id,

@@ -8,12 +8,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Unknown:
-    """A value that could not be measured or judged, with the reasons why."""
+    """A value that could not be measured or judged, with the reasons why. ``attribute``: it
+    comes (at least in part) from an observable attribute that answered null (too small,
+    covered, or "uncertain" below its abstention band): a rule whose result is such an unknown
+    always needs review (it is flagged as unknown even with ``when_unknown: pass``)."""
 
     reasons: tuple[str, ...]
+    attribute: bool = False
 
     def merge(self, other: Unknown) -> Unknown:
-        return Unknown(tuple(dict.fromkeys(self.reasons + other.reasons)))
+        return Unknown(
+            tuple(dict.fromkeys(self.reasons + other.reasons)), self.attribute or other.attribute
+        )
 
 
 Value = float | bool | str | Unknown

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 
-from mien.analyzers.attributes.base import AttributeAnalyzer, FaceContext
+from mien.analyzers.attributes.base import Abstaining, AttributeAnalyzer, FaceContext
 from mien.features import ATTRIBUTE_FEATURES
+from mien.models.registry import ATTRIBUTE_CARDS as CARDS
+from mien.models.registry import attribute_trust as trust
 
 #: Every attribute mien may report, in output order (the names are the feature gate's:
 #: :data:`mien.features.ATTRIBUTE_FEATURES`).
@@ -34,20 +36,26 @@ def available() -> tuple[str, ...]:
     return tuple(n for n in ATTRIBUTE_NAMES if n in IMPLEMENTATIONS)
 
 
-def create(names: Iterable[str]) -> list[AttributeAnalyzer]:
-    """Instantiate the analyzers of ``names`` (each loads and verifies its model files)."""
+def create(names: Iterable[str], *, _withhold: bool = True) -> list[AttributeAnalyzer]:
+    """Instantiate the analyzers of ``names`` (each loads and verifies its model files), each
+    answering ``None`` with the reason "uncertain (...)" below its abstention band
+    (:func:`trust`, :class:`~mien.analyzers.attributes.base.Abstaining`). ``_withhold=False``
+    gives the raw analyzers: only for train/abstention.py, which chooses the bands."""
     out: list[AttributeAnalyzer] = []
     for name in names:
         module, cls = IMPLEMENTATIONS[name].split(":")
-        out.append(getattr(importlib.import_module(module), cls)())
+        analyzer = getattr(importlib.import_module(module), cls)()
+        out.append(Abstaining(analyzer, trust(name)[1]) if _withhold else analyzer)
     return out
 
 
 __all__ = [
     "ATTRIBUTE_NAMES",
+    "CARDS",
     "IMPLEMENTATIONS",
     "AttributeAnalyzer",
     "FaceContext",
     "available",
     "create",
+    "trust",
 ]

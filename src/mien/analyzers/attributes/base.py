@@ -146,6 +146,56 @@ def column(n: int, judge: Callable[[int], Verdict]) -> AttributeColumn:
     return AttributeColumn(values=tuple(values), confidence=conf, reasons=tuple(reasons))
 
 
+def uncertain_reason(confidence: float, abstain_below: float) -> str:
+    """The reason of a value withheld by an abstention band (stable text, docs/output.md)."""
+    return (
+        f"uncertain (confidence {confidence:.2f}; answers below {abstain_below:.2f} are withheld)"
+    )
+
+
+def withhold(col: AttributeColumn, abstain_below: float | None) -> AttributeColumn:
+    """``col`` with every value whose confidence is below ``abstain_below`` (the attribute's
+    abstention band, from its model card: ``abstain_below``) replaced by ``None``, with the
+    reason :func:`uncertain_reason`. Values at or above the band, and values already ``None``,
+    are kept as they are; ``None`` (no band) keeps the column unchanged. For ``eyes_open`` the
+    confidence is that of the less certain judged eye, so the whole value is withheld."""
+    if abstain_below is None:
+        return col
+    values = list(col.values)
+    reasons = list(col.reasons)
+    conf = np.array(col.confidence, np.float32, copy=True)
+    changed = False
+    for i, value in enumerate(values):
+        c = float(conf[i])
+        if value is not None and math.isfinite(c) and c < abstain_below:
+            values[i], reasons[i], conf[i] = None, uncertain_reason(c, abstain_below), np.nan
+            changed = True
+    if not changed:
+        return col
+    return AttributeColumn(values=tuple(values), confidence=conf, reasons=tuple(reasons))
+
+
+class Abstaining:
+    """An attribute analyzer whose answers below its abstention band are withheld
+    (:func:`withhold`): what :func:`mien.analyzers.attributes.create` returns. The analyzer it
+    wraps stays reachable as ``inner`` (for the scripts that choose the bands)."""
+
+    def __init__(self, inner: AttributeAnalyzer, abstain_below: float | None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.models: tuple[ModelInfo, ...] = inner.models
+        self.abstain_below = abstain_below
+
+    def __call__(self, ctx: FaceContext) -> AttributeColumn:
+        return withhold(self.inner(ctx), self.abstain_below)
+
+    def __getattr__(self, key: str) -> Any:
+        """Everything else (``head``, ``judge``...) is the wrapped analyzer's."""
+        if key == "inner":  # not set yet (e.g. while unpickling)
+            raise AttributeError(key)
+        return getattr(self.inner, key)
+
+
 def size_or_pose_reason(
     ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float, *, need_mesh: bool = False
 ) -> str | None:
