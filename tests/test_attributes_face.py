@@ -132,11 +132,13 @@ def test_cew_closed_eyes_held_out(attr_analyzer: mien.FaceAnalyzer) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from train.train_eyes import cew_heldout_files
 
-    # the first 40 held-out faces (all found): measured 37 judged, 35 called closed (0.875 of
-    # the faces, 0.946 of those judged) with version 3 of the head and the smile / wide-lid
-    # doubts of eyes.doubt_reason; 3 unknown: 1 too blurred, 1 "narrowed by a smile" (a
-    # laughing man, eyes shut), 1 "the lids' shape says open" (closed, heavy eye make-up).
-    # A null is a lost closed eye here: the first floor keeps abstention from eating recall.
+    # the first 40 held-out faces (all found): with version 3 of the head, the smile / wide-lid
+    # doubts of eyes.doubt_reason and the abstention band of 0.90 (issue 17), measured 31 judged,
+    # all 31 called closed (0.775 of the faces, 1.0 of those judged); without the band 37 were
+    # judged and 35 called closed. The 9 unknown: 1 too blurred, 1 "narrowed by a smile" (a
+    # laughing man, eyes shut), 1 "the lids' shape says open" (closed, heavy eye make-up), 6
+    # "uncertain" below the band. A null is a lost closed eye here: the floors keep abstention
+    # from eating recall, and the answers given must stay right.
     closed = judged = found = 0
     for name in cew_heldout_files()[:40]:
         rgb = rgb_of(root / "images" / name)
@@ -151,9 +153,9 @@ def test_cew_closed_eyes_held_out(attr_analyzer: mien.FaceAnalyzer) -> None:
         judged += 1
         known = [v for v in value.values() if v is not None]
         closed += not any(known)
-    assert found >= 38 and judged >= 34, f"{judged} of {found} found faces judged"
-    assert closed / found >= 0.85, f"{closed}/{found} found faces called closed"
-    assert closed / judged >= 0.9, f"{closed}/{judged} judged faces called closed"
+    assert found >= 38 and judged >= 28, f"{judged} of {found} found faces judged"
+    assert closed / found >= 0.7, f"{closed}/{found} found faces called closed"
+    assert closed / judged >= 0.95, f"{closed}/{judged} judged faces called closed"
 
 
 def test_smiling_open_eyes_are_not_called_closed(attr_analyzer: mien.FaceAnalyzer) -> None:

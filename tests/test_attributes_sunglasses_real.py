@@ -53,32 +53,43 @@ def test_multi_face_sunglasses_wearer_is_never_confidently_without(eyewear_analy
     col = res.faces.attributes["sunglasses"]
     value, conf = col.values[i], float(col.confidence[i])
     assert value is not False or conf < 0.8, (value, conf)
-    assert value is True, (value, conf)  # measured: true (see docs/attributes.md)
+    # measured: the head says true (0.86), below the band of 0.90, so the answer is withheld
+    assert value is True or (col.reasons[i] or "").startswith("uncertain"), (value, conf)
     # the other four faces there wear no glasses: not called sunglasses
     others = [col.values[k] for k in range(len(col.values)) if k != i and ious[k] < 0.1]
     assert others and not any(v is True for v in others)
 
 
-def test_sunglasses_selfies_recall(eyewear_analyzer) -> None:
-    """Weak labels (every selfie is filed as 'with sunglasses'): the share of the first 60 whose
-    main face is judged and called sunglasses. Floor a margin below what was measured on those
-    60 (docs/attributes.md: all 511 judged faces)."""
+def test_sunglasses_selfies_answers(eyewear_analyzer) -> None:
+    """Weak labels (every selfie is filed as 'with sunglasses'): what the first 60 selfies' main
+    faces get, as a user sees it (answers below the band of 0.90 withheld as "uncertain").
+    Floors a margin from what was measured on those 60: most are withheld; the answers given
+    are half right - a known weakness (docs/attributes.md, sunglasses: maturity experimental)."""
     rows = _rows(shared("sunglasses_selfies_scraped", "labels.csv"))[:60]
-    sun = []
+    found, wrong, withheld = 0, 0, 0
     for r in rows:
         res = eyewear_analyzer.analyze(shared("sunglasses_selfies_scraped", "images", r["file"]))
         if res.faces is None or not len(res.faces):
             continue
         i = int(np.argmax(res.faces.widths * res.faces.heights))
-        value = res.faces.attributes["sunglasses"].values[i]
-        if value is not None:
-            sun.append(value)
-    assert len(sun) >= 45
-    assert np.mean(sun) >= SELFIE_RECALL_FLOOR, np.mean(sun)
+        col = res.faces.attributes["sunglasses"]
+        if col.values[i] is True:
+            found += 1
+        elif col.values[i] is False:
+            wrong += 1
+        elif (col.reasons[i] or "").startswith("uncertain"):
+            withheld += 1
+    judged = found + wrong + withheld
+    assert judged >= 45
+    assert found / judged >= SELFIE_FOUND_FLOOR, (found, judged)
+    assert wrong / judged <= SELFIE_WRONG_CEILING, (wrong, judged)
 
 
-#: measured on the first 60 selfies: see test_sunglasses_selfies_recall
-SELFIE_RECALL_FLOOR = 0.45  # measured 0.547 (29 of 53 judged; 0.40 at 808baa0)
+#: measured on the first 60 selfies (50 judged main faces): 8 found, 8 called "no" (all at
+#: >= 0.9 confidence), 34 withheld; at 808baa0 (no band, head version 2) 0.40 of all 511
+#: judged selfies were found and the rest were answered "no"
+SELFIE_FOUND_FLOOR = 0.12
+SELFIE_WRONG_CEILING = 0.25
 
 
 def test_grey_bare_faces_are_not_called_masked() -> None:
