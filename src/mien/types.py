@@ -51,6 +51,13 @@ def _as_float_array(value: Any, shape_tail: tuple[int, ...], name: str, n: int) 
     return arr
 
 
+def with_present(out: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    """``out`` with each ``optional`` key whose value is not None, in the order given (the JSON
+    leaves an unset optional field out rather than writing null)."""
+    out.update((k, v) for k, v in optional.items() if v is not None)
+    return out
+
+
 @dataclass(frozen=True)
 class AttributeColumn:
     """One observable attribute for every face of a :class:`Faces`.
@@ -243,12 +250,11 @@ class ModelInfo:
     abstain_below: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "version": self.version, "sha256": self.sha256}
-        if self.maturity is not None:
-            out["maturity"] = self.maturity
-        if self.abstain_below is not None:
-            out["abstain_below"] = self.abstain_below
-        return out
+        return with_present(
+            {"name": self.name, "version": self.version, "sha256": self.sha256},
+            maturity=self.maturity,
+            abstain_below=self.abstain_below,
+        )
 
 
 @dataclass(frozen=True)

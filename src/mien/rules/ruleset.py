@@ -11,7 +11,7 @@ from mien.features import parse_features
 from mien.rules.expression import Expression
 from mien.rules.fields import Scene
 from mien.rules.values import Unknown, Value, render, to_json
-from mien.types import ErrorInfo, Faces, ImageResult
+from mien.types import ErrorInfo, Faces, ImageResult, with_present
 
 SEVERITIES: Final[tuple[str, ...]] = ("error", "warning", "info")
 WHEN_UNKNOWN: Final[tuple[str, ...]] = ("flag", "pass")
@@ -45,21 +45,19 @@ class Flag:
     track_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "rule": self.rule,
-            "severity": self.severity,
-            "message": self.message,
-            "face": self.face,
-            "unknown": self.unknown,
-            "values": dict(self.values),
-        }
-        if self.frame is not None:
-            out["frame"] = self.frame
-        if self.timestamp_ms is not None:
-            out["timestamp_ms"] = self.timestamp_ms
-        if self.track_id is not None:
-            out["track_id"] = self.track_id
-        return out
+        return with_present(
+            {
+                "rule": self.rule,
+                "severity": self.severity,
+                "message": self.message,
+                "face": self.face,
+                "unknown": self.unknown,
+                "values": dict(self.values),
+            },
+            frame=self.frame,
+            timestamp_ms=self.timestamp_ms,
+            track_id=self.track_id,
+        )
 
 
 @dataclass(frozen=True)

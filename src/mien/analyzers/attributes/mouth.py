@@ -116,6 +116,19 @@ def unknown_reason(ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float) 
     return size_or_pose_reason(ctx, i, min_eye_px, max_yaw, need_mesh=True)
 
 
+def mouth_reason(
+    ctx: FaceContext, i: int, hidden: HiddenBy, min_eye_px: float, max_yaw: float
+) -> str | None:
+    """Why the mouth of face ``i`` cannot be judged (too small or turned, no mesh, lips outside
+    the picture, hidden by a mask), or None when it can: the gate of every mouth-shape
+    attribute (smile, mouth_open), in this order."""
+    return (
+        unknown_reason(ctx, i, min_eye_px, max_yaw)
+        or mouth_outside(ctx, i)
+        or hidden.reason(ctx, i)
+    )
+
+
 def aligned_gray(
     rgb: npt.NDArray[np.uint8],
     first: npt.ArrayLike,
@@ -173,11 +186,7 @@ class MouthOpenAnalyzer:
         self.models: tuple[ModelInfo, ...] = self.hidden.models
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[bool, float] | tuple[None, str]:
-        reason = (
-            unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
-            or mouth_outside(ctx, i)
-            or self.hidden.reason(ctx, i)
-        )
+        reason = mouth_reason(ctx, i, self.hidden, MIN_EYE_PX, MAX_YAW)
         if reason is not None:
             return None, reason
         p = open_probability(inner_lip_ratio(ctx.mesh[i]))

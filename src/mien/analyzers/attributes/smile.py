@@ -38,12 +38,7 @@ import numpy.typing as npt
 
 from mien.analyzers.attributes.base import FaceContext, column
 from mien.analyzers.attributes.heads import Head
-from mien.analyzers.attributes.mouth import (
-    aligned_gray,
-    mouth_hidden,
-    mouth_outside,
-    unknown_reason,
-)
+from mien.analyzers.attributes.mouth import aligned_gray, mouth_hidden, mouth_reason
 from mien.types import AttributeColumn, ModelInfo
 
 F32 = npt.NDArray[np.float32]
@@ -95,11 +90,7 @@ class SmileAnalyzer:
         )
 
     def judge(self, ctx: FaceContext, i: int) -> tuple[bool, float] | tuple[None, str]:
-        reason = (
-            unknown_reason(ctx, i, MIN_EYE_PX, MAX_YAW)
-            or mouth_outside(ctx, i)
-            or self.hidden.reason(ctx, i)
-        )
+        reason = mouth_reason(ctx, i, self.hidden, MIN_EYE_PX, MAX_YAW)
         if reason is not None:
             return None, reason
         p = float(self.head.proba(smile_features(self.head, smile_crop(ctx, i)[None]))[0, 1])
