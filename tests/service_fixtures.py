@@ -7,10 +7,14 @@ half of the suite skips with a message saying so.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,3 +147,56 @@ def service_fixture(scope: str = "module", **config: Any) -> Any:
             db.drop()
 
     return _service
+
+
+# -- a real `mien serve` process (tests that kill, restart or flood a server) -----------------
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def store_args(tmp: Path, db: Database) -> list[str]:
+    """``--data-dir`` (and ``--db`` on PostgreSQL) for ``mien serve`` / ``mien keys``."""
+    return ["--data-dir", str(tmp), *(["--db", db.url] if db.url else [])]
+
+
+def cli_key(store: Sequence[str]) -> str:
+    """A new API key, made by ``mien keys create`` on the store that ``store`` names."""
+    made = subprocess.run(
+        [sys.executable, "-m", "mien", "keys", "create", *store],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return made.stdout.strip()
+
+
+def spawn_server(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m mien serve ARGS`` in its own process group, its output appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mien", "serve", *args],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float = 120) -> None:
+    """Wait until the server at ``base`` answers ``/health`` with 200; fail the test with its
+    log when it exits or does not come up within ``timeout`` seconds."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"the server did not start: {log.read_text()}")

@@ -29,7 +29,17 @@ import pytest
 from PIL import Image
 
 from .conftest import SAMPLE, shared
-from .service_fixtures import Database, Service, database_fixture, service_fixture
+from .service_fixtures import (
+    Database,
+    Service,
+    cli_key,
+    database_fixture,
+    free_port,
+    service_fixture,
+    spawn_server,
+    store_args,
+    wait_healthy,
+)
 
 database = database_fixture()
 small_budget = service_fixture(max_pixels=100_000)  # in-process app with a job worker
@@ -37,44 +47,26 @@ PROBLEM = "application/problem+json"
 JPEG = SAMPLE.read_bytes()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     """``mien serve`` in its own process group on a free loopback port, with one API key."""
 
     def __init__(self, tmp: Path, db: Database, *extra: str) -> None:
-        where = ["--data-dir", str(tmp), *(["--db", db.url] if db.url else [])]
-        made = subprocess.run(
-            [sys.executable, "-m", "mien", "keys", "create", *where],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        self.auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
-        port = _free_port()
+        where = store_args(tmp, db)
+        self.auth = {"Authorization": f"Bearer {cli_key(where)}"}
+        port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.port = port
         self.log = tmp / "server.log"
         args = [
-            sys.executable, "-m", "mien", "serve", *where, "--port", str(port),
+            *where, "--port", str(port),
             "--workers", "0", "--threads", "1", "--log-level", "warning", *extra,
         ]  # fmt: skip
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"the server did not start: {self.log.read_text()}")
+        self.proc = spawn_server(args, self.log)
+        try:
+            wait_healthy(self.proc, self.base, self.log)
+        except BaseException:  # pytest.fail raises an OutcomeException, not an Exception
+            self.stop()
+            raise
 
     def post(self, path: str, data: bytes, ctype: str = "image/jpeg", **kw) -> httpx.Response:
         headers = {**self.auth, "content-type": ctype}
@@ -193,13 +185,7 @@ def test_disconnect_stops_the_work(server_factory) -> None:
     (worker,) = server.slot_pids()
     slow = _big_photo(39)
     before = _cpu_ticks(worker)
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    head = (
-        f"POST /v1/faces:analyze?features=all HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: {server.auth['Authorization']}\r\nContent-Type: image/jpeg\r\n"
-        f"Content-Length: {len(slow)}\r\n\r\n"
-    ).encode()
-    sock.sendall(head + slow)
+    sock = _send_raw(server, slow, "?features=all")
     deadline = time.monotonic() + 60
     while _cpu_ticks(worker) - before < 100:  # the slot has worked for a second
         assert time.monotonic() < deadline, "the slot process never started on the request"

@@ -7,38 +7,33 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from mien.service.config import ServiceConfig
 from mien.service.store import Store
 
 from .conftest import shared
-from .service_fixtures import Database, database_fixture
+from .service_fixtures import (
+    Database,
+    cli_key,
+    database_fixture,
+    free_port,
+    spawn_server,
+    store_args,
+    wait_healthy,
+)
 
 database = database_fixture()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _store_args(tmp: Path, db: Database) -> list[str]:
-    return ["--data-dir", str(tmp), *(["--db", db.url] if db.url else [])]
 
 
 class Server:
     def __init__(self, tmp: Path, db: Database, port: int) -> None:
         self.args = [
-            sys.executable, "-m", "mien", "serve", *_store_args(tmp, db),
+            *store_args(tmp, db),
             "--port", str(port), "--workers", "1", "--job-lease", "3", "--threads", "1",
             "--log-level", "warning",
         ]  # fmt: skip
@@ -47,16 +42,8 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.3)
-        pytest.fail(f"the server did not start: {self.log.read_text()}")
+        self.proc = spawn_server(self.args, self.log)
+        wait_healthy(self.proc, self.base, self.log)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the server's whole process group (the server and its workers)."""
@@ -74,20 +61,14 @@ class Server:
 def test_a_running_job_survives_a_server_kill(database: Database, tmp_path: Path) -> None:
     folder = shared("dlib_examples_faces", "images")
     photos = sorted(folder.glob("*.jpg"))
-    made = subprocess.run(
-        [sys.executable, "-m", "mien", "keys", "create", *_store_args(tmp_path, database)],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    key = made.stdout.decode().strip()
+    key = cli_key(store_args(tmp_path, database))
     auth = {"Authorization": f"Bearer {key}"}
     files = [
         ("files", (f"{rep}-{p.name}", p.read_bytes(), "image/jpeg"))
         for rep in range(2)
         for p in photos
     ]
-    server = Server(tmp_path, database, _free_port())
+    server = Server(tmp_path, database, free_port())
     server.start()
     try:
         r = httpx.post(f"{server.base}/v1/jobs", files=files, headers=auth, timeout=60)
@@ -131,16 +112,11 @@ def test_a_running_job_survives_a_server_kill(database: Database, tmp_path: Path
 
 def test_sigterm_stops_cleanly_and_requeues(database: Database, tmp_path: Path) -> None:
     """A graceful stop hands the job back at once; the next start resumes it."""
-    made = subprocess.run(
-        [sys.executable, "-m", "mien", "keys", "create", *_store_args(tmp_path, database)],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    auth = {"Authorization": f"Bearer {made.stdout.decode().strip()}"}
+    key = cli_key(store_args(tmp_path, database))
+    auth = {"Authorization": f"Bearer {key}"}
     photos = sorted(shared("dlib_examples_faces", "images").glob("*.jpg"))
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
-    server = Server(tmp_path, database, _free_port())
+    server = Server(tmp_path, database, free_port())
     server.start()
     try:
         r = httpx.post(f"{server.base}/v1/jobs", files=files, headers=auth, timeout=60)

@@ -14,16 +14,22 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from .conftest import REPO
-from .service_fixtures import Database, database_fixture
+from .service_fixtures import (
+    Database,
+    cli_key,
+    database_fixture,
+    free_port,
+    spawn_server,
+    store_args,
+    wait_healthy,
+)
 
 pytest.importorskip("schemathesis", reason="needs schemathesis (the 'dev' extra)")
 
@@ -40,46 +46,23 @@ EXCLUDED_CHECKS = "positive_data_acceptance,use_after_free"
 EXCLUDED_PATHS = "/events$"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_schemathesis_finds_no_server_error_or_schema_violation(
     database: Database, tmp_path: Path
 ) -> None:
     cli = Path(sys.executable).with_name("schemathesis")
     if not cli.exists():
         pytest.skip(f"the schemathesis command is not installed next to {sys.executable}")
-    store = ["--data-dir", str(tmp_path), *(["--db", database.url] if database.url else [])]
-    made = subprocess.run(
-        [sys.executable, "-m", "mien", "keys", "create", *store],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    key = made.stdout.decode().strip()
-    port = _free_port()
+    store = store_args(tmp_path, database)
+    key = cli_key(store)
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mien", "serve", *store, "--port", str(port),
-             "--workers", "0", "--threads", "1", "--log-level", "warning"],
-            stdout=out, stderr=out, start_new_session=True,
-        )  # fmt: skip
+    server = spawn_server(
+        [*store, "--port", str(port), "--workers", "0", "--threads", "1", "--log-level", "warning"],
+        log,
+    )
     try:
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
+        wait_healthy(server, base, log)
         run = subprocess.run(
             [
                 str(cli), "run", str(REPO / "docs" / "openapi.json"), "--url", base,

@@ -493,23 +493,17 @@ def test_sigkill_of_the_server_leaves_no_worker(database, tmp_path: Path) -> Non
     """Finding 9: SIGKILL of `mien serve` left its job worker running (here: in the middle of a
     batch). The worker notices within a second, hands the job back and exits."""
     import signal
-    import sys
 
     import httpx
 
-    from .test_service_restart import Server, _free_port, _store_args
+    from .service_fixtures import cli_key, free_port, store_args
+    from .test_service_restart import Server
 
-    made = subprocess.run(
-        [sys.executable, "-m", "mien", "keys", "create", *_store_args(tmp_path, database)],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    auth = {"Authorization": f"Bearer {made.stdout.decode().strip()}"}
+    auth = {"Authorization": f"Bearer {cli_key(store_args(tmp_path, database))}"}
     photos = sorted(shared("dlib_examples_faces", "images").glob("*.jpg"))
     files = [("files", (f"{i}-{p.name}", p.read_bytes(), "image/jpeg")) for i in range(4)
              for p in photos]  # fmt: skip
-    server = Server(tmp_path, database, _free_port())
+    server = Server(tmp_path, database, free_port())
     server.start()
     assert server.proc is not None
     pid = server.proc.pid
@@ -606,37 +600,23 @@ def test_serve_refuses_a_corrupted_database_with_one_line(tmp_path: Path) -> Non
 def test_parallel_job_creations_on_a_real_server(database, tmp_path: Path) -> None:
     """The quota race over real HTTP: `mien serve --max-jobs-per-key 4`, 12 clients at once."""
     import signal
-    import sys
 
     import httpx
 
-    from .test_service_restart import _free_port, _store_args
+    from .service_fixtures import cli_key, free_port, spawn_server, store_args, wait_healthy
 
-    made = subprocess.run(
-        [sys.executable, "-m", "mien", "keys", "create", *_store_args(tmp_path, database)],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    auth = {"Authorization": f"Bearer {made.stdout.decode().strip()}", "content-type": "image/jpeg"}
-    port = _free_port()
+    key = cli_key(store_args(tmp_path, database))
+    auth = {"Authorization": f"Bearer {key}", "content-type": "image/jpeg"}
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mien", "serve", *_store_args(tmp_path, database),
-             "--port", str(port), "--workers", "0", "--max-jobs-per-key", "4",
-             "--log-level", "warning"],
-            stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+    log = tmp_path / "server.log"
+    server = spawn_server(
+        [*store_args(tmp_path, database), "--port", str(port), "--workers", "0",
+         "--max-jobs-per-key", "4", "--log-level", "warning"],
+        log,
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        wait_healthy(server, base, log)
         start = threading.Barrier(12)
         body = JPEG * (3 * 1024 * 1024 // len(JPEG))  # saving takes a while: a wider window
 
