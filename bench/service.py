@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,17 @@ from common_pose import (
     write_json,
 )
 from mien.analyzer import FaceAnalyzer
+
+
+def _run_clients(client: Callable[[], None], clients: int) -> float:
+    """Run ``client`` in ``clients`` threads at once; the wall-clock seconds until all end."""
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def _free_port() -> int:
@@ -141,13 +153,7 @@ def run_level(
                     if not ok:
                         errors.append(f"{name}: {why}")
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = _run_clients(client, clients)
     lat = sorted(latencies)
     return {
         "clients": clients,
@@ -200,13 +206,7 @@ def run_overload(
                 if status == 503 and retry is not None:
                     time.sleep(max(0.0, min(float(retry), end - time.perf_counter())))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = _run_clients(client, clients)
 
     def p99(xs: list[float]) -> float:
         xs = sorted(xs)
