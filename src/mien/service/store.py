@@ -374,7 +374,7 @@ class Store:
                         "kind": r["kind"],
                         "data": json.dumps(r["data"], allow_nan=False),
                         "flags": json.dumps(r.get("flags", [])),
-                        "flagged": bool(r.get("flags")),
+                        "flagged": bool(r.get("flagged", r.get("flags"))),
                         "created_at": now,
                     }
                     for r in rows

@@ -1,0 +1,251 @@
+"""mien.service.segments: flagged faces of video frames grouped into review segments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mien.service.segments import (
+    SEQ_BASE,
+    FaceObs,
+    Segmenter,
+    frame_observations,
+    segment_frames,
+    segment_row,
+)
+
+
+def obs(
+    frame: int,
+    t: float,
+    tid: int | None,
+    rules: str = "a",
+    side: float = 10.0,
+    score: float = 0.9,
+    face: int = 0,
+) -> FaceObs:
+    return FaceObs(
+        frame=frame,
+        t_s=t,
+        face=face,
+        track_id=tid,
+        rules=frozenset(rules.split(",")) if rules else frozenset(),
+        area=side * side,
+        score=score,
+        box=(0.0, 0.0, side, side),
+        flags=tuple({"rule": r, "face": face, "track_id": tid} for r in rules.split(",")),
+    )
+
+
+def spans(frames: list[tuple[float, list[FaceObs]]], **kw: Any) -> list[tuple[Any, ...]]:
+    return [
+        (s.track_id, tuple(sorted(s.rules)), s.start_s, s.end_s, s.frames)
+        for s in segment_frames(frames, **kw)
+    ]
+
+
+# (frames as (t, [(track, rules)]), expected (track, rules, start, end, frame count))
+CASES = [
+    ("empty", [], []),
+    ("one frame", [(0.0, [(1, "a")])], [(1, ("a",), 0.0, 0.0, 1)]),
+    (
+        "steady track at 2 fps is one segment",
+        [(t / 2, [(1, "a")]) for t in range(40)],
+        [(1, ("a",), 0.0, 19.5, 40)],
+    ),
+    (
+        "a gap just under 1 s is merged",
+        [(0.0, [(1, "a")]), (0.99, [(1, "a")])],
+        [(1, ("a",), 0.0, 0.99, 2)],
+    ),
+    (
+        "a gap of 1 s or more splits",
+        [(0.0, [(1, "a")]), (1.0, [(1, "a")])],
+        [(1, ("a",), 0.0, 0.0, 1), (1, ("a",), 1.0, 1.0, 1)],
+    ),
+    (
+        "an unflagged frame in between is a gap, merged when short",
+        [(0.0, [(1, "a")]), (0.5, []), (0.9, [(1, "a")])],
+        [(1, ("a",), 0.0, 0.9, 2)],
+    ),
+    (
+        "other rules split a track",
+        [(0.0, [(1, "a")]), (0.5, [(1, "a,b")]), (1.0, [(1, "a")])],
+        [(1, ("a",), 0.0, 0.0, 1), (1, ("a", "b"), 0.5, 0.5, 1), (1, ("a",), 1.0, 1.0, 1)],
+    ),
+    (
+        "two tracks are apart",
+        [(0.0, [(1, "a"), (2, "a")]), (0.5, [(1, "a"), (2, "a")])],
+        [(1, ("a",), 0.0, 0.5, 2), (2, ("a",), 0.0, 0.5, 2)],
+    ),
+    (
+        "faces without a track are one segment each",
+        [(0.0, [(None, "a")]), (0.5, [(None, "a")])],
+        [(None, ("a",), 0.0, 0.0, 1), (None, ("a",), 0.5, 0.5, 1)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "frames", "want"), CASES, ids=[c[0] for c in CASES])
+def test_segment_table(name: str, frames: list[Any], want: list[Any]) -> None:
+    built = [
+        (t, [obs(i, t, tid, rules, face=j) for j, (tid, rules) in enumerate(faces)])
+        for i, (t, faces) in enumerate(frames)
+    ]
+    assert spans(built) == want
+
+
+def test_gap_is_configurable_and_max_length_splits() -> None:
+    frames = [(t / 2, [obs(t, t / 2, 7)]) for t in range(10)]  # 0 .. 4.5 s
+    assert len(segment_frames(frames, gap_s=0.4)) == 10
+    assert [(s.start_s, s.end_s) for s in segment_frames(frames, max_s=2.0)] == [
+        (0.0, 1.5),
+        (2.0, 3.5),
+        (4.0, 4.5),
+    ]
+    with pytest.raises(ValueError):
+        Segmenter(gap_s=0)
+    with pytest.raises(ValueError):
+        Segmenter(max_s=-1)
+
+
+def test_keyframe_is_the_largest_face_then_score_then_earliest() -> None:
+    frames = [
+        (0.0, [obs(0, 0.0, 1, side=10)]),
+        (0.5, [obs(1, 0.5, 1, side=30, score=0.5)]),
+        (1.0, [obs(2, 1.0, 1, side=30, score=0.8)]),
+        (1.5, [obs(3, 1.5, 1, side=30, score=0.8)]),
+        (2.0, [obs(4, 2.0, 1, side=20)]),
+    ]
+    (seg,) = segment_frames(frames)
+    assert seg.key.frame == 2
+    row = segment_row(seg, 3, "clip.mp4")
+    assert row["seq"] == SEQ_BASE + 3 and row["kind"] == "segment"
+    data = row["data"]
+    assert data["keyframe"] == 2 and data["keyframe_s"] == 1.0
+    assert data["keyframe_box"] == [0.0, 0.0, 30.0, 30.0]
+    assert (data["start_s"], data["end_s"], data["frames"]) == (0.0, 2.0, 5)
+    assert data["rules"] == ["a"] and data["source"] == "clip.mp4" and data["track_id"] == 1
+    assert row["flags"] == [{"rule": "a", "face": 0, "track_id": 1}]
+
+
+def test_streaming_hands_out_segments_once_they_cannot_grow() -> None:
+    seg = Segmenter()
+    assert seg.add([obs(0, 0.0, 1)], 0.0) == []
+    assert seg.add([obs(1, 0.5, 1)], 0.5) == []
+    assert seg.add([], 1.2) == []  # 0.7 s since the last frame: may still grow
+    (done,) = seg.add([], 1.5)  # 1.0 s: closed
+    assert (done.start_s, done.end_s, done.frames) == (0.0, 0.5, 2)
+    assert seg.add([obs(3, 2.0, 1, "b")], 2.0) == []
+    (last,) = seg.close()
+    assert last.rules == frozenset({"b"}) and seg.close() == []
+
+
+def test_frame_observations_of_video_and_stream_records() -> None:
+    faces = [
+        {"box": [0, 0, 10, 20], "score": 0.9, "track_id": 4},
+        {"box": [50, 50, 60, 60], "score": 0.8, "track_id": 5},
+    ]
+    flags = [
+        {"rule": "r1", "face": 0, "track_id": 4},
+        {"rule": "r2", "face": 0, "track_id": 4},
+        {"rule": "scene", "face": None},
+    ]
+    video = frame_observations({"frame": 6, "timestamp_ms": 3000.0, "faces": faces}, flags)
+    stream = frame_observations({"frame_index": 6, "timestamp_ms": 3000.0, "faces": faces}, flags)
+    assert video == stream
+    (o,) = video  # the scene flag has no face; face 1 is not flagged
+    assert (o.frame, o.t_s, o.track_id, o.face) == (6, 3.0, 4, 0)
+    assert o.rules == {"r1", "r2"} and o.area == 200.0 and o.box == (0.0, 0.0, 10.0, 20.0)
+    assert frame_observations({"faces": []}, []) == []
+
+
+# -- properties ----------------------------------------------------------------------------
+
+_face = st.tuples(st.one_of(st.none(), st.integers(0, 3)), st.sampled_from(["a", "b", "a,b"]))
+_frames = st.lists(st.tuples(st.floats(0.05, 2.5), st.lists(_face, max_size=4)), max_size=40)
+
+
+def _build(raw: list[tuple[float, list[tuple[int | None, str]]]]) -> list[Any]:
+    t = 0.0
+    out = []
+    for i, (dt, faces) in enumerate(raw):
+        t += dt
+        seen: set[int] = set()
+        built = []
+        for j, (tid, rules) in enumerate(faces):
+            if tid is not None and tid in seen:
+                continue  # a track is at most once in a frame
+            if tid is not None:
+                seen.add(tid)
+            built.append(obs(i, t, tid, rules, side=float(1 + (i * 7 + j) % 11), face=j))
+        out.append((t, built))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_frames, st.sampled_from([0.3, 1.0, 2.0]), st.sampled_from([None, 1.5, 5.0]))
+def test_segment_properties(raw: Any, gap: float, max_s: float | None) -> None:
+    frames = _build(raw)
+    segs = segment_frames(frames, gap_s=gap, max_s=max_s)
+    flagged = [(o.frame, o.face) for _, faces in frames for o in faces]
+    by_key = {(o.frame, o.face): o for _, faces in frames for o in faces}
+    # every flagged face is in exactly one segment
+    members: list[tuple[int, int]] = []
+    for s in segs:
+        faces_of = [
+            (f, o.face)
+            for f in s.members
+            for o in frames[f][1]
+            if o.track_id == s.track_id and (s.track_id is not None or o.face == s.key.face)
+        ]
+        assert len(faces_of) == s.frames
+        members += faces_of
+        assert all(by_key[m].rules == s.rules for m in faces_of)
+        assert s.start_s <= s.key.t_s <= s.end_s and s.key.rules == s.rules
+        if max_s is not None:
+            assert s.end_s - s.start_s < max_s
+        times = [by_key[m].t_s for m in faces_of]
+        assert times == sorted(times) and times[0] == s.start_s and times[-1] == s.end_s
+        assert all(b - a < gap for a, b in zip(times, times[1:], strict=False))
+    assert sorted(members) == sorted(flagged)
+    # segments of a track do not overlap; consecutive ones with the same rules are split for a
+    # reason (a gap of at least gap_s, other rules in between, or the length limit)
+    tracks: dict[int, list[Any]] = {}
+    for s in segs:
+        if s.track_id is not None:
+            tracks.setdefault(s.track_id, []).append(s)
+    for tid, ts in tracks.items():
+        ts.sort(key=lambda s: s.start_s)
+        for a, b in zip(ts, ts[1:], strict=False):
+            assert a.end_s < b.start_s
+            if a.rules == b.rules:
+                between = [
+                    o
+                    for t, faces in frames
+                    for o in faces
+                    if o.track_id == tid and a.end_s < t < b.start_s
+                ]
+                assert (
+                    b.start_s - a.end_s >= gap
+                    or any(o.rules != a.rules for o in between)
+                    or (max_s is not None and b.start_s - a.start_s >= max_s)
+                )
+
+
+@settings(max_examples=150, deadline=None)
+@given(_frames)
+def test_streaming_equals_whole_video(raw: Any) -> None:
+    frames = _build(raw)
+    seg = Segmenter()
+    streamed = []
+    for t, faces in frames:
+        for s in seg.add(faces, t):
+            assert t - s.end_s >= 0  # never handed out before its last frame
+            streamed.append(s)
+    streamed += seg.close()
+    key = lambda s: (s.start_s, s.start_frame, s.key.face, s.track_id or -1)  # noqa: E731
+    assert sorted(map(key, streamed)) == sorted(map(key, segment_frames(frames)))
