@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -154,11 +155,13 @@ def test_frame_observations_of_video_and_stream_records() -> None:
         {"rule": "r2", "face": 0, "track_id": 4},
         {"rule": "scene", "face": None},
     ]
-    video = frame_observations({"frame": 6, "timestamp_ms": 3000.0, "faces": faces}, flags)
-    stream = frame_observations({"frame_index": 6, "timestamp_ms": 3000.0, "faces": faces}, flags)
+    common = {"timestamp_ms": 3000.0, "faces": faces, "width": 640, "height": 360}
+    video = frame_observations({"frame": 6, **common}, flags)
+    stream = frame_observations({"frame_index": 6, **common}, flags)
     assert video == stream
     (o,) = video  # the scene flag has no face; face 1 is not flagged
     assert (o.frame, o.t_s, o.track_id, o.face) == (6, 3.0, 4, 0)
+    assert o.size == (640, 360)
     assert o.rules == {"r1", "r2"} and o.area == 200.0 and o.box == (0.0, 0.0, 10.0, 20.0)
     assert frame_observations({"faces": []}, []) == []
 
@@ -210,7 +213,7 @@ def test_segment_properties(raw: Any, gap: float, max_s: float | None) -> None:
             assert s.end_s - s.start_s < max_s
         times = [by_key[m].t_s for m in faces_of]
         assert times == sorted(times) and times[0] == s.start_s and times[-1] == s.end_s
-        assert all(b - a < gap for a, b in zip(times, times[1:], strict=False))
+        assert all(b - a < gap for a, b in itertools.pairwise(times))
     assert sorted(members) == sorted(flagged)
     # segments of a track do not overlap; consecutive ones with the same rules are split for a
     # reason (a gap of at least gap_s, other rules in between, or the length limit)
@@ -220,7 +223,7 @@ def test_segment_properties(raw: Any, gap: float, max_s: float | None) -> None:
             tracks.setdefault(s.track_id, []).append(s)
     for tid, ts in tracks.items():
         ts.sort(key=lambda s: s.start_s)
-        for a, b in zip(ts, ts[1:], strict=False):
+        for a, b in itertools.pairwise(ts):
             assert a.end_s < b.start_s
             if a.rules == b.rules:
                 between = [

@@ -51,6 +51,8 @@ class FaceObs:
     score: float
     box: tuple[float, float, float, float] | None
     flags: tuple[Mapping[str, Any], ...]
+    size: tuple[int, int] = (0, 0)
+    """The frame's width and height (px; 0 when the record does not say)."""
 
 
 @dataclass
@@ -91,6 +93,8 @@ class Segment:
             "keyframe_s": round(self.key.t_s, 3),
             "keyframe_face": self.key.face,
             "keyframe_box": None if self.key.box is None else list(self.key.box),
+            "width": self.key.size[0],
+            "height": self.key.size[1],
         }
 
     def flags(self) -> list[dict[str, Any]]:
@@ -138,6 +142,7 @@ def frame_observations(
                 score=float(rec.get("score") or 0.0),
                 box=box_t,
                 flags=tuple(found),
+                size=(int(data.get("width") or 0), int(data.get("height") or 0)),
             )
         )
     return out

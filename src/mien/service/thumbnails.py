@@ -71,3 +71,89 @@ def _scaled(faces: Faces, factor: float) -> Faces:
         landmarks=None if faces.landmarks is None else faces.landmarks * f,
         head_pose=faces.head_pose,
     )
+
+
+# -- video segments ----------------------------------------------------------------------------
+
+#: Frames in a segment's filmstrip (at most), and the height of each, px.
+FILMSTRIP_FRAMES = 6
+FILMSTRIP_HEIGHT = 120
+
+
+def video_frames(path: Path, wanted: set[int], side: int) -> dict[int, Image.Image]:
+    """The decoded frames ``wanted`` (indices among all decoded frames) of the video at
+    ``path``, upright, at most ``side`` px on a side. Decoding stops after the last one wanted,
+    and frames are converted at the small size only: the cost is bounded by the position of
+    the last frame in the (size-limited) upload, not by the video's resolution."""
+    from mien.media.video import VideoReader
+
+    out: dict[int, Image.Image] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    with VideoReader(path, full=False, scaled_side=side, threaded=False) as reader:
+        for frame in reader:
+            if frame.index in wanted and frame.scaled is not None:
+                out[frame.index] = Image.fromarray(frame.scaled)
+            if frame.index >= last:
+                break
+    return out
+
+
+def keyframe_thumbnail(path: Path, segment: dict[str, Any]) -> bytes | None:
+    """A JPEG of a segment's keyframe with the face's box drawn (at most 480 px on a side);
+    None when the video no longer has that frame."""
+    from mien.render.annotate import annotate
+
+    index = int(segment["keyframe"])
+    frame = video_frames(path, {index}, MAX_SIDE).get(index)
+    if frame is None:
+        return None
+    rgb = np.asarray(frame.convert("RGB"))
+    box = segment.get("keyframe_box")
+    width = segment.get("width")
+    if isinstance(box, list) and len(box) == 4:
+        scale = frame.width / float(width) if isinstance(width, int | float) and width else 1.0
+        faces = Faces(
+            boxes=np.array([box], np.float32) * np.float32(scale), scores=np.ones(1, np.float32)
+        )
+        rgb = annotate(rgb, faces)
+    return _jpeg(Image.fromarray(rgb))
+
+
+def filmstrip(path: Path, segment: dict[str, Any], frames: int = FILMSTRIP_FRAMES) -> bytes | None:
+    """One JPEG: ``frames`` evenly spaced frames of a segment side by side, each
+    ``FILMSTRIP_HEIGHT`` px high; None when the video no longer has them."""
+    first, last = int(segment["start_frame"]), int(segment["end_frame"])
+    picks = filmstrip_indices(first, last, frames)
+    got = video_frames(path, set(picks), MAX_SIDE)
+    tiles = []
+    for i in picks:
+        if i in got:
+            img = got[i]
+            w = max(1, round(img.width * FILMSTRIP_HEIGHT / img.height))
+            tiles.append(img.resize((w, FILMSTRIP_HEIGHT)))
+    if not tiles:
+        return None
+    strip = Image.new("RGB", (sum(t.width for t in tiles), FILMSTRIP_HEIGHT))
+    x = 0
+    for t in tiles:
+        strip.paste(t, (x, 0))
+        x += t.width
+    return _jpeg(strip)
+
+
+def filmstrip_indices(first: int, last: int, frames: int) -> list[int]:
+    """``frames`` (or fewer, when the segment is shorter) evenly spaced indices in
+    ``[first, last]``, both ends included."""
+    if last <= first or frames <= 1:
+        return [first]
+    n = min(frames, last - first + 1)
+    return sorted({first + round(k * (last - first) / (n - 1)) for k in range(n)})
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    img.thumbnail((MAX_SIDE * 8, MAX_SIDE))  # a filmstrip is wide; a frame already fits
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
