@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mien.service.segments import (
+    SCENE,
     SEQ_BASE,
     FaceObs,
     Segmenter,
@@ -99,6 +101,28 @@ def test_segment_table(name: str, frames: list[Any], want: list[Any]) -> None:
     assert spans(built) == want
 
 
+def test_by_track_the_rules_are_the_union() -> None:
+    frames = [(0.0, [obs(0, 0.0, 1, "a")]), (0.5, [obs(1, 0.5, 1, "a,b")]), (1.0, [obs(2, 1.0, 1)])]
+    (seg,) = segment_frames(frames, by_rules=False)
+    assert seg.rules == {"a", "b"} and seg.rule_frames == {"a": 3, "b": 1} and seg.frames == 3
+    assert seg.to_dict()["rule_frames"] == {"a": 3, "b": 1}
+    assert [f["rule"] for f in seg.flags()] == ["a", "b"]
+
+
+def test_frame_flags_are_followed_as_the_scene() -> None:
+    data = {"frame": 0, "timestamp_ms": 0.0, "faces": []}
+    frames = []
+    for i in range(4):
+        (o,) = frame_observations(
+            {**data, "frame": i, "timestamp_ms": 500.0 * i}, [{"rule": "one-face", "face": None}]
+        )
+        frames.append((o.t_s, [o]))
+    (seg,) = segment_frames(frames)
+    assert seg.track_id is None and seg.frames == 4 and (seg.start_s, seg.end_s) == (0.0, 1.5)
+    d = seg.to_dict()
+    assert d["scene"] is True and d["keyframe_face"] is None and d["keyframe_box"] is None
+
+
 def test_gap_is_configurable_and_max_length_splits() -> None:
     frames = [(t / 2, [obs(t, t / 2, 7)]) for t in range(10)]  # 0 .. 4.5 s
     assert len(segment_frames(frames, gap_s=0.4)) == 10
@@ -159,7 +183,8 @@ def test_frame_observations_of_video_and_stream_records() -> None:
     video = frame_observations({"frame": 6, **common}, flags)
     stream = frame_observations({"frame_index": 6, **common}, flags)
     assert video == stream
-    (o,) = video  # the scene flag has no face; face 1 is not flagged
+    scene, o = video  # face 1 is not flagged; the flag about no single face is the scene's
+    assert scene.face == SCENE and scene.track_id is None and scene.rules == {"scene"}
     assert (o.frame, o.t_s, o.track_id, o.face) == (6, 3.0, 4, 0)
     assert o.size == (640, 360)
     assert o.rules == {"r1", "r2"} and o.area == 200.0 and o.box == (0.0, 0.0, 10.0, 20.0)
@@ -168,87 +193,99 @@ def test_frame_observations_of_video_and_stream_records() -> None:
 
 # -- properties ----------------------------------------------------------------------------
 
-_face = st.tuples(st.one_of(st.none(), st.integers(0, 3)), st.sampled_from(["a", "b", "a,b"]))
+_face = st.tuples(
+    st.one_of(st.none(), st.integers(0, 3), st.just("scene")), st.sampled_from(["a", "b", "a,b"])
+)
 _frames = st.lists(st.tuples(st.floats(0.05, 2.5), st.lists(_face, max_size=4)), max_size=40)
 
 
-def _build(raw: list[tuple[float, list[tuple[int | None, str]]]]) -> list[Any]:
+def _build(raw: list[tuple[float, list[tuple[Any, str]]]]) -> list[Any]:
     t = 0.0
     out = []
     for i, (dt, faces) in enumerate(raw):
         t += dt
-        seen: set[int] = set()
+        seen: set[Any] = set()
         built = []
         for j, (tid, rules) in enumerate(faces):
             if tid is not None and tid in seen:
-                continue  # a track is at most once in a frame
-            if tid is not None:
-                seen.add(tid)
-            built.append(obs(i, t, tid, rules, side=float(1 + (i * 7 + j) % 11), face=j))
+                continue  # a track is at most once in a frame, and so are the frame's own flags
+            seen.add(tid)
+            side = float(1 + (i * 7 + j) % 11)
+            if tid == "scene":
+                o = obs(i, t, None, rules, face=SCENE)
+                built.append(dataclasses.replace(o, area=0.0, box=None))
+            else:
+                built.append(obs(i, t, tid, rules, side=side, face=j))
         out.append((t, built))
     return out
 
 
+def _follow(o: FaceObs) -> Any:
+    """What links an observation to the others of its segment."""
+    if o.face == SCENE:
+        return "scene"
+    return ("track", o.track_id) if o.track_id is not None else ("alone", o.frame, o.face)
+
+
 @settings(max_examples=300, deadline=None)
-@given(_frames, st.sampled_from([0.3, 1.0, 2.0]), st.sampled_from([None, 1.5, 5.0]))
-def test_segment_properties(raw: Any, gap: float, max_s: float | None) -> None:
+@given(
+    _frames,
+    st.sampled_from([0.3, 1.0, 2.0]),
+    st.sampled_from([None, 1.5, 5.0]),
+    st.booleans(),
+)
+def test_segment_properties(raw: Any, gap: float, max_s: float | None, by_rules: bool) -> None:
     frames = _build(raw)
-    segs = segment_frames(frames, gap_s=gap, max_s=max_s)
-    flagged = [(o.frame, o.face) for _, faces in frames for o in faces]
-    by_key = {(o.frame, o.face): o for _, faces in frames for o in faces}
-    # every flagged face is in exactly one segment
+    segs = segment_frames(frames, gap_s=gap, max_s=max_s, by_rules=by_rules)
+    every = {(o.frame, o.face): o for _, faces in frames for o in faces}
+    # every flagged face is in exactly one segment, with its track's other frames only
     members: list[tuple[int, int]] = []
     for s in segs:
-        faces_of = [
-            (f, o.face)
-            for f in s.members
-            for o in frames[f][1]
-            if o.track_id == s.track_id and (s.track_id is not None or o.face == s.key.face)
+        mine = [
+            (f, o.face) for f in s.members for o in frames[f][1] if _follow(o) == _follow(s.key)
         ]
-        assert len(faces_of) == s.frames
-        members += faces_of
-        assert all(by_key[m].rules == s.rules for m in faces_of)
-        assert s.start_s <= s.key.t_s <= s.end_s and s.key.rules == s.rules
+        assert len(mine) == s.frames == len(set(mine))
+        members += mine
+        got = [every[m] for m in mine]
+        if by_rules:
+            assert all(o.rules == s.rules for o in got)
+        assert s.rules == frozenset().union(*(o.rules for o in got))
+        assert s.rule_frames == {r: sum(r in o.rules for o in got) for r in s.rules}
+        assert {f["rule"] for f in s.flags()} == s.rules
+        assert s.key in got and all(o.area <= s.key.area for o in got)
         if max_s is not None:
             assert s.end_s - s.start_s < max_s
-        times = [by_key[m].t_s for m in faces_of]
+        times = [o.t_s for o in got]
         assert times == sorted(times) and times[0] == s.start_s and times[-1] == s.end_s
-        assert all(b - a < gap for a, b in itertools.pairwise(times))
-    assert sorted(members) == sorted(flagged)
-    # segments of a track do not overlap; consecutive ones with the same rules are split for a
-    # reason (a gap of at least gap_s, other rules in between, or the length limit)
-    tracks: dict[int, list[Any]] = {}
+        assert all(b - a < gap for a, b in itertools.pairwise(times))  # gaps < gap_s merged
+    assert sorted(members) == sorted(every)
+    # segments of a track do not overlap; consecutive ones are split for a reason (a gap of at
+    # least gap_s, other rules, or the length limit)
+    tracks: dict[Any, list[Any]] = {}
     for s in segs:
-        if s.track_id is not None:
-            tracks.setdefault(s.track_id, []).append(s)
-    for tid, ts in tracks.items():
+        tracks.setdefault(_follow(s.key), []).append(s)
+    for ts in tracks.values():
         ts.sort(key=lambda s: s.start_s)
         for a, b in itertools.pairwise(ts):
             assert a.end_s < b.start_s
-            if a.rules == b.rules:
-                between = [
-                    o
-                    for t, faces in frames
-                    for o in faces
-                    if o.track_id == tid and a.end_s < t < b.start_s
-                ]
-                assert (
-                    b.start_s - a.end_s >= gap
-                    or any(o.rules != a.rules for o in between)
-                    or (max_s is not None and b.start_s - a.start_s >= max_s)
-                )
+            assert (
+                b.start_s - a.end_s >= gap
+                or (by_rules and a.rules != b.rules)
+                or (max_s is not None and b.start_s - a.start_s >= max_s)
+            )
 
 
 @settings(max_examples=150, deadline=None)
-@given(_frames)
-def test_streaming_equals_whole_video(raw: Any) -> None:
+@given(_frames, st.booleans())
+def test_streaming_equals_whole_video(raw: Any, by_rules: bool) -> None:
     frames = _build(raw)
-    seg = Segmenter()
+    seg = Segmenter(by_rules=by_rules, max_s=3.0)
     streamed = []
     for t, faces in frames:
         for s in seg.add(faces, t):
-            assert t - s.end_s >= 0  # never handed out before its last frame
+            assert t >= s.end_s  # never handed out before its last frame
             streamed.append(s)
     streamed += seg.close()
-    key = lambda s: (s.start_s, s.start_frame, s.key.face, s.track_id or -1)  # noqa: E731
-    assert sorted(map(key, streamed)) == sorted(map(key, segment_frames(frames)))
+    whole = segment_frames(frames, by_rules=by_rules, max_s=3.0)
+    key = lambda s: (s.start_s, s.end_s, s.frames, sorted(s.rules), repr(_follow(s.key)))  # noqa: E731
+    assert sorted(map(key, streamed)) == sorted(map(key, whole))

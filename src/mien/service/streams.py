@@ -35,6 +35,7 @@ from mien.rules import RuleSet
 from mien.service.problem import Problem
 from mien.service.rows import ResultRow
 from mien.service.segments import (
+    REVIEW_BY_RULES,
     STREAM_MAX_S,
     Segment,
     Segmenter,
@@ -152,7 +153,7 @@ def run_stream(
     rows: list[dict[str, Any]] = []
     last = time.monotonic()
     error: tuple[str, str] | None = None
-    segments = Segmenter(max_s=STREAM_MAX_S)
+    segments = Segmenter(max_s=STREAM_MAX_S, by_rules=REVIEW_BY_RULES)
     numbers = itertools.count()
     try:
         for event in session.events():

@@ -32,7 +32,13 @@ from mien.service.analysis import (
 from mien.service.config import ServiceConfig
 from mien.service.media import delete_job_media, job_dir
 from mien.service.rows import JobRow
-from mien.service.segments import Segment, Segmenter, frame_observations, segment_row
+from mien.service.segments import (
+    REVIEW_BY_RULES,
+    Segment,
+    Segmenter,
+    frame_observations,
+    segment_row,
+)
 from mien.service.store import Claim, Store
 from mien.video import FrameResult, VideoAnalyzer, VideoOptions, VideoResult
 
@@ -217,7 +223,7 @@ class Worker:
         rows: list[dict[str, Any]] = []
         error: tuple[str, str] | None = None
         seq = 0
-        segmenter = Segmenter()
+        segmenter = Segmenter(by_rules=REVIEW_BY_RULES)
         closing: dict[str, Any] | None = None
         for rec in va.analyze_video(path, on_error="record"):
             if lost.is_set() or self.stop.is_set():
