@@ -45,8 +45,6 @@ REVIEW_BY_RULES = False
 STREAM_MAX_S = 30.0
 #: The ``face`` of an observation that holds a frame's flags about no single face.
 SCENE = -1
-#: Result rows of segments use ``seq`` from here on (frame and event rows use smaller ones).
-SEQ_BASE = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -275,9 +273,14 @@ def segment_frames(
     return sorted(out, key=_order)
 
 
-def segment_row(seg: Segment, seq: int, source: str | None = None) -> dict[str, Any]:
-    """The result row (``store.add_results``) of a segment: flagged, with its keyframe's flags."""
+def segment_row(
+    seg: Segment, source: str | None = None, profile: str | None = None
+) -> dict[str, Any]:
+    """The result row (``store.add_results``, without its ``seq``) of a segment: flagged, with
+    one flag per rule."""
     data = seg.to_dict()
     if source is not None:
         data["source"] = source
-    return {"seq": SEQ_BASE + seq, "kind": "segment", "data": data, "flags": seg.flags()}
+    if profile is not None:
+        data["profile"] = profile
+    return {"kind": "segment", "data": data, "flags": seg.flags()}

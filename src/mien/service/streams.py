@@ -14,8 +14,9 @@ sends the stored events as Server-Sent Events and follows new ones until the job
 
 Frame events keep their flags but are not review items: the flagged faces are grouped into
 segments (:mod:`mien.service.segments`, at most ``STREAM_MAX_S`` long), each stored as a
-``segment`` result (``seq`` from ``segments.SEQ_BASE`` on) as soon as it closes, which
-``GET /v1/review/events`` then sends to open review pages.
+``segment`` result as soon as it closes (the last ones just before the ``summary``), which
+``GET /v1/review/events`` then sends to open review pages. Results are numbered (``seq``)
+0, 1, 2... over events and segments; an event's own ``seq`` stays in its JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,14 +167,19 @@ def run_stream(
             if event.type == "summary" and error is None and isinstance(data.get("error"), dict):
                 error = (str(data["error"].get("code")), str(data["error"].get("message", "")))
             flags = list(data.get("flags", [])) if event.type == "frame" else []
-            row = {"seq": event.seq, "kind": event.type, "data": data, "flags": flags}
+            row: dict[str, Any] = {"kind": event.type, "data": data, "flags": flags}
             closed: list[Segment] = []
             if event.type == "frame":  # the review items are the segments, not the frames
                 row["flagged"] = False
                 t_s = float(data.get("timestamp_ms") or 0.0) / 1000.0
                 closed = segments.add(frame_observations(data, flags), t_s)
-            rows.append(row)
-            rows += [segment_row(seg, next(numbers)) for seg in closed]
+            elif event.type == "summary":  # the last segments go before the closing summary
+                rows += _numbered(
+                    [segment_row(seg, profile=params.profile) for seg in segments.close()], numbers
+                )
+            rows += _numbered(
+                [row] + [segment_row(seg, profile=params.profile) for seg in closed], numbers
+            )
             now = time.monotonic()
             urgent = bool(closed) or event.type != "frame"
             if urgent or len(rows) >= _FLUSH_ROWS or now - last >= _FLUSH_S:
@@ -182,10 +188,19 @@ def run_stream(
     finally:
         done.set()
         session.stop()
-        rows += [segment_row(seg, next(numbers)) for seg in segments.close()]
+        rows += _numbered(
+            [segment_row(seg, profile=params.profile) for seg in segments.close()], numbers
+        )
         store.add_results(job_id, idx, rows)
         watcher.join(timeout=2)
     return error
+
+
+def _numbered(rows: list[dict[str, Any]], numbers: Iterator[int]) -> list[dict[str, Any]]:
+    """``rows`` with the next result numbers (``seq``: 0, 1, 2... over events and segments)."""
+    for row in rows:
+        row["seq"] = next(numbers)
+    return rows
 
 
 def _sse(row: ResultRow) -> str:

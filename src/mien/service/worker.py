@@ -34,7 +34,6 @@ from mien.service.media import delete_job_media, job_dir
 from mien.service.rows import JobRow
 from mien.service.segments import (
     REVIEW_BY_RULES,
-    Segment,
     Segmenter,
     frame_observations,
     segment_row,
@@ -245,7 +244,7 @@ class Worker:
             if frame is not None:  # the review items are the segments, not the frames
                 t_s = float(data["timestamp_ms"]) / 1000.0
                 closed = segmenter.add(frame_observations(data, flags), t_s)
-                rows += [_segment_row(s, name, params) for s in closed]
+                rows += [segment_row(s, name, params.profile) for s in closed]
                 row.update(flags=flags, flagged=False)
             if row["kind"] == "video":
                 closing = row  # the closing record stays the last row
@@ -254,7 +253,7 @@ class Worker:
             if len(rows) >= _BATCH:
                 seq = self._add_numbered(job_id, idx, rows, seq)
                 rows = []
-        rows += [_segment_row(s, name, params) for s in segmenter.close()]
+        rows += [segment_row(s, name, params.profile) for s in segmenter.close()]
         self._add_numbered(job_id, idx, rows + ([closing] if closing else []), seq)
         return error
 
@@ -264,13 +263,6 @@ class Worker:
             row["seq"] = seq + n
         self.store.add_results(job_id, idx, rows)
         return seq + len(rows)
-
-
-def _segment_row(seg: Segment, name: str, params: AnalysisParams) -> dict[str, Any]:
-    """A video job's result row of a segment (``seq`` is set when it is stored)."""
-    row = segment_row(seg, 0, name)
-    row["data"]["profile"] = params.profile
-    return row
 
 
 #: After the server is gone, how long a worker may take to hand its job back before it exits.
