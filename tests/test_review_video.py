@@ -19,6 +19,7 @@ from mien.service.routes import review_media
 from .conftest import shared
 from .live_streams import HLSServer, write_hls
 from .service_fixtures import Service, service_fixture, start_service
+from .test_service_csrf import browser, sign_in
 from .test_service_stream import parse_sse, post_stream
 
 pytest.importorskip("mien.video", reason="video jobs need mien.video")
@@ -168,6 +169,27 @@ def test_a_bounded_answer_for_a_large_file(service: Service, video_job: dict[str
     assert whole.status_code == 206 and whole.content == data[:100_000]
     assert whole.headers["content-range"] == f"bytes 0-99999/{len(data)}"
     assert ranged.status_code == 206 and ranged.content == data[1000:101_000]
+
+
+def test_the_page_session_reaches_media_and_events(
+    service: Service, video_job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review page's session (cookie, no key) plays the video and follows the events."""
+    it, data = video_job["items"][0], video_job["bytes"]
+    page = browser(service)
+    sign_in(service, page, service.key)
+    r = page.get(f"/review/items/{it['id']}/media", headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == data[100:200]
+    assert page.get(it["media_url"], headers={"Range": "bytes=-4"}).content == data[-4:]
+    assert page.get(it["filmstrip_url"]).headers["content-type"] == "image/jpeg"
+    monkeypatch.setattr(review_media, "MAX_STREAM_S", 1.0)
+    sse = page.get("/v1/review/events", params={"after": it["id"] - 1})
+    assert sse.status_code == 200
+    (first, *_) = parse_sse(sse.text)
+    assert first["id"] == it["id"] and first["event"] == "item"
+    assert first["data"]["start_s"] == it["start_s"] and first["data"]["kind"] == "segment"
+    # without key or session: nothing
+    problem(browser(service).get("/v1/review/events"), 401, "Unauthorized")
 
 
 def test_after_the_purge_the_video_is_gone(service: Service, video_job: dict[str, Any]) -> None:

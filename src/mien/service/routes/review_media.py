@@ -54,7 +54,7 @@ CHUNK = 64 * 1024
 #: open streams per API key.
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
-MAX_STREAM_S = 300.0
+MAX_STREAM_S = 60.0
 MAX_STREAMS_PER_KEY = 4
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -267,7 +267,7 @@ async def review_events(
     responses={
         200: {
             "description": "`text/event-stream`: `event: item`, `id` (the item id), `data` (the "
-            "ReviewItem); a comment line as heartbeat; ends after a few minutes (reconnect with "
+            "ReviewItem); a comment line as heartbeat; ends after a minute (reconnect with "
             "Last-Event-ID)",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
