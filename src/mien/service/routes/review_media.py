@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+import os
 import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -40,7 +41,7 @@ from mien.service.media import job_dir
 from mien.service.problem import Problem, responses
 from mien.service.routes.review import ItemId, _item, _session_or_key
 from mien.service.rows import ReviewRow
-from mien.service.state import State
+from mien.service.state import AppState, State
 from mien.service.store import MAX_ID, Store
 from mien.service.thumbnails import filmstrip, keyframe_thumbnail
 
@@ -61,7 +62,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def segment_media(
-    st: Any, result_id: int, key_id: str
+    st: AppState, result_id: int, key_id: str
 ) -> tuple[ReviewRow, dict[str, Any], FilePath]:
     """A flagged segment of ``key_id`` with its data and the path of its retained video
     (404 ``NotFound`` for others, 410 ``MediaPurged`` when the video is gone)."""
@@ -76,7 +77,7 @@ def segment_media(
     return row, json.loads(row.data), path
 
 
-def segment_thumbnail(st: Any, result_id: int, key_id: str) -> Response:
+def segment_thumbnail(st: AppState, result_id: int, key_id: str) -> Response:
     """The keyframe of a segment with the face's box (the review page's thumbnail)."""
     _, data, path = segment_media(st, result_id, key_id)
     return _jpeg(keyframe_thumbnail(path, data))
@@ -115,8 +116,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, first + MAX_RANGE_BYTES - 1)
 
 
-def _read(path: FilePath, first: int, length: int) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+def _read(f: BinaryIO, first: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of the open file ``f`` from ``first`` on, in :data:`CHUNK` pieces."""
+    try:
         f.seek(first)
         left = length
         while left > 0:
@@ -125,18 +127,30 @@ def _read(path: FilePath, first: int, length: int) -> Iterator[bytes]:
                 return
             left -= len(chunk)
             yield chunk
+    finally:
+        f.close()
 
 
-def _media_response(st: Any, result_id: int, key_id: str, range_header: str | None) -> Response:
+def _media_response(
+    st: AppState, result_id: int, key_id: str, range_header: str | None
+) -> Response:
     row, _, path = segment_media(st, result_id, key_id)
-    size = path.stat().st_size
+    try:  # opened now: a purge from here on does not cut the answer short
+        f = open(path, "rb")  # noqa: SIM115 (closed by _read, or after the response)
+        size = os.fstat(f.fileno()).st_size
+    except OSError:
+        raise Problem("MediaPurged", "the video is no longer retained") from None
     kind = mimetypes.guess_type(str(row.name))[0] or ""
     headers = {
         "Accept-Ranges": "bytes",
         "Cache-Control": "no-store",
         "Content-Disposition": "inline",
     }
-    span = parse_range(range_header, size)
+    try:
+        span = parse_range(range_header, size)
+    except Problem:
+        f.close()
+        raise
     if span is None:
         first, length, status = 0, min(size, MAX_RANGE_BYTES), 200
         if size > MAX_RANGE_BYTES:  # never more than the cap at once: answer a range instead
@@ -147,10 +161,11 @@ def _media_response(st: Any, result_id: int, key_id: str, range_header: str | No
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{size}"
     headers["Content-Length"] = str(length)
     return StreamingResponse(
-        _read(path, first, length),
+        _read(f, first, length),
         status_code=status,
         media_type=kind if kind.startswith("video/") else "application/octet-stream",
         headers=headers,
+        background=BackgroundTask(f.close),  # also when the body was never read
     )
 
 
