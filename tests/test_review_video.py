@@ -111,6 +111,24 @@ def test_keyframe_thumbnail_and_filmstrip(service: Service, video_job: dict[str,
     assert len(set(tiles)) == 6
 
 
+@pytest.mark.parametrize("clip", [CLIP, "face_noface.mov"])
+def test_a_seek_finds_the_frame_the_analysis_saw(clip: str) -> None:
+    """Thumbnails seek (cost bounded by the key frame interval, not the position): the frame
+    found for a timestamp is the one that sequential decoding gives at that timestamp."""
+    from mien.media.video import VideoReader
+
+    path = shared("pyfeat_media", clip)
+    with VideoReader(path, full=False, scaled_side=480, threaded=False) as seq:
+        frames = [(f.timestamp_ms, f.scaled) for f in seq]
+    picks = [frames[0], frames[len(frames) // 3], frames[-2], frames[-1]]
+    with VideoReader(path, full=False, scaled_side=480, threaded=False) as reader:
+        for ts, want in picks:
+            got = reader.frame_at(round(ts / 1000, 3) * 1000)  # as stored: ms, 3 decimals
+            assert got is not None and got.timestamp_ms == ts
+            assert got.scaled is not None and (got.scaled == want).all()
+        assert reader.frame_at(10**9) is not None  # past the end: the last frame there is
+
+
 def test_range_requests(service: Service, video_job: dict[str, Any]) -> None:
     it, data = video_job["items"][0], video_job["bytes"]
     size = len(data)

@@ -80,23 +80,23 @@ FILMSTRIP_FRAMES = 6
 FILMSTRIP_HEIGHT = 120
 
 
-def video_frames(path: Path, wanted: set[int], side: int) -> dict[int, Image.Image]:
-    """The decoded frames ``wanted`` (indices among all decoded frames) of the video at
-    ``path``, upright, at most ``side`` px on a side. Decoding stops after the last one wanted,
-    and frames are converted at the small size only: the cost is bounded by the position of
-    the last frame in the (size-limited) upload, not by the video's resolution."""
+def video_frames(path: Path, times_ms: list[float], side: int) -> list[Image.Image]:
+    """The frames of the video at ``path`` at (or just after) ``times_ms``, upright, at most
+    ``side`` px on a side, converted straight to that size. Each is found by seeking to the key
+    frame before it and decoding at most 300 frames from there
+    (:meth:`mien.media.video.VideoReader.frame_at`): the cost does not grow with the position
+    in the video. Frames that cannot be decoded are left out, and so is a frame found twice."""
     from mien.media.video import VideoReader
 
-    out: dict[int, Image.Image] = {}
-    if not wanted:
-        return out
-    last = max(wanted)
+    out: list[Image.Image] = []
+    seen: set[float] = set()
     with VideoReader(path, full=False, scaled_side=side, threaded=False) as reader:
-        for frame in reader:
-            if frame.index in wanted and frame.scaled is not None:
-                out[frame.index] = Image.fromarray(frame.scaled)
-            if frame.index >= last:
-                break
+        for t in times_ms:
+            frame = reader.frame_at(t)
+            if frame is None or frame.scaled is None or frame.timestamp_ms in seen:
+                continue
+            seen.add(frame.timestamp_ms)
+            out.append(Image.fromarray(frame.scaled))
     return out
 
 
@@ -105,10 +105,10 @@ def keyframe_thumbnail(path: Path, segment: dict[str, Any]) -> bytes | None:
     None when the video no longer has that frame."""
     from mien.render.annotate import annotate
 
-    index = int(segment["keyframe"])
-    frame = video_frames(path, {index}, MAX_SIDE).get(index)
-    if frame is None:
+    found = video_frames(path, [float(segment["keyframe_s"]) * 1000.0], MAX_SIDE)
+    if not found:
         return None
+    frame = found[0]
     rgb = np.asarray(frame.convert("RGB"))
     box = segment.get("keyframe_box")
     width = segment.get("width")
@@ -122,17 +122,13 @@ def keyframe_thumbnail(path: Path, segment: dict[str, Any]) -> bytes | None:
 
 
 def filmstrip(path: Path, segment: dict[str, Any], frames: int = FILMSTRIP_FRAMES) -> bytes | None:
-    """One JPEG: ``frames`` evenly spaced frames of a segment side by side, each
+    """One JPEG: up to ``frames`` evenly spaced frames of a segment side by side, each
     ``FILMSTRIP_HEIGHT`` px high; None when the video no longer has them."""
-    first, last = int(segment["start_frame"]), int(segment["end_frame"])
-    picks = filmstrip_indices(first, last, frames)
-    got = video_frames(path, set(picks), MAX_SIDE)
+    times = filmstrip_times(float(segment["start_s"]), float(segment["end_s"]), frames)
     tiles = []
-    for i in picks:
-        if i in got:
-            img = got[i]
-            w = max(1, round(img.width * FILMSTRIP_HEIGHT / img.height))
-            tiles.append(img.resize((w, FILMSTRIP_HEIGHT)))
+    for img in video_frames(path, times, MAX_SIDE):
+        w = max(1, round(img.width * FILMSTRIP_HEIGHT / img.height))
+        tiles.append(img.resize((w, FILMSTRIP_HEIGHT)))
     if not tiles:
         return None
     strip = Image.new("RGB", (sum(t.width for t in tiles), FILMSTRIP_HEIGHT))
@@ -143,13 +139,13 @@ def filmstrip(path: Path, segment: dict[str, Any], frames: int = FILMSTRIP_FRAME
     return _jpeg(strip)
 
 
-def filmstrip_indices(first: int, last: int, frames: int) -> list[int]:
-    """``frames`` (or fewer, when the segment is shorter) evenly spaced indices in
-    ``[first, last]``, both ends included."""
-    if last <= first or frames <= 1:
-        return [first]
-    n = min(frames, last - first + 1)
-    return sorted({first + round(k * (last - first) / (n - 1)) for k in range(n)})
+def filmstrip_times(start_s: float, end_s: float, frames: int) -> list[float]:
+    """``frames`` evenly spaced times (ms) from ``start_s`` to ``end_s``, both included (one
+    when the segment is a single moment)."""
+    if end_s <= start_s or frames <= 1:
+        return [start_s * 1000.0]
+    step = (end_s - start_s) / (frames - 1)
+    return [(start_s + k * step) * 1000.0 for k in range(frames)]
 
 
 def _jpeg(img: Image.Image) -> bytes:
