@@ -364,7 +364,7 @@ def test_video_job(service: Service) -> None:
     ).json()
     items = page["items"]
     kinds = [it["kind"] for it in items]
-    assert kinds[-1] == "video" and "frame" in kinds and "track" in kinds
+    assert kinds[-1] == "video" and {"frame", "track", "segment"} <= set(kinds)
     assert {it["result"]["source"] for it in items} == {video.name}
     closing = items[-1]["result"]
     assert closing["frames_analysed"] == kinds.count("frame") < closing["frames_decoded"]
@@ -375,14 +375,15 @@ def test_video_job(service: Service) -> None:
         assert bool(f["flags"]) == bool(f["result"]["faces"])
         assert f["result"]["profile"] == "publish-safe"
     assert [it["seq"] for it in items] == list(range(len(items)))
-    # flagged frames reach the review list (without a thumbnail: that is for photos)
+    # the flagged frames reach the review list as segments of a face track, each with the
+    # keyframe as thumbnail (tests/test_review_video.py has the rest)
     review = service.client.get("/v1/review/items", headers=service.auth).json()
     frames_flagged = [it for it in review if it["job_id"] == job["id"]]
-    assert frames_flagged and {it["kind"] for it in frames_flagged} == {"frame"}
+    assert frames_flagged and {it["kind"] for it in frames_flagged} == {"segment"}
     thumb = service.client.get(
         f"/review/items/{frames_flagged[0]['id']}/thumbnail", headers=service.auth
     )
-    problem(thumb, 404, "NotFound")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     # another API key sees none of this job's items: not listed, not exported, not decidable
     _, other = service.new_key("another team")
     other_auth = {"Authorization": f"Bearer {other}"}

@@ -406,6 +406,7 @@ class VideoReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._used = False
+        self._decoder_set = False
 
     # -- context / lifecycle ---------------------------------------------------------------
 
@@ -485,13 +486,48 @@ class VideoReader:
             return
         self._put(_END)
 
-    def _produce(self) -> Iterator[Any]:
+    def _decoder(self) -> Any:
+        """The video stream, set up (once, before its codec opens) to decode within limits."""
         stream = self._stream
-        stream.thread_type = "AUTO"
-        stream.codec_context.options = {
-            **stream.codec_context.options,
-            **_decoder_options(self.limits),
-        }
+        if not self._decoder_set:
+            stream.thread_type = "AUTO"
+            stream.codec_context.options = {
+                **stream.codec_context.options,
+                **_decoder_options(self.limits),
+            }
+            self._decoder_set = True
+        return stream
+
+    def frame_at(self, timestamp_ms: float, max_frames: int = 300) -> VideoFrame | None:
+        """The first frame at or after ``timestamp_ms`` (1.5 ms slack: timestamps are stored
+        rounded), found by seeking to the key frame before it and decoding at most
+        ``max_frames`` frames from there (the last one decoded when none gets there), so the
+        cost does not grow with the position in the video. None when nothing decodes there.
+        Its ``index`` is -1 (unknown after a seek). For single pictures (thumbnails); do not
+        mix with iterating the reader."""
+        stream = self._decoder()
+        tb = float(self.info.time_base)
+        start = stream.start_time or 0
+        found: tuple[Any, float] | None = None
+        try:
+            self._container.seek(
+                start + int(timestamp_ms / 1000.0 / tb), stream=stream, backward=True
+            )
+            for n, frame in enumerate(self._container.decode(stream)):
+                if frame.pts is not None:
+                    found = (frame, (frame.pts - start) * tb * 1000.0)
+                    if found[1] >= timestamp_ms - 1.5:
+                        break
+                if n + 1 >= max_frames:
+                    break
+        except av.FFmpegError:
+            return None
+        if found is None:
+            return None
+        return self._convert(found[0], -1, found[1], int(found[0].pts))
+
+    def _produce(self) -> Iterator[Any]:
+        stream = self._decoder()
         streams = [stream] + ([self._audio_stream] if self._audio_stream is not None else [])
         tb = float(self.info.time_base)
         start = stream.start_time if stream.start_time is not None else None

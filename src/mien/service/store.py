@@ -374,7 +374,7 @@ class Store:
                         "kind": r["kind"],
                         "data": json.dumps(r["data"], allow_nan=False),
                         "flags": json.dumps(r.get("flags", [])),
-                        "flagged": bool(r.get("flags")),
+                        "flagged": bool(r.get("flagged", r.get("flags"))),
                         "created_at": now,
                     }
                     for r in rows
@@ -561,6 +561,28 @@ class Store:
         with self.engine.connect() as c:
             rows = c.execute(q.order_by(results.c.id).limit(limit)).mappings().all()
         return [ReviewRow.of(r) for r in rows]
+
+    def flagged_after(
+        self, *, key_ids: Sequence[str], after: int, limit: int = 100
+    ) -> list[ReviewRow]:
+        """Flagged results of the jobs of ``key_ids`` with an id above ``after``, oldest first
+        (the live review events)."""
+        if after >= self._max_id():
+            return []
+        rows: list[ReviewRow] = []
+        with self.engine.connect() as c:
+            for key_id in key_ids:
+                q = self._reviewable(key_id).where(
+                    results.c.flagged.is_(True), results.c.id > after
+                )
+                found = c.execute(q.order_by(results.c.id).limit(limit)).mappings().all()
+                rows += [ReviewRow.of(r) for r in found]
+        return sorted(rows, key=lambda r: int(r.id))[:limit]
+
+    def last_result_id(self) -> int:
+        """The highest result id so far (0 without any)."""
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.max(results.c.id))).scalar() or 0)
 
     def result_with_media(self, result_id: int, *, key_id: str) -> ReviewRow | None:
         """One result with its job's media state, when it belongs to a job of ``key_id``."""

@@ -11,16 +11,23 @@ The worker opens the address under the server's outbound policy (``--allow-strea
 :class:`mien.live.LiveSession` and stores every event as a result row
 (``kind`` = the event type, ``seq`` = the event's ``seq``). ``GET /v1/jobs/{id}/events``
 sends the stored events as Server-Sent Events and follows new ones until the job is final.
+
+Frame events keep their flags but are not review items: the flagged faces are grouped into
+segments (:mod:`mien.service.segments`, at most ``STREAM_MAX_S`` long), each stored as a
+``segment`` result as soon as it closes (the last ones just before the ``summary``), which
+``GET /v1/review/events`` then sends to open review pages. Results are numbered (``seq``)
+0, 1, 2... over events and segments; an event's own ``seq`` stays in its JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,14 @@ from mien.live.outbound import OutboundPolicy
 from mien.rules import RuleSet
 from mien.service.problem import Problem
 from mien.service.rows import ResultRow
+from mien.service.segments import (
+    REVIEW_BY_RULES,
+    STREAM_MAX_S,
+    Segment,
+    Segmenter,
+    frame_observations,
+    segment_row,
+)
 from mien.service.store import FINAL, Store
 
 #: The file (in the job's media folder) that holds the stream address.
@@ -139,6 +154,8 @@ def run_stream(
     rows: list[dict[str, Any]] = []
     last = time.monotonic()
     error: tuple[str, str] | None = None
+    segments = Segmenter(max_s=STREAM_MAX_S, by_rules=REVIEW_BY_RULES)
+    numbers = itertools.count()
     try:
         for event in session.events():
             data = event.to_dict()
@@ -150,17 +167,40 @@ def run_stream(
             if event.type == "summary" and error is None and isinstance(data.get("error"), dict):
                 error = (str(data["error"].get("code")), str(data["error"].get("message", "")))
             flags = list(data.get("flags", [])) if event.type == "frame" else []
-            rows.append({"seq": event.seq, "kind": event.type, "data": data, "flags": flags})
+            row: dict[str, Any] = {"kind": event.type, "data": data, "flags": flags}
+            closed: list[Segment] = []
+            if event.type == "frame":  # the review items are the segments, not the frames
+                row["flagged"] = False
+                t_s = float(data.get("timestamp_ms") or 0.0) / 1000.0
+                closed = segments.add(frame_observations(data, flags), t_s)
+            elif event.type == "summary":  # the last segments go before the closing summary
+                rows += _numbered(
+                    [segment_row(seg, profile=params.profile) for seg in segments.close()], numbers
+                )
+            rows += _numbered(
+                [row] + [segment_row(seg, profile=params.profile) for seg in closed], numbers
+            )
             now = time.monotonic()
-            if len(rows) >= _FLUSH_ROWS or now - last >= _FLUSH_S or event.type != "frame":
+            urgent = bool(closed) or event.type != "frame"
+            if urgent or len(rows) >= _FLUSH_ROWS or now - last >= _FLUSH_S:
                 store.add_results(job_id, idx, rows)
                 rows, last = [], now
     finally:
         done.set()
         session.stop()
+        rows += _numbered(
+            [segment_row(seg, profile=params.profile) for seg in segments.close()], numbers
+        )
         store.add_results(job_id, idx, rows)
         watcher.join(timeout=2)
     return error
+
+
+def _numbered(rows: list[dict[str, Any]], numbers: Iterator[int]) -> list[dict[str, Any]]:
+    """``rows`` with the next result numbers (``seq``: 0, 1, 2... over events and segments)."""
+    for row in rows:
+        row["seq"] = next(numbers)
+    return rows
 
 
 def _sse(row: ResultRow) -> str:

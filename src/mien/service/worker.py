@@ -32,6 +32,12 @@ from mien.service.analysis import (
 from mien.service.config import ServiceConfig
 from mien.service.media import delete_job_media, job_dir
 from mien.service.rows import JobRow
+from mien.service.segments import (
+    REVIEW_BY_RULES,
+    Segmenter,
+    frame_observations,
+    segment_row,
+)
 from mien.service.store import Claim, Store
 from mien.video import FrameResult, VideoAnalyzer, VideoOptions, VideoResult
 
@@ -215,7 +221,10 @@ class Worker:
         include_mesh = "mesh" in params.features
         rows: list[dict[str, Any]] = []
         error: tuple[str, str] | None = None
-        for seq, rec in enumerate(va.analyze_video(path, on_error="record")):
+        seq = 0
+        segmenter = Segmenter(by_rules=REVIEW_BY_RULES)
+        closing: dict[str, Any] | None = None
+        for rec in va.analyze_video(path, on_error="record"):
             if lost.is_set() or self.stop.is_set():
                 return ("JobInterrupted", f"{name}: interrupted")
             frame = rec if isinstance(rec, FrameResult) else None
@@ -231,14 +240,29 @@ class Worker:
                 data["flags"] = flags
             if isinstance(rec, VideoResult) and rec.error is not None:
                 error = (rec.error.code, _hide_path(rec.error.message, path, name))
-            rows.append(
-                {"seq": seq, "kind": str(data.get("kind", "frame")), "data": data, "flags": flags}
-            )
+            row: dict[str, Any] = {"kind": str(data.get("kind", "frame")), "data": data}
+            if frame is not None:  # the review items are the segments, not the frames
+                t_s = float(data["timestamp_ms"]) / 1000.0
+                closed = segmenter.add(frame_observations(data, flags), t_s)
+                rows += [segment_row(s, name, params.profile) for s in closed]
+                row.update(flags=flags, flagged=False)
+            if row["kind"] == "video":
+                closing = row  # the closing record stays the last row
+            else:
+                rows.append(row)
             if len(rows) >= _BATCH:
-                self.store.add_results(job_id, idx, rows)
+                seq = self._add_numbered(job_id, idx, rows, seq)
                 rows = []
-        self.store.add_results(job_id, idx, rows)
+        rows += [segment_row(s, name, params.profile) for s in segmenter.close()]
+        self._add_numbered(job_id, idx, rows + ([closing] if closing else []), seq)
         return error
+
+    def _add_numbered(self, job_id: str, idx: int, rows: list[dict[str, Any]], seq: int) -> int:
+        """Store ``rows`` numbered from ``seq`` on; the next free number."""
+        for n, row in enumerate(rows):
+            row["seq"] = seq + n
+        self.store.add_results(job_id, idx, rows)
+        return seq + len(rows)
 
 
 #: After the server is gone, how long a worker may take to hand its job back before it exits.

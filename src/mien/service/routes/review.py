@@ -77,6 +77,11 @@ class ReviewItem(BaseModel):
     decision: str | None
     reviewer: str | None
     decided_at: str | None
+    start_s: float | None = Field(None, description="video segments: first flagged frame, s")
+    end_s: float | None = Field(None, description="video segments: last flagged frame, s")
+    track_id: int | None = Field(None, description="video segments: the face track")
+    media_url: str | None = Field(None, description="video segments: the retained video")
+    filmstrip_url: str | None = Field(None, description="video segments: frames as one JPEG")
 
 
 #: A reviewer's name: no NUL (PostgreSQL cannot store it) and no control character but the tab
@@ -91,6 +96,13 @@ class Decision(BaseModel):
 
 def _item(row: ReviewRow) -> ReviewItem:
     data = json.loads(row.data)
+    retained = bool(row.media_file) and not row.media_purged
+    segment: dict[str, Any] = {}
+    if row.kind == "segment":
+        segment = {k: data.get(k) for k in ("start_s", "end_s", "track_id")}
+        if retained:
+            segment["media_url"] = f"/v1/review/items/{int(row.id)}/media"
+            segment["filmstrip_url"] = f"/review/items/{int(row.id)}/filmstrip"
     return ReviewItem(
         id=int(row.id),
         job_id=row.job_id,
@@ -101,10 +113,11 @@ def _item(row: ReviewRow) -> ReviewItem:
         faces=len(data.get("faces") or []),
         profile=data.get("profile"),
         flags=json.loads(row.flags),
-        media_retained=bool(row.media_file) and not row.media_purged,
+        media_retained=retained,
         decision=row.decision,
         reviewer=row.reviewer,
         decided_at=_iso(row.decided_at),
+        **segment,
     )
 
 
@@ -259,6 +272,10 @@ def thumbnail(request: Request, st: State, result_id: int = ItemId) -> Response:
     row = st.store.result_with_media(result_id, key_id=key_id)
     if row is None or not row.flagged:
         raise Problem("NotFound", f"no flagged item {result_id}")
+    if row.kind == "segment":  # the keyframe of a video segment
+        from mien.service.routes.review_media import segment_thumbnail  # (imports this module)
+
+        return segment_thumbnail(st, result_id, key_id)
     if row.media_purged or not row.media_file:
         raise Problem("MediaPurged", "the picture is no longer retained")
     if row.kind != "image":
