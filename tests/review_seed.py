@@ -39,8 +39,8 @@ def _flags(i: int) -> list[dict[str, Any]]:
 
 def seed_queue(store: Store, key_id: str, n: int, *, segment_every: int = 4) -> list[str]:
     """``n`` flagged items for ``key_id`` (every ``segment_every``-th job a video job whose
-    rows are segments), oldest first, one second apart; returns the job ids."""
-    start = time.time() - n
+    rows are segments), oldest first, 10 ms apart from now on; returns the job ids."""
+    start = time.time()
     job_ids: list[str] = []
     job_rows: list[dict[str, Any]] = []
     item_rows: list[dict[str, Any]] = []
@@ -61,8 +61,8 @@ def seed_queue(store: Store, key_id: str, n: int, *, segment_every: int = 4) -> 
                 "request_hash": "0" * 64,
                 "total_items": 1 if video else count,
                 "done_items": 1 if video else count,
-                "created_at": start + j * PER_JOB,
-                "finished_at": start + j * PER_JOB,
+                "created_at": start + j * PER_JOB * 0.01,
+                "finished_at": start + j * PER_JOB * 0.01,
                 "retention_s": 86400,
             }
         )
@@ -84,7 +84,7 @@ def seed_queue(store: Store, key_id: str, n: int, *, segment_every: int = 4) -> 
                     "flags": json.dumps(_flags(i)),
                     "severity": severity_of(_flags(i)),
                     "flagged": True,
-                    "created_at": start + i,
+                    "created_at": start + i * 0.01,
                 }
             )
     with store.engine.begin() as c:
