@@ -136,6 +136,7 @@ def _ids(page: Any) -> list[int]:
 def _shot(page: Any, live: Live, name: str) -> None:  # noqa: F811
     if os.environ.get("MIEN_DOC_SCREENSHOTS") == "1" and "sqlite" in live.config.database_url:
         SHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
