@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, literal, or_
+from sqlalchemy import and_, literal, or_, true
 
 from mien.service.schema import jobs, results
 
@@ -62,7 +62,8 @@ def severity_of(flags: Sequence[Mapping[str, Any]]) -> int:
 
 def conditions(f: QueueFilter) -> list[Any]:
     """The WHERE clauses of ``f`` (results joined with their jobs), without the status."""
-    where: list[Any] = [results.c.flagged.is_(True), jobs.c.key_id.in_(f.key_ids)]
+    # "flagged = true" (not "IS TRUE"): PostgreSQL walks the queue's indexes only for "="
+    where: list[Any] = [results.c.flagged == true(), jobs.c.key_id.in_(f.key_ids)]
     if f.rule is not None:
         where.append(results.c.flags.contains(json.dumps({"rule": f.rule})[1:-1], autoescape=True))
     if f.profile is not None:
@@ -105,12 +106,9 @@ def after(sort: str, key: int, last_id: int) -> Any:
     return results.c.id < last_id
 
 
-def sort_key(sort: str, row: Any) -> int:
-    """The sort key of ``row`` (a mapping with ``flags``), computed as the SQL does."""
-    if sort != "severity":
-        return 0
-    flags = str(row["flags"])
-    return flags.count('"severity": "error"') * ERROR_WEIGHT + flags.count('"rule": ')
+def sort_column(sort: str) -> Any:
+    """The sort key a page query selects next to the id (0 where the id alone orders)."""
+    return (results.c.severity if sort == "severity" else literal(0)).label("sort_key")
 
 
 def encode_cursor(sort: str, key: int, last_id: int) -> str:

@@ -626,18 +626,26 @@ class Store:
         f = queue.as_filter(
             key_ids, rule=rule, profile=profile, job_id=job_id, since=since, until=until, kind=kind
         )
-        q = self._reviewable(f.key_ids).where(*queue.conditions(f), queue.status_condition(status))
+        # the page's ids first (a narrow sort on an index), then their rows
+        ids = (
+            select(results.c.id, queue.sort_column(sort))
+            .select_from(results.join(jobs, jobs.c.id == results.c.job_id))
+            .where(*queue.conditions(f), queue.status_condition(status))
+        )
         if cursor is not None:
-            q = q.where(queue.after(sort, *queue.decode_cursor(cursor, sort)))
+            ids = ids.where(queue.after(sort, *queue.decode_cursor(cursor, sort)))
         if not f.key_ids:
             return [], None
         with self.engine.connect() as c:
-            rows = c.execute(q.order_by(*queue.order(sort)).limit(limit + 1)).mappings().all()
-        page = [ReviewRow.of(r) for r in rows[:limit]]
-        if len(rows) <= limit:
+            keys = c.execute(ids.order_by(*queue.order(sort)).limit(limit + 1)).all()
+            wanted = [int(k[0]) for k in keys[:limit]]
+            rows = c.execute(self._reviewable(f.key_ids).where(results.c.id.in_(wanted)))
+            by_id = {int(r["id"]): ReviewRow.of(r) for r in rows.mappings()}
+        page = [by_id[i] for i in wanted if i in by_id]
+        if len(keys) <= limit:
             return page, None
-        last = rows[limit - 1]
-        return page, queue.encode_cursor(sort, queue.sort_key(sort, last), int(last["id"]))
+        last = keys[limit - 1]
+        return page, queue.encode_cursor(sort, int(last[1]), int(last[0]))
 
     def review_counts(
         self,
