@@ -9,6 +9,7 @@ docs/review.md); CI leaves them alone."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,3 +239,72 @@ def test_queue_page_by_keyboard(live: Live, queue: dict[str, Any]) -> None:  # n
             assert not [m for m in console if "rror" in m], console
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0006_fills_the_severity_of_older_results(backend: str, tmp_path: Path) -> None:
+    """Rows stored before 0006 get the severity :func:`severity_of` gives new rows."""
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import column, insert, select, table
+
+    from mien.service.queue import severity_of
+    from mien.service.schema import api_keys, job_items, jobs, results
+    from mien.service.store import make_engine
+
+    from .service_fixtures import make_database
+
+    db = make_database(backend)
+    engine = make_engine(db.url or f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("mien.service") / "migrations"))
+    flag_sets = [[], [{"rule": "a", "severity": "warning", "message": "m"}]]
+    flag_sets += [
+        [{"rule": f"r{i}", "severity": s, "message": "x"} for i, s in enumerate(sev)]
+        for sev in (["error"], ["error", "warning", "error"], ["info"] * 4)
+    ]
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+        # the results table as 0002 made it (no severity column)
+        old = table("results", *[column(c.name) for c in results.c if c.name != "severity"])
+        with engine.begin() as conn:
+            conn.execute(insert(api_keys).values(id="k", secret_hash="h", created_at=0.0))
+            conn.execute(
+                insert(jobs).values(
+                    id="j" * 32,
+                    key_id="k",
+                    kind="images",
+                    status="succeeded",
+                    params="{}",
+                    request_hash="h",
+                    total_items=1,
+                    created_at=0.0,
+                    retention_s=60,
+                )
+            )
+            conn.execute(insert(job_items).values(job_id="j" * 32, idx=0, name="x", status="done"))
+            for seq, flags in enumerate(flag_sets):
+                values = {
+                    "job_id": "j" * 32,
+                    "item_idx": 0,
+                    "seq": seq,
+                    "kind": "image",
+                    "data": "{}",
+                    "flags": json.dumps(flags),
+                    "flagged": bool(flags),
+                    "created_at": 0.0,
+                }
+                conn.execute(insert(old).values(**values))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            got = conn.execute(select(results.c.seq, results.c.severity).order_by("seq")).all()
+        assert [s for _, s in got] == [severity_of(f) for f in flag_sets] == [0, 1, 101, 203, 4]
+    finally:
+        engine.dispose()
+        db.drop()
