@@ -235,6 +235,11 @@ def test_queue_page_by_keyboard(live: Live, queue: dict[str, Any]) -> None:  # n
             page.keyboard.press("?")
             assert page.is_visible("#help")
             _shot(page, live, "help")
+            # an item's own page (a link in each card; its forms work without JavaScript)
+            one = next(iter(approved))
+            page.goto(f"{live.base}/review/items/{one}")
+            assert "approved by Ada" in page.inner_text(f"#item-{one} .decision")
+            assert page.request.get(f"{live.base}/review/items/999999").status == 404
             assert not [m for m in console if "Content Security Policy" in m], console
             assert not [m for m in console if "rror" in m], console
         finally:
