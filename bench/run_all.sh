@@ -21,3 +21,5 @@ own .venv/bin/python bench/video.py --max-frames 120
 own .venv/bin/python bench/live.py
 own .venv/bin/python bench/batch.py
 own .venv/bin/python bench/service.py
+# PostgreSQL too when MIEN_TEST_POSTGRES_URL names a server (as for the tests), else SQLite only
+own .venv/bin/python bench/review.py ${MIEN_TEST_POSTGRES_URL:+--postgres "$MIEN_TEST_POSTGRES_URL"}

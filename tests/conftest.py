@@ -72,6 +72,7 @@ SLOW: dict[str, str | frozenset[str]] = {
             "test_output_rule",
             "test_redact_failclosed",
             "test_redact_video",
+            "test_review_page",
             "test_rules_photos",
             "test_service_cost",
             "test_service_restart",

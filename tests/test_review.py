@@ -141,8 +141,8 @@ def test_review_page_in_chromium(live: Live) -> None:
     from playwright.sync_api import sync_playwright
 
     job = _flagged_job(live)
-    items = httpx.get(f"{live.base}/v1/review/items", headers=live.auth).json()
-    mine = [it for it in items if it["job_id"] == job["id"]]
+    items = httpx.get(f"{live.base}/v1/review/items", headers=live.auth).json()["items"]
+    mine = sorted((it for it in items if it["job_id"] == job["id"]), key=lambda it: it["id"])
     assert [it["name"] for it in mine] == ["astronaut.jpg", "bald_guys.jpg"]  # not dogs.jpg
     assert all(it["flags"] and it["media_retained"] for it in mine)
     first, second = mine
@@ -176,14 +176,18 @@ def test_review_page_in_chromium(live: Live) -> None:
             assert 0 < img.evaluate("el => el.naturalWidth") <= 480
             assert page.locator(f"#item-{second['id']} .reasons li").count() >= 20
 
+            # decided items leave the (default) undecided view without a page load
             one.locator("button.approve").click()
+            page.wait_for_selector(f"#item-{first['id']}", state="detached")
+            page.locator(f"#item-{second['id']} button.reject").click()
+            page.wait_for_selector(f"#item-{second['id']}", state="detached")
+            page.select_option("#f-status", "all")
             page.wait_for_selector(f"#item-{first['id']}.approved")
             assert "approved by Ada" in page.inner_text(f"#item-{first['id']} .decision")
-            page.locator(f"#item-{second['id']} button.reject").click()
-            page.wait_for_selector(f"#item-{second['id']}.rejected")
             assert "rejected by Ada" in page.inner_text(f"#item-{second['id']} .decision")
             page.reload()
-            assert page.locator(f"#item-{first['id']}.approved").count() == 1
+            page.select_option("#f-status", "approved")
+            page.wait_for_selector(f"#item-{first['id']}.approved")
             # the browser holds a session id, never the key (HttpOnly, SameSite=Strict)
             cookies = {c["name"]: c for c in page.context.cookies()}
             session = cookies["mien_session"]
@@ -191,18 +195,22 @@ def test_review_page_in_chromium(live: Live) -> None:
             assert session["path"] == "/" and not session["secure"]  # plain http here
             assert all(live.key not in c["value"] for c in cookies.values())
             assert page.evaluate("document.cookie") == ""  # HttpOnly: no script sees it
-            # the page's export link works with the session; /v1 does not take the cookie
+            # the page's export link works with the session; the export API does not take the
+            # cookie (the queue API does: the page's script reads it with the session)
             csv_text = page.request.get(f"{live.base}/review/export?format=csv").text()
             assert page.request.get(f"{live.base}/v1/review/export?format=csv").status == 401
             with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
-                assert "astronaut" in replayer.get(f"{live.base}/review").text  # the cookie works
+                queue = replayer.get(f"{live.base}/v1/review/items?status=all").text
+                assert "astronaut" in queue  # the cookie works
             page.click("#sign-out")
             page.wait_for_selector("#sign-in")
             assert "mien_session" not in {c["name"] for c in page.context.cookies()}
             # the session is gone on the server: its old cookie opens nothing any more
             with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
                 replay = replayer.get(f"{live.base}/review")
+                replay_api = replayer.get(f"{live.base}/v1/review/items?status=all")
             assert replay.status_code == 401 and "astronaut" not in replay.text
+            assert replay_api.status_code == 401 and "astronaut" not in replay_api.text
             # the Content Security Policy held everything the page uses (no violation reported)
             assert not [m for m in console if "Content Security Policy" in m], console
         finally:
@@ -222,7 +230,7 @@ def test_review_api_and_purged_thumbnails(live: Live) -> None:
     job = _flagged_job(live)
     items = httpx.get(
         f"{live.base}/v1/review/items", params={"undecided": True}, headers=live.auth
-    ).json()
+    ).json()["items"]
     mine = [it for it in items if it["job_id"] == job["id"]]
     assert len(mine) == 2
     target = mine[0]["id"]
@@ -251,7 +259,7 @@ def test_review_api_and_purged_thumbnails(live: Live) -> None:
     httpx.delete(f"{live.base}/v1/jobs/{job['id']}", headers=live.auth)
     gone = httpx.get(f"{live.base}/review/items/{target}/thumbnail", headers=live.auth)
     assert gone.status_code == 410 and gone.json()["code"] == "MediaPurged"
-    after = httpx.get(f"{live.base}/v1/review/items", headers=live.auth).json()
+    after = httpx.get(f"{live.base}/v1/review/items", headers=live.auth).json()["items"]
     (item,) = [it for it in after if it["id"] == target]
     assert not item["media_retained"] and item["decision"] == "rejected" and item["flags"]
 

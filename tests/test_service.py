@@ -377,7 +377,9 @@ def test_video_job(service: Service) -> None:
     assert [it["seq"] for it in items] == list(range(len(items)))
     # the flagged frames reach the review list as segments of a face track, each with the
     # keyframe as thumbnail (tests/test_review_video.py has the rest)
-    review = service.client.get("/v1/review/items", headers=service.auth).json()
+    review = service.client.get(
+        "/v1/review/items", params={"limit": 200}, headers=service.auth
+    ).json()["items"]
     frames_flagged = [it for it in review if it["job_id"] == job["id"]]
     assert frames_flagged and {it["kind"] for it in frames_flagged} == {"segment"}
     thumb = service.client.get(
@@ -387,7 +389,7 @@ def test_video_job(service: Service) -> None:
     # another API key sees none of this job's items: not listed, not exported, not decidable
     _, other = service.new_key("another team")
     other_auth = {"Authorization": f"Bearer {other}"}
-    seen = service.client.get("/v1/review/items", headers=other_auth).json()
+    seen = service.client.get("/v1/review/items", headers=other_auth).json()["items"]
     assert not [it for it in seen if it["job_id"] == job["id"]]
     exported = service.client.get("/v1/review/export", headers=other_auth).json()
     assert not [row for row in exported if row["job_id"] == job["id"]]

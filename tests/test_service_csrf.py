@@ -213,12 +213,25 @@ def test_a_cookie_does_not_authenticate_v1(service: Service, fresh: TestClient) 
         old_browser.cookies.set("mien_key", service.key)
         for method, path in V1_ROUTES:
             problem(old_browser.request(method, path, content=JPEG), 401, "Unauthorized")
-    # a live review session does not open /v1 either
-    sign_in(service, fresh, service.key)
+    # a live review session opens the review queue API only (issue 18: the page's script reads
+    # it with the session; its writes need the X-CSRF-Token header), no other /v1 route
+    token = sign_in(service, fresh, service.key)
     assert fresh.get("/review").status_code == 200
     for method, path in V1_ROUTES:
         r = fresh.request(method, path, content=JPEG, headers={"content-type": "image/jpeg"})
-        problem(r, 401, "Unauthorized")
+        if path == "/v1/review/items":
+            assert r.status_code == 200 and "counts" in r.json(), r.text
+        else:
+            problem(r, 401, "Unauthorized")
+    item = flagged_item(service, service.key.split("_")[1])
+    decide = f"/v1/review/items/{item}/decision"
+    problem(fresh.post(decide, json={"decision": "approve"}), 403, "InvalidCsrfToken")
+    forged = {"X-CSRF-Token": "x" * 43}
+    problem(
+        fresh.post(decide, json={"decision": "approve"}, headers=forged), 403, "InvalidCsrfToken"
+    )
+    ok = fresh.post(decide, json={"decision": "approve"}, headers={"X-CSRF-Token": token})
+    assert ok.status_code == 200 and ok.json()["reviewer"] == "Ada", ok.text
     # the page's own export works with the session (and answers what /v1 answers for the key)
     page_csv = fresh.get("/review/export?format=csv")
     api_csv = service.client.get("/v1/review/export?format=csv", headers=service.auth)
@@ -402,7 +415,8 @@ def test_a_new_sign_in_replaces_the_session(service: Service, fresh: TestClient)
 def assert_security_headers(resp: httpx.Response) -> None:
     h = resp.headers
     assert h["content-security-policy"] == CSP, resp.request.url
-    assert "frame-ancestors 'none'" in CSP and "script-src 'none'" in CSP
+    assert "frame-ancestors 'none'" in CSP and "script-src 'self'" in CSP
+    assert "unsafe" not in CSP  # no inline script, no eval: the review page's JS is a file
     assert h["x-content-type-options"] == "nosniff"
     assert h["x-frame-options"] == "DENY"
     assert h["referrer-policy"] == "same-origin"
@@ -467,7 +481,13 @@ def test_pages_load_nothing_from_elsewhere_and_run_no_script(
     review = fresh.get("/review")
     with browser(service) as anon:
         login = anon.get("/review")
-    for page in (docs.text, review.text, login.text):
+    # the queue page loads one script, a same-origin file (the CSP forbids inline script)
+    tag = '<script src="/review/static/review.js" defer></script>'
+    assert review.text.count(tag) == 1
+    assert (
+        fresh.get("/review/static/review.js").headers["content-type"].startswith("text/javascript")
+    )
+    for page in (docs.text, review.text.replace(tag, ""), login.text):
         assert "<script" not in page.lower() and "javascript:" not in page.lower()
         assert not re.search(r"<[^>]*\son[a-z]+\s*=", page, re.IGNORECASE)  # no onclick=...
         assert "style=" not in page.lower() and "<style" not in page.lower()

@@ -235,7 +235,7 @@ def test_csv_export_neutralises_formulas(working: Service) -> None:
     assert r.status_code == 202, r.text
     job = working.wait_job(r.headers["location"])
     assert job["status"] == "succeeded", job
-    items = working.client.get("/v1/review/items", headers=working.auth).json()
+    items = working.client.get("/v1/review/items", headers=working.auth).json()["items"]
     item = next(it for it in items if it["job_id"] == job["id"])
     assert item["name"] == evil_name
     reviewers = {

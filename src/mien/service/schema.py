@@ -60,6 +60,7 @@ jobs = Table(
 )
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
 Index("ix_jobs_expires", jobs.c.expires_at)
+Index("ix_jobs_key", jobs.c.key_id, jobs.c.id)
 
 job_items = Table(
     "job_items",
@@ -89,10 +90,17 @@ results = Table(
     Column("reviewer", String(200), nullable=True),
     Column("reviewer_key", String(32), nullable=True),
     Column("decided_at", Float, nullable=True),
+    # the review queue's severity sort key (mien.service.queue.severity_of of the flags)
+    Column("severity", Integer, nullable=False, server_default="0"),
     UniqueConstraint("job_id", "item_idx", "seq", name="uq_results_item_seq"),
 )
 Index("ix_results_job", results.c.job_id, results.c.id)
 Index("ix_results_flagged", results.c.flagged, results.c.id)
+Index("ix_results_review", results.c.flagged, results.c.decision, results.c.id)
+Index("ix_results_flagged_created", results.c.flagged, results.c.created_at)
+Index(
+    "ix_results_severity", results.c.flagged, results.c.decision, results.c.severity, results.c.id
+)
 
 review_sessions = Table(
     "review_sessions",

@@ -3,7 +3,9 @@
 Signing in on ``/review`` (an API key and a reviewer name) creates a server-side session: a
 random 256-bit id that only the browser's cookie holds; the store keeps its SHA-256, the key it
 acts for, the reviewer, a CSRF token and an expiry. The API key itself never goes into a cookie,
-and a session cookie authenticates the review page's own routes only, never ``/v1``.
+and a session cookie authenticates the review page's own routes and the review queue API
+(``/v1/review/items`` and the decision routes, whose writes need the session's CSRF token in
+``X-CSRF-Token``), no other ``/v1`` route.
 
 Every state-changing form of the page carries a synchronizer token: the session's CSRF token
 once signed in, and before that (the sign-in form) a random token that is also set in a

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
 
+from mien.service import queue
 from mien.service.rows import JobItemRow, JobRow, ResultRow, ReviewRow, SessionRow
 from mien.service.schema import api_keys, job_items, jobs, results, review_sessions
 
@@ -375,6 +376,7 @@ class Store:
                         "data": json.dumps(r["data"], allow_nan=False),
                         "flags": json.dumps(r.get("flags", [])),
                         "flagged": bool(r.get("flagged", r.get("flags"))),
+                        "severity": queue.severity_of(r.get("flags", [])),
                         "created_at": now,
                     }
                     for r in rows
@@ -538,9 +540,11 @@ class Store:
         return page, nxt
 
     @staticmethod
-    def _reviewable(key_id: str) -> Any:
-        """Results of the jobs of API key ``key_id`` (a key sees its own jobs only), with their
-        item's name and media file and the job's media state."""
+    def _reviewable(key_id: str | Sequence[str]) -> Any:
+        """Results of the jobs of API key ``key_id`` (a key sees its own jobs only; a sequence:
+        of any of those keys), with their item's name and media file and the job's media
+        state."""
+        keys = [key_id] if isinstance(key_id, str) else list(key_id)
         return (
             select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
             .join(jobs, jobs.c.id == results.c.job_id)
@@ -548,7 +552,7 @@ class Store:
                 job_items,
                 and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
             )
-            .where(jobs.c.key_id == key_id)
+            .where(jobs.c.key_id.in_(keys))
         )
 
     def flagged(
@@ -593,7 +597,7 @@ class Store:
             row = c.execute(q).mappings().first()
         return ReviewRow.of(row) if row else None
 
-    def decide(self, result_id: int, decision: str, reviewer: str, key_id: str) -> bool:
+    def decide(self, result_id: int, decision: str | None, reviewer: str, key_id: str) -> bool:
         if not 0 < result_id <= self._max_id():
             return False
         with self.engine.begin() as c:
@@ -619,6 +623,82 @@ class Store:
         with self.engine.connect() as c:
             for r in c.execute(q).mappings():
                 yield ReviewRow.of(r)
+
+    def review_page(
+        self,
+        *,
+        key_ids: Sequence[str],
+        status: str = "undecided",
+        rule: str | None = None,
+        profile: str | None = None,
+        job_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        kind: str | None = None,
+        sort: str = "newest",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[ReviewRow], str | None]:
+        """One page of the review queue of the tenants ``key_ids`` and the cursor of the next
+        (None on the last page). See :mod:`mien.service.queue` for the filters, the sorts and the
+        cursor (a bad one raises :class:`~mien.service.queue.BadCursor`)."""
+        if status not in queue.STATUSES or sort not in queue.SORTS:
+            raise ValueError(f"unknown status {status!r} or sort {sort!r}")
+        limit = max(1, min(int(limit), queue.MAX_LIMIT))
+        f = queue.as_filter(
+            key_ids, rule=rule, profile=profile, job_id=job_id, since=since, until=until, kind=kind
+        )
+        # the page's ids first (a narrow sort on an index), then their rows
+        ids = (
+            select(results.c.id, queue.sort_column(sort))
+            .select_from(results.join(jobs, jobs.c.id == results.c.job_id))
+            .where(*queue.conditions(f), queue.status_condition(status))
+        )
+        if cursor is not None:
+            ids = ids.where(queue.after(sort, *queue.decode_cursor(cursor, sort)))
+        if not f.key_ids:
+            return [], None
+        with self.engine.connect() as c:
+            keys = c.execute(ids.order_by(*queue.order(sort)).limit(limit + 1)).all()
+            wanted = [int(k[0]) for k in keys[:limit]]
+            rows = c.execute(self._reviewable(f.key_ids).where(results.c.id.in_(wanted)))
+            by_id = {int(r["id"]): ReviewRow.of(r) for r in rows.mappings()}
+        page = [by_id[i] for i in wanted if i in by_id]
+        if len(keys) <= limit:
+            return page, None
+        last = keys[limit - 1]
+        return page, queue.encode_cursor(sort, int(last[1]), int(last[0]))
+
+    def review_counts(
+        self,
+        *,
+        key_ids: Sequence[str],
+        rule: str | None = None,
+        profile: str | None = None,
+        job_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        kind: str | None = None,
+    ) -> dict[str, int]:
+        """How many flagged items of ``key_ids`` match the filters, by status:
+        ``{"undecided", "approved", "rejected", "all"}``."""
+        counts = {"undecided": 0, "approved": 0, "rejected": 0, "all": 0}
+        f = queue.as_filter(
+            key_ids, rule=rule, profile=profile, job_id=job_id, since=since, until=until, kind=kind
+        )
+        if not f.key_ids:
+            return counts
+        q = (
+            select(results.c.decision, func.count())
+            .select_from(results.join(jobs, jobs.c.id == results.c.job_id))
+            .where(*queue.conditions(f))
+            .group_by(results.c.decision)
+        )
+        with self.engine.connect() as c:
+            for decision, n in c.execute(q).all():
+                counts[decision or "undecided"] = counts.get(decision or "undecided", 0) + int(n)
+        counts["all"] = sum(n for k, n in counts.items() if k != "all")
+        return counts
 
     # -- review-page sessions --------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import re
 from importlib import resources
 from pathlib import Path as FilePath
 from string import Template
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,7 +24,9 @@ from pydantic import BaseModel, Field
 
 from mien.service.auth import check_key, key_from_headers, require_key
 from mien.service.media import job_dir
+from mien.service.principal_interim import Reviewer, page_reviewer, require_reviewer
 from mien.service.problem import Problem, responses
+from mien.service.queue import MAX_LIMIT, BadCursor, Kind, Sort, Status
 from mien.service.routes.common import in_thread
 from mien.service.rows import ReviewRow
 from mien.service.sessions import (
@@ -47,9 +49,11 @@ from mien.service.thumbnails import annotated_thumbnail
 router = APIRouter(tags=["review"], include_in_schema=False)
 api = APIRouter(tags=["review"])
 
+#: The caller of a ``/v1/review`` route: an API key or the page's session (+ CSRF header).
+AsReviewer = Annotated[Reviewer, Depends(require_reviewer)]
 #: A review item (result) id: 1 to 2**63 - 1; others answer 422 ``InvalidParameter``.
 ItemId: Any = Path(ge=1, le=MAX_ID, description="the review item (result) id")
-_DECISIONS = {"approve": "approved", "reject": "rejected"}
+_DECISIONS: dict[str, str | None] = {"approve": "approved", "reject": "rejected", "clear": None}
 
 
 def _template(name: str) -> Template:
@@ -77,6 +81,10 @@ class ReviewItem(BaseModel):
     decision: str | None
     reviewer: str | None
     decided_at: str | None
+    disagreement: bool = Field(
+        False, description="reviewers' decisions on this item differ (see its history)"
+    )
+    decision_count: int = Field(0, description="decisions recorded for this item")
     start_s: float | None = Field(None, description="video segments: first flagged frame, s")
     end_s: float | None = Field(None, description="video segments: last flagged frame, s")
     track_id: int | None = Field(None, description="video segments: the face track")
@@ -84,14 +92,39 @@ class ReviewItem(BaseModel):
     filmstrip_url: str | None = Field(None, description="video segments: frames as one JPEG")
 
 
+class ReviewCounts(BaseModel):
+    undecided: int
+    approved: int
+    rejected: int
+    all: int
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewItem]
+    next_cursor: str | None = Field(description="the cursor of the next page; null on the last")
+    counts: ReviewCounts = Field(description="items matching the filters (any status), by status")
+
+
 #: A reviewer's name: no NUL (PostgreSQL cannot store it) and no control character but the tab
 #: (a line break in a name would split a log line).
 NAME_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]+$"
+#: A rule id or profile name in a queue filter.
+RULE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 
 class Decision(BaseModel):
-    decision: Literal["approve", "reject"]
-    reviewer: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    decision: Literal["approve", "reject", "clear"]
+    reviewer: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN)
+    note: str | None = Field(None, max_length=2000)
+
+
+class BulkDecision(Decision):
+    item_ids: list[int] = Field(min_length=1, max_length=500)
+
+
+class BulkResult(BaseModel):
+    decided: list[int]
+    not_found: list[int]
 
 
 def _item(row: ReviewRow) -> ReviewItem:
@@ -117,6 +150,8 @@ def _item(row: ReviewRow) -> ReviewItem:
         decision=row.decision,
         reviewer=row.reviewer,
         decided_at=_iso(row.decided_at),
+        disagreement=bool(getattr(row, "disagreement", False)),
+        decision_count=int(getattr(row, "decision_count", 0) or 0),
         **segment,
     )
 
@@ -194,16 +229,30 @@ def _session_or_key(request: Request) -> str:
 
 
 @router.get("/review", response_class=HTMLResponse)
-def review_page(request: Request, st: State) -> Response:
+def review_page(request: Request) -> Response:
+    """The queue page: a shell that static/review.js fills from ``GET /v1/review/items``."""
+    reviewer = page_reviewer(request)
+    session = current_session(request) if reviewer is not None else None
+    if reviewer is None or session is None:
+        return _login_page(request, "", status=401)
+    page = _template("review.html").substitute(
+        reviewer=html.escape(reviewer.name), csrf=session.csrf_token
+    )
+    return _no_store(HTMLResponse(page))
+
+
+@router.get("/review/items/{result_id}", response_class=HTMLResponse)
+def item_page(request: Request, st: State, result_id: int = ItemId) -> Response:
+    """One item on its own page (a link to share; its forms work without JavaScript)."""
     session = current_session(request)
     if session is None:
         return _login_page(request, "", status=401)
-    items = [_item(r) for r in st.store.flagged(key_id=session.key_id, limit=500)]
-    page = _template("review.html").substitute(
+    row = st.store.result_with_media(result_id, key_id=session.key_id)
+    if row is None or not row.flagged:
+        raise Problem("NotFound", f"no flagged item {result_id}")
+    page = _template("item_page.html").substitute(
         reviewer=html.escape(session.reviewer),
-        csrf=session.csrf_token,
-        count=len(items),
-        items="\n".join(_render_item(it, session.csrf_token) for it in items),
+        item=_render_item(_item(row), session.csrf_token),
     )
     return _no_store(HTMLResponse(page))
 
@@ -299,10 +348,17 @@ def export_page(
     return _no_store(_export(st.store, session.key_id, format))
 
 
-@router.get("/review/static/review.css")
-def stylesheet() -> Response:
-    css = (resources.files("mien.service") / "static" / "review.css").read_text("utf-8")
-    return Response(css, media_type="text/css")
+_STATIC_TYPES = {"review.css": "text/css", "review.js": "text/javascript"}
+
+
+@router.get("/review/static/{name}")
+def static_file(name: str) -> Response:
+    """The page's stylesheet and script (files of the package; nothing else is served)."""
+    media_type = _STATIC_TYPES.get(name)
+    if media_type is None:
+        raise Problem("NotFound", "no such file")
+    text = (resources.files("mien.service") / "static" / name).read_text("utf-8")
+    return Response(text, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
 
 # -- JSON API --------------------------------------------------------------------------------
@@ -310,35 +366,104 @@ def stylesheet() -> Response:
 
 @api.get(
     "/v1/review/items",
-    summary="Flagged results (from jobs run with a profile) and their review decisions",
-    responses=responses(401),
+    summary="The review queue: flagged results, filtered, sorted, a page at a time, with counts",
+    responses=responses(401, 422),
 )
 def review_items(
     st: State,
-    key_id: str = Depends(require_key),
-    undecided: bool = Query(False, description="only items nobody has decided on"),
-    limit: int = Query(200, ge=1, le=1000),
-) -> list[ReviewItem]:
-    rows = st.store.flagged(key_id=key_id, limit=limit, undecided_only=undecided)
-    return [_item(r) for r in rows]
+    reviewer: AsReviewer,
+    status: Annotated[
+        Status | None, Query(description="undecided, approved, rejected, all (default)")
+    ] = None,
+    undecided: bool = Query(False, description="old alias of status=undecided"),
+    rule: str | None = Query(None, pattern=RULE_PATTERN, description="a rule id that fired"),
+    profile: str | None = Query(None, pattern=RULE_PATTERN, description="the job's profile"),
+    job_id: str | None = Query(None, pattern="^[0-9a-f]{32}$"),
+    since: Annotated[dt.datetime | None, Query(description="created at/after")] = None,
+    until: Annotated[dt.datetime | None, Query(description="created before (ISO 8601)")] = None,
+    kind: Annotated[Kind | None, Query(description="photo, frame or segment")] = None,
+    sort: Annotated[Sort, Query(description="newest, oldest, severity (errors, then flags)")] = (
+        "newest"
+    ),
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    cursor: str | None = Query(None, max_length=200, description="next_cursor of a page"),
+) -> ReviewPage:
+    filters: dict[str, Any] = {
+        "rule": rule,
+        "profile": profile,
+        "job_id": job_id,
+        "since": _seconds(since),
+        "until": _seconds(until),
+        "kind": kind,
+    }
+    try:
+        rows, next_cursor = st.store.review_page(
+            key_ids=reviewer.key_ids,
+            status=status or ("undecided" if undecided else "all"),
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+            **filters,
+        )
+    except BadCursor as e:
+        raise Problem("InvalidParameter", f"cursor: {e}") from e
+    counts = st.store.review_counts(key_ids=reviewer.key_ids, **filters)
+    return ReviewPage(
+        items=[_item(r) for r in rows], next_cursor=next_cursor, counts=ReviewCounts(**counts)
+    )
+
+
+def _seconds(t: dt.datetime | None) -> float | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+# INTERIM (rv-accounts' decision routes replace these two at merge: they append to the history)
+
+
+def _decide_as(st: State, reviewer: Reviewer, body: Decision, result_id: int) -> bool:
+    name = reviewer.name or body.reviewer or reviewer.key_ids[0]
+    return any(
+        st.store.decide(result_id, _DECISIONS[body.decision], name, key_id)
+        for key_id in reviewer.key_ids
+    )
 
 
 @api.post(
     "/v1/review/items/{result_id}/decision",
-    summary="Approve or reject a flagged result; stored with the reviewer and the time",
-    responses=responses(401, 404, 422),
+    summary="Approve, reject or clear (undo) a flagged result; stored with the reviewer and time",
+    responses=responses(401, 403, 404, 422),
 )
 def decide(
     body: Decision,
     st: State,
+    reviewer: AsReviewer,
     result_id: int = ItemId,
-    key_id: str = Depends(require_key),
 ) -> ReviewItem:
-    if not st.store.decide(result_id, _DECISIONS[body.decision], body.reviewer, key_id):
+    if not _decide_as(st, reviewer, body, result_id):
         raise Problem("NotFound", f"no flagged item {result_id}")
-    row = st.store.result_with_media(result_id, key_id=key_id)
-    assert row is not None
-    return _item(row)
+    for key_id in reviewer.key_ids:
+        row = st.store.result_with_media(result_id, key_id=key_id)
+        if row is not None:
+            return _item(row)
+    raise Problem("NotFound", f"no flagged item {result_id}")
+
+
+@api.post(
+    "/v1/review/decisions",
+    summary="One decision on up to 500 flagged results (a selection on the review page)",
+    responses=responses(401, 403, 422),
+)
+def decide_many(body: BulkDecision, st: State, reviewer: AsReviewer) -> BulkResult:
+    decided: list[int] = []
+    not_found: list[int] = []
+    for result_id in dict.fromkeys(body.item_ids):
+        ok = 0 < result_id <= MAX_ID and _decide_as(st, reviewer, body, result_id)
+        (decided if ok else not_found).append(result_id)
+    return BulkResult(decided=decided, not_found=not_found)
 
 
 EXPORT_FIELDS = (
