@@ -53,6 +53,7 @@ HTTP_ONLY: dict[str, tuple[int, str]] = {
     "IdempotencyConflict": (409, "Idempotency-Key reused with a different request"),
     "MediaPurged": (410, "The media has been deleted (retention ended or job deleted)"),
     "InvalidParameter": (422, "Invalid parameter"),
+    "CallbackRefused": (422, "The callback address is not one this server may call"),
     "TooManyJobs": (429, "Too many active jobs for this key"),
     "NotAvailable": (501, "Not available in this installation"),
     "Overloaded": (503, "The server is busy; retry after the time in Retry-After"),

@@ -51,6 +51,7 @@ class JobRow(Row):
     retention_s: int
     expires_at: float | None
     media_purged: bool
+    callback_url: str | None = None  # where the job's webhooks go (None: nowhere)
 
 
 @dataclass(frozen=True)

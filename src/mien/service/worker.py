@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mien.errors import MienError
-from mien.service import streams
+from mien.service import streams, webhooks
 from mien.service.analysis import (
     AnalysisParams,
     AnalyzerCache,
@@ -73,7 +73,8 @@ class Worker:
         if job is None:
             return
         if claim.attempts > self.config.max_attempts:
-            self.store.fail_exhausted(claim.job_id, self.name, self.config.max_attempts)
+            if self.store.fail_exhausted(claim.job_id, self.name, self.config.max_attempts):
+                webhooks.job_finished(self.store, claim.job_id)
             return
         lost = threading.Event()
         beat = threading.Thread(
@@ -85,22 +86,25 @@ class Worker:
             if outcome == "done":
                 error = self._stream_error(claim.job_id) if job.kind == "stream" else None
                 status = "failed" if error else "succeeded"
-                self.store.finish_job(claim.job_id, self.name, status, error)
+                if self.store.finish_job(claim.job_id, self.name, status, error):
+                    webhooks.job_finished(self.store, claim.job_id)
                 if int(job.retention_s) == 0:
                     delete_job_media(self.config.media_dir, claim.job_id)
                     self.store.mark_purged(claim.job_id)
             elif outcome == "stopped":
                 self.store.release(claim.job_id, self.name)
         except MienError as exc:
-            self.store.finish_job(claim.job_id, self.name, "failed", (exc.code, exc.message))
+            self._fail(claim.job_id, (exc.code, exc.message))
         except Exception as exc:  # never lose a job: record why it failed
             log.exception("%s: job %s failed", self.name, claim.job_id)
-            self.store.finish_job(
-                claim.job_id, self.name, "failed", ("InternalError", f"{type(exc).__name__}: {exc}")
-            )
+            self._fail(claim.job_id, ("InternalError", f"{type(exc).__name__}: {exc}"))
         finally:
             lost.set()
             beat.join(timeout=5)
+
+    def _fail(self, job_id: str, error: tuple[str, str]) -> None:
+        if self.store.finish_job(job_id, self.name, "failed", error):
+            webhooks.job_finished(self.store, job_id)
 
     def _heartbeat(self, job_id: str, lost: threading.Event) -> None:
         while not lost.wait(self.config.heartbeat_s):
@@ -146,7 +150,7 @@ class Worker:
                         "data": image_record(result, params, flags),
                         "flags": flags,
                     }
-                    self.store.add_results(job_id, idx, [row])
+                    self._add_results(job_id, idx, [row])
                     if result.error is not None:
                         error = (result.error.code, result.error.message)
                 if not keep:
@@ -235,10 +239,14 @@ class Worker:
                 {"seq": seq, "kind": str(data.get("kind", "frame")), "data": data, "flags": flags}
             )
             if len(rows) >= _BATCH:
-                self.store.add_results(job_id, idx, rows)
+                self._add_results(job_id, idx, rows)
                 rows = []
-        self.store.add_results(job_id, idx, rows)
+        self._add_results(job_id, idx, rows)
         return error
+
+    def _add_results(self, job_id: str, idx: int, rows: list[dict[str, Any]]) -> None:
+        self.store.add_results(job_id, idx, rows)
+        webhooks.items_flagged(self.store, job_id, idx, rows)
 
 
 #: After the server is gone, how long a worker may take to hand its job back before it exits.

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from mien.service import webhooks
 from mien.service.auth import check_key, key_from_headers, require_key
 from mien.service.media import job_dir
 from mien.service.problem import Problem, responses
@@ -319,6 +320,7 @@ def decide(
 ) -> ReviewItem:
     if not st.store.decide(result_id, _DECISIONS[body.decision], body.reviewer, key_id):
         raise Problem("NotFound", f"no flagged item {result_id}")
+    webhooks.review_decided(st.store, result_id, _DECISIONS[body.decision], body.reviewer, key_id)
     row = st.store.result_with_media(result_id, key_id=key_id)
     assert row is not None
     return _item(row)
