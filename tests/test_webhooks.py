@@ -271,6 +271,18 @@ def test_a_hanging_receiver_does_not_hold_up_jobs(svc: Service, hooks: Receiver)
     assert "timed out" in timed_out[0]["last_error"].lower(), timed_out
 
 
+def test_a_cancelled_job_sends_job_finished(svc: Service, hooks: Receiver) -> None:
+    path = f"/cancel-{svc.backend}"
+    busy = _submit(svc, hooks.url(path), files=4)  # the one worker is busy with this one
+    queued = _submit(svc, hooks.url(path))
+    r = svc.client.delete(queued, headers=svc.auth)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    svc.wait_job(busy)
+    got = {r.event["data"]["job_id"]: r.event["data"] for r in hooks.wait_for(path, 2)}
+    assert got[r.json()["id"]]["status"] == "cancelled"
+    assert got[busy.rsplit("/", 1)[1]]["status"] == "succeeded"
+
+
 @pytest.mark.parametrize(
     "url",
     [

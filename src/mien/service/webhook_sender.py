@@ -1,17 +1,19 @@
 """The webhook sender: a thread of the server process that POSTs the pending deliveries
 :func:`mien.service.webhooks.emit` recorded.
 
-Each attempt runs on a small pool of threads, so one slow or hanging receiver holds one thread
-for at most the timeout and never the others (and never a job: jobs only record rows). An
-attempt resolves the callback host under the outbound policy and connects to a checked address
-(no DNS rebinding between check and connection), sends the signed body, reads at most
-:data:`MAX_RESPONSE` bytes of the answer and follows no redirect. A 2xx answer delivers it;
-anything else is tried again after ``webhook_backoff_s * 3**(n-1)`` (+-20 % jitter) until
-``webhook_tries`` attempts, then the delivery is marked ``failed`` and logged as an error.
+Each attempt runs on a thread of its own (at most :data:`SENDERS` at once), so one slow or
+hanging receiver holds one thread for at most the timeout and never the others (and never a
+job: jobs only record rows). An attempt resolves the callback host under the outbound policy
+and connects to a checked address (no DNS rebinding between check and connection), sends the
+signed body, reads at most :data:`MAX_RESPONSE` bytes of the answer and follows no redirect.
+A 2xx answer delivers it; anything else is tried again after
+``webhook_backoff_s * 3**(n-1)`` (+-20 % jitter) until ``webhook_tries`` attempts, then the
+delivery is marked ``failed`` and logged as an error.
 
-A delivery is held by the sender that claimed it for the timeout plus a margin; when the
-server dies mid-attempt, the next server takes it up once that hold runs out. The threads are
-daemons: they end with the process, and :meth:`WebhookSender.stop` ends them with the app.
+A delivery is held by the sender that claimed it for a while longer than an attempt can take;
+when the server dies mid-attempt, the next server takes it up once that hold runs out. Every
+thread is a daemon (it ends with the process); :meth:`WebhookSender.stop` ends the claiming
+with the app, and an attempt still in flight ends within its timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import random
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,7 +80,6 @@ class WebhookSender:
         self.store = store
         self.policy = config.outbound_policy()
         self.stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook")
         self._busy = threading.Semaphore(SENDERS)
         self._thread = threading.Thread(target=self._run, daemon=True, name="webhook-sender")
         #: how long a claimed delivery is held: the attempt's time limits (connect, send,
@@ -92,7 +92,6 @@ class WebhookSender:
     def stop(self) -> None:
         self.stopping.set()
         self._thread.join(timeout=5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         while not self.stopping.wait(self.config.poll_s):
@@ -110,8 +109,8 @@ class WebhookSender:
         rows = claim_due(self.store, free, self.hold_s) if not self.store.fault() else []
         for _ in range(free - len(rows)):
             self._busy.release()
-        for row in rows:
-            self._pool.submit(self._attempt, row)
+        for row in rows:  # each attempt on a daemon thread of its own: it dies with the process
+            threading.Thread(target=self._attempt, args=(row,), daemon=True, name="webhook").start()
 
     def _attempt(self, row: dict[str, Any]) -> None:
         try:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from mien.service import streams
+from mien.service import streams, webhooks
 from mien.service.analysis import parse_params
 from mien.service.auth import require_key
 from mien.service.jobs import JobService, job_request
@@ -22,9 +22,8 @@ from mien.service.problem import Problem, responses
 from mien.service.routes.common import FEATURES, PROFILE, in_thread, upload_body
 from mien.service.rows import JobRow
 from mien.service.state import AppState, State
-from mien.service.store import MAX_ID
+from mien.service.store import ACTIVE, MAX_ID
 from mien.service.uploads import read_body
-from mien.service.webhooks import job_deliveries
 
 router = APIRouter(tags=["jobs"])
 
@@ -308,7 +307,7 @@ def get_deliveries(
     limit: int = Query(100, ge=1, le=1000),
 ) -> DeliveriesPage:
     _own_job(st, job_id, key_id)
-    rows, nxt = job_deliveries(st.store, job_id, _decode_cursor(cursor), limit)
+    rows, nxt = webhooks.job_deliveries(st.store, job_id, _decode_cursor(cursor), limit)
     return DeliveriesPage(
         job_id=job_id,
         deliveries=[
@@ -332,11 +331,13 @@ def get_deliveries(
     responses=responses(401, 404),
 )
 def delete_job(job_id: str, st: State, key_id: str = Depends(require_key)) -> Job:
-    _own_job(st, job_id, key_id)
+    before = _own_job(st, job_id, key_id)
     st.store.cancel(job_id)
     delete_job_media(st.config.media_dir, job_id)
     job = st.store.get_job(job_id)
     assert job is not None
+    if before.status in ACTIVE and job.status == "cancelled":
+        webhooks.job_finished(st.store, job_id)
     return job_view(job, st.store.result_count(job_id))
 
 
