@@ -319,6 +319,24 @@ def test_loopback_needs_the_allow_list() -> None:
         check_callback_url("https://hooks.example/x", rebound)
 
 
+def test_each_attempt_checks_the_address_again_and_follows_no_redirect() -> None:
+    from mien.live.outbound import OutboundRefused
+    from mien.service.webhook_sender import post
+
+    with receiver() as hooks:
+        hooks.answers["/moved"] = [302]
+        url = f"http://hooks.example:{hooks.port}/moved"
+        # the name now resolves to loopback (DNS rebinding after the submission's check)
+        rebound = OutboundPolicy.from_entries([], resolver=lambda _h, _p: ["127.0.0.1"])
+        with pytest.raises(OutboundRefused):
+            post(url, b"{}", {}, rebound, 1.0)
+        assert hooks.got == []  # nothing was sent
+        allowed = OutboundPolicy.from_entries(["127.0.0.1"], resolver=lambda _h, _p: ["127.0.0.1"])
+        assert post(url, b"{}", {}, allowed, 1.0) == 302  # answered, not followed
+        (got,) = hooks.got
+        assert got.headers["host"] == f"hooks.example:{hooks.port}" and got.body == b"{}"
+
+
 # -- a real `mien serve`, killed in the middle of a delivery ---------------------------------
 
 
