@@ -30,7 +30,7 @@ from mien.live.outbound import OutboundPolicy
 from mien.service.problem import Problem
 from mien.service.webhooks import check_callback_url, key_secret
 
-from .conftest import REPO, SAMPLE
+from .conftest import REPO, SAMPLE, shared
 from .service_fixtures import (
     BACKENDS,
     Service,
@@ -269,6 +269,36 @@ def test_a_hanging_receiver_does_not_hold_up_jobs(svc: Service, hooks: Receiver)
         lambda: [d for d in _deliveries(svc, hanging[0]["id"]) if d["last_error"]] or None
     )
     assert "timed out" in timed_out[0]["last_error"].lower(), timed_out
+
+
+def test_a_stream_job_sends_item_flagged_for_each_flagged_event(
+    svc: Service, hooks: Receiver, tmp_path: Path
+) -> None:
+    from .live_streams import HLSServer, has_ffmpeg, write_hls
+
+    if not has_ffmpeg():
+        pytest.skip("needs the ffmpeg command to make an HLS stream")
+    write_hls(shared("pyfeat_media", "single_face.mp4"), tmp_path, max_frames=30, audio=False)
+    server = HLSServer(tmp_path)
+    try:
+        path = f"/stream-{svc.backend}"
+        data = {"kind": "stream", "url": server.url(), "profile": "publish-safe"}
+        r = svc.client.post(
+            "/v1/jobs", data={**data, "callback_url": hooks.url(path)}, headers=svc.auth
+        )
+        assert r.status_code == 202, r.text
+        job = svc.wait_job(r.headers["Location"], timeout=120)
+    finally:
+        server.close()
+    assert job["status"] == "succeeded", job
+    page = svc.client.get(f"/v1/jobs/{job['id']}/results?limit=1000", headers=svc.auth).json()
+    flagged = sorted(x["id"] for x in page["items"] if x["flags"])
+    assert flagged, "the publish-safe profile flagged no frame of a clip with a face"
+    got = hooks.wait_for(path, len(flagged) + 1)
+    assert all(_authentic(svc, x) for x in got)
+    events = [x.event for x in got]
+    assert sorted(e["data"]["result_id"] for e in events if e["event"] == "item.flagged") == flagged
+    assert [e["event"] for e in events].count("job.finished") == 1
 
 
 def test_a_cancelled_job_sends_job_finished(svc: Service, hooks: Receiver) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from mien.live.outbound import OutboundPolicy
 from mien.rules import RuleSet
+from mien.service import webhooks
 from mien.service.problem import Problem
 from mien.service.rows import ResultRow
 from mien.service.store import FINAL, Store
@@ -154,11 +155,13 @@ def run_stream(
             now = time.monotonic()
             if len(rows) >= _FLUSH_ROWS or now - last >= _FLUSH_S or event.type != "frame":
                 store.add_results(job_id, idx, rows)
+                webhooks.items_flagged(store, job_id, idx, rows)
                 rows, last = [], now
     finally:
         done.set()
         session.stop()
         store.add_results(job_id, idx, rows)
+        webhooks.items_flagged(store, job_id, idx, rows)
         watcher.join(timeout=2)
     return error
 
