@@ -301,6 +301,26 @@ def test_a_stream_job_sends_item_flagged_for_each_flagged_event(
     assert [e["event"] for e in events].count("job.finished") == 1
 
 
+def test_a_key_made_before_webhooks_gets_a_secret(svc: Service, hooks: Receiver) -> None:
+    from sqlalchemy import update
+
+    from mien.service.schema import api_keys
+
+    store = svc.app.state.mien.store
+    key_id, key = svc.new_key("old")
+    with store.engine.begin() as c:  # as after migration 0004: the column is empty
+        c.execute(update(api_keys).where(api_keys.c.id == key_id).values(webhook_secret=None))
+    path = f"/old-key-{svc.backend}"
+    upload = {"files": ("a.jpg", SAMPLE.read_bytes(), "image/jpeg")}
+    auth = {"Authorization": f"Bearer {key}"}
+    data = {"callback_url": hooks.url(path)}
+    r = svc.client.post("/v1/jobs", data=data, files=upload, headers=auth)
+    assert r.status_code == 202, r.text
+    (got,) = hooks.wait_for(path, 1)
+    secret = store.get_key(key_id)["webhook_secret"]
+    assert secret and verify_webhook(secret, got.headers, got.body)
+
+
 def test_a_cancelled_job_sends_job_finished(svc: Service, hooks: Receiver) -> None:
     path = f"/cancel-{svc.backend}"
     busy = _submit(svc, hooks.url(path), files=4)  # the one worker is busy with this one
