@@ -387,6 +387,18 @@ def test_each_attempt_checks_the_address_again_and_follows_no_redirect() -> None
         assert got.headers["host"] == f"hooks.example:{hooks.port}" and got.body == b"{}"
 
 
+def test_serve_refuses_a_refused_default_callback(tmp_path: Path) -> None:
+    from mien.cli.common import EXIT_CANNOT_RUN
+
+    run = subprocess.run(
+        [sys.executable, "-m", "mien", "serve", "--data-dir", str(tmp_path), "--port", "9",
+         "--callback-url", "http://10.1.2.3/hook"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == EXIT_CANNOT_RUN, run.stderr
+    assert "--callback-url" in run.stderr and "private" in run.stderr
+
+
 # -- a real `mien serve`, killed in the middle of a delivery ---------------------------------
 
 
