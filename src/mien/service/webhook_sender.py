@@ -24,11 +24,11 @@ import random
 import ssl
 import threading
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from mien.live.outbound import OutboundPolicy, OutboundRefused
 from mien.service.config import ServiceConfig
+from mien.service.rows import ClaimedDelivery
 from mien.service.store import Store
 from mien.service.webhooks import claim_due, key_secret, record_attempt, signature_header
 
@@ -112,30 +112,30 @@ class WebhookSender:
         for row in rows:  # each attempt on a daemon thread of its own: it dies with the process
             threading.Thread(target=self._attempt, args=(row,), daemon=True, name="webhook").start()
 
-    def _attempt(self, row: dict[str, Any]) -> None:
+    def _attempt(self, row: ClaimedDelivery) -> None:
         try:
             self._deliver(row)
         except Exception:
-            log.exception("webhook %s: the attempt could not be recorded", row["event_id"])
+            log.exception("webhook %s: the attempt could not be recorded", row.event_id)
         finally:
             self._busy.release()
 
-    def _deliver(self, row: dict[str, Any]) -> None:
-        body = str(row["body"]).encode()
+    def _deliver(self, row: ClaimedDelivery) -> None:
+        body = str(row.body).encode()
         # a key made before webhooks existed gets its secret now
-        secret = row["webhook_secret"] or key_secret(self.store, str(row["key_id"])) or ""
+        secret = row.webhook_secret or key_secret(self.store, str(row.key_id)) or ""
         now = int(time.time())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            "Mien-Webhook-Id": str(row["event_id"]),
+            "Mien-Webhook-Id": str(row.event_id),
             "Mien-Webhook-Timestamp": str(now),
             "Mien-Signature": signature_header(str(secret), now, body),
         }
         code: int | None = None
         error: str | None = None
         try:
-            code = post(str(row["url"]), body, headers, self.policy, self.config.webhook_timeout_s)
+            code = post(str(row.url), body, headers, self.policy, self.config.webhook_timeout_s)
             if not 200 <= code < 300:
                 error = f"the receiver answered {code}" + (
                     " (redirects are not followed)" if 300 <= code < 400 else ""
@@ -144,24 +144,22 @@ class WebhookSender:
             error = f"refused by the outbound policy: {exc.reason}"
         except (OSError, http.client.HTTPException, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        attempts = int(row["attempts"])
+        attempts = int(row.attempts)
         retry = error is not None and attempts < self.config.webhook_tries
         next_try = time.time() + backoff(self.config, attempts) if retry else None
-        record_attempt(
-            self.store, int(row["id"]), status_code=code, error=error, next_try_at=next_try
-        )
+        record_attempt(self.store, int(row.id), status_code=code, error=error, next_try_at=next_try)
         if error is not None and not retry:
             log.error(
                 "webhook %s (%s of job %s) to %s failed for good after %d attempts: %s",
-                row["event_id"],
-                row["event"],
-                row["job_id"],
-                _shown(str(row["url"])),
+                row.event_id,
+                row.event,
+                row.job_id,
+                _shown(str(row.url)),
                 attempts,
                 error,
             )
         elif error is not None:
-            log.warning("webhook %s attempt %d failed: %s", row["event_id"], attempts, error)
+            log.warning("webhook %s attempt %d failed: %s", row.event_id, attempts, error)
 
 
 def _shown(url: str) -> str:

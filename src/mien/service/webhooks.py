@@ -34,6 +34,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 
 from mien.live.outbound import OutboundPolicy, OutboundRefused
 from mien.service.problem import Problem
+from mien.service.rows import ClaimedDelivery, DeliveryRow
 from mien.service.schema import api_keys, jobs, results, webhook_deliveries
 from mien.service.store import Store
 
@@ -244,7 +245,7 @@ def _review_decided(store: Store, result_id: int, decision: str, actor: dict[str
 # -- the delivery rows (the sender and the delivery log) ------------------------------------
 
 
-def claim_due(store: Store, limit: int, hold_s: float) -> list[dict[str, Any]]:
+def claim_due(store: Store, limit: int, hold_s: float) -> list[ClaimedDelivery]:
     """Up to ``limit`` pending deliveries whose time has come and that no sender holds; each
     is held for ``hold_s`` seconds (a sender that dies lets it go when that runs out) and its
     attempt is counted. Rows carry the key's webhook secret."""
@@ -266,7 +267,7 @@ def claim_due(store: Store, limit: int, hold_s: float) -> list[dict[str, Any]]:
             .scalars()
             .all()
         )
-    claimed: list[dict[str, Any]] = []
+    claimed: list[ClaimedDelivery] = []
     for delivery_id in ids:
         with store.engine.begin() as c:
             taken = c.execute(
@@ -285,7 +286,7 @@ def claim_due(store: Store, limit: int, hold_s: float) -> list[dict[str, Any]]:
                 .mappings()
                 .one()
             )
-        claimed.append(dict(row))
+        claimed.append(ClaimedDelivery.of(row))
     return claimed
 
 
@@ -318,14 +319,13 @@ def record_attempt(
 
 def job_deliveries(
     store: Store, job_id: str, after: int, limit: int
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[DeliveryRow], int | None]:
     """The deliveries of job ``job_id`` after delivery id ``after``, oldest first, and the id
     the next page starts after (None: this is the last page)."""
-    cols = [c for c in webhook_deliveries.c if c.name not in ("body", "key_id", "claimed_until")]
     with store.engine.connect() as c:
         rows = (
             c.execute(
-                select(*cols)
+                select(webhook_deliveries)
                 .where(webhook_deliveries.c.job_id == job_id, webhook_deliveries.c.id > after)
                 .order_by(webhook_deliveries.c.id)
                 .limit(limit + 1)
@@ -333,5 +333,5 @@ def job_deliveries(
             .mappings()
             .all()
         )
-    page = [dict(r) for r in rows[:limit]]
-    return page, (int(page[-1]["id"]) if len(rows) > limit else None)
+    page = [DeliveryRow.of(r) for r in rows[:limit]]
+    return page, (page[-1].id if len(rows) > limit else None)

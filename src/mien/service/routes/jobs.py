@@ -312,12 +312,17 @@ def get_deliveries(
         job_id=job_id,
         deliveries=[
             Delivery(
-                **{k: r[k] for k in ("id", "event_id", "event", "url", "status", "attempts")},
-                last_status_code=r["last_status_code"],
-                last_error=r["last_error"],
-                next_try_at=_iso(r["next_try_at"]),
-                created_at=_iso(r["created_at"]) or "",
-                finished_at=_iso(r["finished_at"]),
+                id=r.id,
+                event_id=r.event_id,
+                event=r.event,
+                url=r.url,
+                status=r.status,
+                attempts=r.attempts,
+                last_status_code=r.last_status_code,
+                last_error=r.last_error,
+                next_try_at=_iso(r.next_try_at),
+                created_at=_iso(r.created_at) or "",
+                finished_at=_iso(r.finished_at),
             )
             for r in rows
         ],
