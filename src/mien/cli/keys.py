@@ -25,6 +25,18 @@ def register(sub: Any) -> None:
     rv.add_argument("key_id", metavar="ID")
     store_args(rv)
     rv.set_defaults(func=run_revoke)
+    ws = ksub.add_parser(
+        "webhook-secret",
+        help="print the key's webhook signing secret (receivers verify Mien-Signature with it)",
+        description="Print the secret the server signs this key's webhooks with "
+        "(HMAC-SHA256; see docs/review.md#webhooks). It is a signing secret, not the API key: "
+        "it cannot call the API. --rotate replaces it; webhooks sent from then on are signed "
+        "with the new one.",
+    )
+    ws.add_argument("key_id", metavar="ID")
+    ws.add_argument("--rotate", action="store_true", help="make a new secret and print it")
+    store_args(ws)
+    ws.set_defaults(func=run_webhook_secret)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -75,4 +87,21 @@ def run_revoke(args: argparse.Namespace) -> int:
         print(f"mien: no active key {args.key_id}", file=sys.stderr)
         return EXIT_SOME_FAILED
     print(f"mien: revoked {args.key_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_webhook_secret(args: argparse.Namespace) -> int:
+    store = _store(args)
+    from mien.service.webhooks import key_secret
+
+    try:
+        secret = key_secret(store, args.key_id, rotate=args.rotate)
+    finally:
+        store.close()
+    if secret is None:
+        print(f"mien: no key {args.key_id}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    print(secret)
+    if args.rotate:
+        print(f"mien: new webhook secret for {args.key_id}", file=sys.stderr)
     return EXIT_OK

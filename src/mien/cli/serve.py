@@ -105,6 +105,35 @@ def register(sub: Any) -> None:
         "or otherwise internal (refused by default): CIDRs, addresses and host names, each "
         "optionally with :PORT, comma separated or repeated, e.g. 10.20.0.0/16,cam1.lan:554",
     )
+    p.add_argument(
+        "--callback-url",
+        metavar="URL",
+        default=None,
+        help="where the webhooks of jobs that name no callback_url go (http or https; "
+        "internal addresses only with --allow-stream-hosts)",
+    )
+    p.add_argument(
+        "--webhook-tries",
+        type=int,
+        default=6,
+        metavar="N",
+        help="attempts of one webhook delivery before it is marked failed (default 6)",
+    )
+    p.add_argument(
+        "--webhook-backoff",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait before the second attempt; each later one waits 3x longer, +-20%% "
+        "(default 30: 6 tries take about an hour)",
+    )
+    p.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="time limit of one webhook attempt's connect, send and answer (default 5)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -152,8 +181,12 @@ def run(args: argparse.Namespace) -> int:
         queue_limit=args.queue_limit,
         request_time_s=args.request_timeout,
         max_pixels=round(args.max_megapixels * 1_000_000),
+        callback_url=args.callback_url,
+        webhook_tries=args.webhook_tries,
+        webhook_backoff_s=args.webhook_backoff,
+        webhook_timeout_s=args.webhook_timeout,
     )
-    problem = check_store(config)
+    problem = check_store(config) or check_callback(config)
     if problem:
         print(f"mien serve: {problem}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -180,4 +213,18 @@ def check_store(config: Any) -> str | None:
             else "a damaged database: restore it from a backup"
         )
         return f"cannot open the store {where}: {type(cause).__name__}: {first} ({hint})"
+    return None
+
+
+def check_callback(config: Any) -> str | None:
+    """Why ``--callback-url`` cannot be used (the outbound policy refuses it), or ``None``."""
+    if config.callback_url is None:
+        return None
+    from mien.service.problem import Problem
+    from mien.service.webhooks import check_callback_url
+
+    try:
+        check_callback_url(config.callback_url, config.outbound_policy())
+    except Problem as exc:
+        return f"--callback-url: {exc.detail}"
     return None

@@ -1,8 +1,8 @@
 """The FastAPI application of ``mien serve``.
 
-:func:`create_app` opens (and migrates) the store, starts the worker processes and the retention
-purger for the app's lifetime, and mounts the routes. Every error is problem+json, and every
-response carries the security headers of :mod:`mien.service.security`.
+:func:`create_app` opens (and migrates) the store, starts the worker processes, the retention
+purger and the webhook sender for the app's lifetime, and mounts the routes. Every error is
+problem+json, and every response carries the security headers of :mod:`mien.service.security`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mien.service.state import AppState
 from mien.service.store import Store
 from mien.service.supervisor import Supervisor
 from mien.service.uploads import BodyLimit
+from mien.service.webhook_sender import WebhookSender
 
 log = logging.getLogger("mien.service")
 
@@ -67,9 +68,12 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
         app.state.supervisor = supervisor
         if supervisor is not None:
             supervisor.start()
+        sender = WebhookSender(cfg, store)
+        sender.start()
         try:
             yield
         finally:
+            sender.stop()
             slots.close()
             if supervisor is not None:
                 supervisor.stop()

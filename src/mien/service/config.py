@@ -77,6 +77,12 @@ class ServiceConfig:
       slot; its process is stopped when the budget runs out (503 ``TimeBudgetExceeded``).
     * ``max_pixels``: largest picture (width x height, from its header, before decoding) that
       the service analyses or redacts, in requests and in image jobs (413 ``ImageTooLarge``).
+    * ``callback_url``: where the webhooks of a job that names no ``callback_url`` go (None:
+      nowhere); checked against the outbound policy like a job's own (:mod:`.webhooks`).
+    * ``webhook_tries``: attempts of one webhook delivery before it is given up ("failed").
+    * ``webhook_backoff_s``: the wait before the second attempt; each later wait is 3 times
+      longer, +-20 % jitter (30 s and 6 tries: about an hour in all).
+    * ``webhook_timeout_s``: the time one attempt may take to connect, send and get an answer.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -98,6 +104,10 @@ class ServiceConfig:
     queue_limit: int | None = None
     request_time_s: float = 60.0
     max_pixels: int = DEFAULT_MAX_PIXELS
+    callback_url: str | None = None
+    webhook_tries: int = 6
+    webhook_backoff_s: float = 30.0
+    webhook_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -121,6 +131,10 @@ class ServiceConfig:
             raise ValueError("max_pixels must be >= 1")
         if self.retention_s < 0:
             raise ValueError("retention must be >= 0")
+        if self.webhook_tries < 1:
+            raise ValueError("webhook_tries must be >= 1")
+        if not (self.webhook_backoff_s > 0 and 0 < self.webhook_timeout_s <= 60):
+            raise ValueError("the webhook backoff must be > 0 and the timeout in (0, 60] s")
         if self.heartbeat_s <= 0 or self.job_lease_s <= self.heartbeat_s:
             raise ValueError("the job lease must be longer than the heartbeat interval")
 
@@ -136,7 +150,7 @@ class ServiceConfig:
         return f"sqlite:///{self.data_dir / 'mien.db'}"
 
     def outbound_policy(self) -> OutboundPolicy:
-        """The policy stream jobs open their addresses under."""
+        """The policy stream jobs and webhooks open their addresses under."""
         return OutboundPolicy.from_entries(self.allow_stream_hosts)
 
     @property

@@ -24,6 +24,7 @@ from mien.service.problem import Problem
 from mien.service.rows import JobRow
 from mien.service.store import Store, new_id
 from mien.service.uploads import RequestBody, Upload, require_content, save
+from mien.service.webhooks import check_callback_url
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class NewJob:
     #: a stream job's address; only hashed and written to the job's media folder, never stored
     #: in the database (it may hold credentials)
     stream_url: str | None = None
+    #: where the job's webhooks go (checked against the outbound policy); not in ``params``
+    callback_url: str | None = None
 
 
 def job_request(
@@ -49,6 +52,22 @@ def job_request(
     """The job that a request asks for: the query's fields, overridden by the form's; refuses
     a job this server will not run (wrong kind, too many files, retention over the limit...)."""
     fields = {k: v for k, v in query.items() if v is not None} | body.fields
+    job = _job_request(config, params, fields, body, sample_fps)
+    callback = fields.get("callback_url")
+    if callback is not None and callback.strip():
+        return dataclasses.replace(
+            job, callback_url=check_callback_url(callback, config.outbound_policy())
+        )
+    return dataclasses.replace(job, callback_url=config.callback_url)
+
+
+def _job_request(
+    config: ServiceConfig,
+    params: AnalysisParams,
+    fields: dict[str, str],
+    body: RequestBody,
+    sample_fps: float | None,
+) -> NewJob:
     if "features" in body.fields or "profile" in body.fields:
         params = parse_params(fields.get("features"), fields.get("profile"))
     if body.multipart and "sample_fps" in body.fields:
@@ -203,14 +222,19 @@ class JobService:
             request_hash=fingerprint,
             idempotency_key=idem,
             max_active=self.config.max_jobs_per_key,
+            callback_url=job.callback_url,
         )
 
 
 def _fingerprint(job: NewJob) -> str:
-    """What makes two requests the same one: kind, parameters, retention, the uploads' names and
-    contents and a stream's address (only hashed: it may hold credentials)."""
+    """What makes two requests the same one: kind, parameters, retention, the callback address,
+    the uploads' names and contents and a stream's address (only hashed: it may hold
+    credentials)."""
     h = hashlib.sha256()
-    h.update(json.dumps([job.kind, job.params, job.retention_s], sort_keys=True).encode())
+    fixed: list[Any] = [job.kind, job.params, job.retention_s]
+    if job.callback_url is not None:
+        fixed.append(job.callback_url)
+    h.update(json.dumps(fixed, sort_keys=True).encode())
     for up in job.uploads:
         h.update(up.name.encode() + b"\0" + up.sha256().encode())
     fingerprint = h.hexdigest()

@@ -11,6 +11,7 @@ import hmac
 import secrets
 
 from mien.service.store import Store
+from mien.service.webhooks import key_secret
 
 PREFIX = "mien_"
 
@@ -24,6 +25,7 @@ def create_key(store: Store, name: str = "") -> tuple[str, str]:
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     store.add_key(key_id, name, _hash(secret))
+    key_secret(store, key_id)  # the key's webhook signing secret (mien keys webhook-secret)
     return key_id, f"{PREFIX}{key_id}_{secret}"
 
 

@@ -54,6 +54,7 @@ HTTP_ONLY: dict[str, tuple[int, str]] = {
     "MediaPurged": (410, "The media has been deleted (retention ended or job deleted)"),
     "RangeNotSatisfiable": (416, "The requested byte range is not satisfiable"),
     "InvalidParameter": (422, "Invalid parameter"),
+    "CallbackRefused": (422, "The callback address is not one this server may call"),
     "TooManyJobs": (429, "Too many active jobs for this key"),
     "TooManyStreams": (429, "Too many open event streams for this key"),
     "NotAvailable": (501, "Not available in this installation"),

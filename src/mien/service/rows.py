@@ -51,6 +51,7 @@ class JobRow(Row):
     retention_s: int
     expires_at: float | None
     media_purged: bool
+    callback_url: str | None = None  # where the job's webhooks go (None: nowhere)
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,31 @@ class SessionRow(Row):
     csrf_token: str
     created_at: float
     expires_at: float
+
+
+@dataclass(frozen=True)
+class DeliveryRow(Row):
+    """One webhook event and its delivery (``webhook_deliveries``)."""
+
+    id: int
+    event_id: str
+    key_id: str
+    job_id: str
+    event: str
+    url: str
+    body: str
+    status: str
+    attempts: int
+    next_try_at: float | None
+    claimed_until: float | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery(DeliveryRow):
+    """A delivery a sender holds, with the webhook secret of its key (None: none yet)."""
+
+    webhook_secret: str | None

@@ -30,6 +30,8 @@ api_keys = Table(
     Column("secret_hash", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    # the key's webhook signing secret (not the API key; it must be readable to sign)
+    Column("webhook_secret", String(80), nullable=True),
 )
 
 jobs = Table(
@@ -56,6 +58,8 @@ jobs = Table(
     Column("retention_s", Integer, nullable=False),
     Column("expires_at", Float, nullable=True),
     Column("media_purged", Boolean, nullable=False, server_default="0"),
+    # where this job's webhooks go (the job's callback_url, else the server's default)
+    Column("callback_url", Text, nullable=True),
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
 )
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
@@ -115,3 +119,26 @@ review_sessions = Table(
     Column("expires_at", Float, nullable=False),
 )
 Index("ix_review_sessions_expires", review_sessions.c.expires_at)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # the event's id (the body's "id" and the Mien-Webhook-Id header)
+    Column("event_id", String(32), nullable=False, unique=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),  # the exact bytes every attempt sends (UTF-8)
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_try_at", Float, nullable=True),
+    Column("claimed_until", Float, nullable=True),  # a sender holds it until then
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+)
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_try_at)
+Index("ix_webhook_deliveries_job", webhook_deliveries.c.job_id, webhook_deliveries.c.id)

@@ -213,8 +213,9 @@ class Store:
         request_hash: str,
         idempotency_key: str | None,
         max_active: int | None = None,
+        callback_url: str | None = None,
     ) -> int | None:
-        """Insert a queued job and its items.
+        """Insert a queued job and its items (``callback_url``: where its webhooks go).
 
         With ``max_active``, the count of the key's queued and running jobs and the insert are
         one transaction that no other job creation of the key can interleave with (SQLite:
@@ -257,6 +258,7 @@ class Store:
                     attempts=0,
                     retention_s=retention_s,
                     media_purged=False,
+                    callback_url=callback_url,
                 )
             )
             c.execute(

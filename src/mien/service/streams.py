@@ -33,6 +33,7 @@ from typing import Any
 
 from mien.live.outbound import OutboundPolicy
 from mien.rules import RuleSet
+from mien.service import webhooks
 from mien.service.problem import Problem
 from mien.service.rows import ResultRow
 from mien.service.segments import (
@@ -184,6 +185,7 @@ def run_stream(
             urgent = bool(closed) or event.type != "frame"
             if urgent or len(rows) >= _FLUSH_ROWS or now - last >= _FLUSH_S:
                 store.add_results(job_id, idx, rows)
+                webhooks.items_flagged(store, job_id, idx, rows)
                 rows, last = [], now
     finally:
         done.set()
@@ -192,6 +194,7 @@ def run_stream(
             [segment_row(seg, profile=params.profile) for seg in segments.close()], numbers
         )
         store.add_results(job_id, idx, rows)
+        webhooks.items_flagged(store, job_id, idx, rows)
         watcher.join(timeout=2)
     return error
 

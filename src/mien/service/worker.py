@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mien.errors import MienError
-from mien.service import streams
+from mien.service import streams, webhooks
 from mien.service.analysis import (
     AnalysisParams,
     AnalyzerCache,
@@ -79,7 +79,8 @@ class Worker:
         if job is None:
             return
         if claim.attempts > self.config.max_attempts:
-            self.store.fail_exhausted(claim.job_id, self.name, self.config.max_attempts)
+            if self.store.fail_exhausted(claim.job_id, self.name, self.config.max_attempts):
+                webhooks.job_finished(self.store, claim.job_id)
             return
         lost = threading.Event()
         beat = threading.Thread(
@@ -91,22 +92,25 @@ class Worker:
             if outcome == "done":
                 error = self._stream_error(claim.job_id) if job.kind == "stream" else None
                 status = "failed" if error else "succeeded"
-                self.store.finish_job(claim.job_id, self.name, status, error)
+                if self.store.finish_job(claim.job_id, self.name, status, error):
+                    webhooks.job_finished(self.store, claim.job_id)
                 if int(job.retention_s) == 0:
                     delete_job_media(self.config.media_dir, claim.job_id)
                     self.store.mark_purged(claim.job_id)
             elif outcome == "stopped":
                 self.store.release(claim.job_id, self.name)
         except MienError as exc:
-            self.store.finish_job(claim.job_id, self.name, "failed", (exc.code, exc.message))
+            self._fail(claim.job_id, (exc.code, exc.message))
         except Exception as exc:  # never lose a job: record why it failed
             log.exception("%s: job %s failed", self.name, claim.job_id)
-            self.store.finish_job(
-                claim.job_id, self.name, "failed", ("InternalError", f"{type(exc).__name__}: {exc}")
-            )
+            self._fail(claim.job_id, ("InternalError", f"{type(exc).__name__}: {exc}"))
         finally:
             lost.set()
             beat.join(timeout=5)
+
+    def _fail(self, job_id: str, error: tuple[str, str]) -> None:
+        if self.store.finish_job(job_id, self.name, "failed", error):
+            webhooks.job_finished(self.store, job_id)
 
     def _heartbeat(self, job_id: str, lost: threading.Event) -> None:
         while not lost.wait(self.config.heartbeat_s):
@@ -147,12 +151,11 @@ class Worker:
                     result = analyzer.analyze(path, name=str(item.name), on_error="record")
                     flags = evaluate(ruleset, result)
                     row = {
-                        "seq": 0,
                         "kind": "image",
                         "data": image_record(result, params, flags),
                         "flags": flags,
                     }
-                    self.store.add_results(job_id, idx, [row])
+                    self._add_numbered(job_id, idx, [row], 0)
                     if result.error is not None:
                         error = (result.error.code, result.error.message)
                 if not keep:
@@ -262,6 +265,7 @@ class Worker:
         for n, row in enumerate(rows):
             row["seq"] = seq + n
         self.store.add_results(job_id, idx, rows)
+        webhooks.items_flagged(self.store, job_id, idx, rows)
         return seq + len(rows)
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from mien.service import streams
+from mien.service import streams, webhooks
 from mien.service.analysis import parse_params
 from mien.service.auth import require_key
 from mien.service.jobs import JobService, job_request
@@ -22,7 +22,7 @@ from mien.service.problem import Problem, responses
 from mien.service.routes.common import FEATURES, PROFILE, in_thread, upload_body
 from mien.service.rows import JobRow
 from mien.service.state import AppState, State
-from mien.service.store import MAX_ID
+from mien.service.store import ACTIVE, MAX_ID
 from mien.service.uploads import read_body
 
 router = APIRouter(tags=["jobs"])
@@ -71,6 +71,26 @@ class ResultItem(BaseModel):
     kind: str
     result: dict[str, Any]
     flags: list[dict[str, Any]]
+
+
+class Delivery(BaseModel):
+    id: int
+    event_id: str
+    event: str
+    url: str
+    status: str  # pending | delivered | failed
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_try_at: str | None
+    created_at: str
+    finished_at: str | None
+
+
+class DeliveriesPage(BaseModel):
+    job_id: str
+    deliveries: list[Delivery]
+    next_cursor: str | None
 
 
 class ResultsPage(BaseModel):
@@ -143,6 +163,7 @@ def _links(job_id: str, kind: str) -> dict[str, str]:
             "url",
             "max_seconds",
             "retries",
+            "callback_url",
         ],
     ),
     responses={
@@ -174,6 +195,12 @@ async def create_job(
     retries: str | None = Query(
         None, description="stream jobs: reconnect attempts before a lost source fails (5)"
     ),
+    callback_url: str | None = Query(
+        None,
+        max_length=2000,
+        description="http(s) address the job's signed webhooks are POSTed to (job.finished, "
+        "item.flagged, review.decided); default: the server's --callback-url",
+    ),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
 ) -> JSONResponse:
     params = await in_thread(parse_params, features, profile)  # refused names: before the body
@@ -193,6 +220,7 @@ async def create_job(
         "url": url,
         "max_seconds": max_seconds,
         "retries": retries,
+        "callback_url": callback_url,
     }
     new = await in_thread(job_request, st.config, params, query, body, sample_fps)
     job = await in_thread(JobService(st.store, st.config).create, key_id, new, idempotency_key)
@@ -266,17 +294,55 @@ def get_results(
     )
 
 
+@router.get(
+    "/v1/jobs/{job_id}/deliveries",
+    summary="The job's webhook deliveries, oldest first: attempts, last answer, next try",
+    responses=responses(400, 401, 404),
+)
+def get_deliveries(
+    job_id: str,
+    st: State,
+    key_id: str = Depends(require_key),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> DeliveriesPage:
+    _own_job(st, job_id, key_id)
+    rows, nxt = webhooks.job_deliveries(st.store, job_id, _decode_cursor(cursor), limit)
+    return DeliveriesPage(
+        job_id=job_id,
+        deliveries=[
+            Delivery(
+                id=r.id,
+                event_id=r.event_id,
+                event=r.event,
+                url=r.url,
+                status=r.status,
+                attempts=r.attempts,
+                last_status_code=r.last_status_code,
+                last_error=r.last_error,
+                next_try_at=_iso(r.next_try_at),
+                created_at=_iso(r.created_at) or "",
+                finished_at=_iso(r.finished_at),
+            )
+            for r in rows
+        ],
+        next_cursor=_encode_cursor(nxt) if nxt is not None else None,
+    )
+
+
 @router.delete(
     "/v1/jobs/{job_id}",
     summary="Cancel a job (if queued or running) and delete its uploaded media now",
     responses=responses(401, 404),
 )
 def delete_job(job_id: str, st: State, key_id: str = Depends(require_key)) -> Job:
-    _own_job(st, job_id, key_id)
+    before = _own_job(st, job_id, key_id)
     st.store.cancel(job_id)
     delete_job_media(st.config.media_dir, job_id)
     job = st.store.get_job(job_id)
     assert job is not None
+    if before.status in ACTIVE and job.status == "cancelled":
+        webhooks.job_finished(st.store, job_id)
     return job_view(job, st.store.result_count(job_id))
 
 

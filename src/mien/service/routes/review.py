@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from mien.service import webhooks
 from mien.service.auth import check_key, key_from_headers, require_key
 from mien.service.media import job_dir
 from mien.service.principal_interim import Reviewer, page_reviewer, require_reviewer
@@ -426,10 +427,18 @@ def _seconds(t: dt.datetime | None) -> float | None:
 
 def _decide_as(st: State, reviewer: Reviewer, body: Decision, result_id: int) -> bool:
     name = reviewer.name or body.reviewer or reviewer.key_ids[0]
-    return any(
-        st.store.decide(result_id, _DECISIONS[body.decision], name, key_id)
-        for key_id in reviewer.key_ids
-    )
+    for key_id in reviewer.key_ids:
+        if st.store.decide(result_id, _DECISIONS[body.decision], name, key_id):
+            webhooks.review_decided(
+                st.store,
+                result_id,
+                _DECISIONS[body.decision] or "cleared",
+                name,
+                key_id,
+                reviewer.kind,
+            )
+            return True
+    return False
 
 
 @api.post(
