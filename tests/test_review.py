@@ -1,7 +1,10 @@
 """The review page in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium):
-sign in, see flagged items with annotated thumbnails and reasons, approve, reject, export, sign
-out (a server-side session: the cookie holds its id, never the key; forms carry CSRF tokens).
-Against a real uvicorn server on SQLite and on the real PostgreSQL."""
+sign in with a reviewer account, see flagged items with annotated thumbnails and reasons,
+approve, reject, export, sign out (a server-side session: the cookie holds its id, never a key;
+forms carry CSRF tokens). Against a real uvicorn server on SQLite and on the real PostgreSQL.
+
+Since issue 18 the page signs in reviewer accounts (name and password, made here in the store as
+``mien reviewers add`` does), no longer an API key and a typed name."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import pytest
 from mien.service.app import create_app
 from mien.service.config import ServiceConfig
 from mien.service.keys import create_key
+from mien.service.passwords import hash_password
 
 from .conftest import SAMPLE, shared
 from .service_fixtures import BACKENDS, make_database
@@ -36,6 +40,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+PASSWORD = "Ada's review password"
 
 
 @dataclass
@@ -81,7 +88,9 @@ def live(
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.1)
-    _, key = create_key(app.state.mien.store, "reviewer")
+    store = app.state.mien.store
+    key_id, key = create_key(store, "reviewer")
+    assert store.assign_key(store.add_reviewer("Ada", "reviewer", hash_password(PASSWORD)), key_id)
     try:
         yield Live(base, key, cfg)
     finally:
@@ -155,13 +164,14 @@ def test_review_page_in_chromium(live: Live) -> None:
             page.on("console", lambda msg: console.append(msg.text))
             resp = page.goto(f"{live.base}/review")
             assert resp is not None and resp.status == 401  # sign-in form, no data
-            assert page.locator("#key").count() == 1 and "astronaut" not in page.content()
-            page.fill("#key", "mien_0123456789abcdef_wrong")
+            assert page.locator("#password").count() == 1 and "astronaut" not in page.content()
+            assert page.locator("#key").count() == 0  # no API key on the page any more
             page.fill("#reviewer-name", "Ada")
+            page.fill("#password", "not the password")
             page.click("#sign-in")
-            assert "not valid" in page.inner_text(".error")
-            page.fill("#key", live.key)
+            assert "Wrong name or password" in page.inner_text(".error")
             page.fill("#reviewer-name", "Ada")
+            page.fill("#password", PASSWORD)
             page.click("#sign-in")
             page.wait_for_selector(f"#item-{first['id']}")
             assert page.inner_text("#reviewer") == "Ada"
@@ -191,9 +201,11 @@ def test_review_page_in_chromium(live: Live) -> None:
             assert session["path"] == "/" and not session["secure"]  # plain http here
             assert all(live.key not in c["value"] for c in cookies.values())
             assert page.evaluate("document.cookie") == ""  # HttpOnly: no script sees it
-            # the page's export link works with the session; /v1 does not take the cookie
+            # the page's export link works with the session, and so does the review API (issue
+            # 18: the page's script calls it); the rest of /v1 does not take the cookie
             csv_text = page.request.get(f"{live.base}/review/export?format=csv").text()
-            assert page.request.get(f"{live.base}/v1/review/export?format=csv").status == 401
+            assert page.request.get(f"{live.base}/v1/review/export?format=csv").text() == csv_text
+            assert page.request.get(f"{live.base}/v1/jobs/{job['id']}").status == 401
             with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
                 assert "astronaut" in replayer.get(f"{live.base}/review").text  # the cookie works
             page.click("#sign-out")
