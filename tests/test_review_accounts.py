@@ -585,3 +585,14 @@ def test_migration_from_0002_keeps_decisions(database: Database, tmp_path: Path)
         assert row is not None and row.disagreement and row.decision_count == 2
     finally:
         store.close()
+
+
+def test_openapi_documents_the_review_routes() -> None:
+    from mien.service.app import openapi_document
+
+    paths = openapi_document()["paths"]
+    assert "post" in paths["/v1/review/decisions"]
+    assert "get" in paths["/v1/review/items/{result_id}/history"]
+    assert "403" in paths["/v1/review/reviewers"]["get"]["responses"]
+    decision = paths["/v1/review/items/{result_id}/decision"]["post"]
+    assert "403" in decision["responses"]  # a session without its CSRF token
