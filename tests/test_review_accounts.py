@@ -23,23 +23,23 @@ from sqlalchemy import select, text, update
 
 from mien.service.passwords import ACCOUNT_FAILURES, ADDRESS_FAILURES, SignInGuard, hash_password
 from mien.service.schema import review_decisions, review_sessions, reviewer_links, reviewers
-from mien.service.store import Store, make_engine
+from mien.service.store import Store, make_engine, migrate
 
-from .service_fixtures import Database, Service, database_fixture, service_fixture, store_args
+from .service_fixtures import (
+    Database,
+    Service,
+    browser,
+    csrf_of,
+    database_fixture,
+    problem,
+    service_fixture,
+    store_args,
+)
 
 service = service_fixture(workers=0)
 database = database_fixture()
-PROBLEM = "application/problem+json"
 SAME_ORIGIN = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
 PASSWORD = "correct horse battery staple"
-
-
-def problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = resp.json()
-    assert body["code"] == code and body["detail"]
-    return body
 
 
 @pytest.fixture(autouse=True)
@@ -69,16 +69,6 @@ def account(
     for key_id in keys:
         assert store.assign_key(rid, key_id)
     return name
-
-
-def browser(svc: Service, base_url: str = "http://testserver") -> TestClient:
-    return TestClient(svc.app, base_url=base_url, follow_redirects=False)
-
-
-def csrf_of(page: str) -> str:
-    tokens = set(re.findall(r'name="csrf_token" value="([^"]+)"', page))
-    assert len(tokens) == 1, tokens
-    return tokens.pop()
 
 
 def try_sign_in(client: TestClient, name: str, password: str) -> httpx.Response:
@@ -523,25 +513,10 @@ def test_export_carries_the_history(service: Service) -> None:
 # -- the migration ---------------------------------------------------------------------------
 
 
-def _upgrade(url: str, revision: str) -> None:
-    from importlib import resources
-
-    from alembic import command
-    from alembic.config import Config
-
-    engine = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("mien.service") / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    engine.dispose()
-
-
 def test_migration_from_0002_keeps_decisions(database: Database, tmp_path: Path) -> None:
     url = database.url or f"sqlite:///{tmp_path / 'old.db'}"
-    _upgrade(url, "0002")
     engine = make_engine(url)
+    migrate(engine, "0002")
     with engine.begin() as c:
         c.execute(text("INSERT INTO api_keys (id, name, secret_hash, created_at) "
                        "VALUES ('k1', 'old', 'h', 1.0)"))  # fmt: skip

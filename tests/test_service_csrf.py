@@ -23,32 +23,12 @@ from mien.service.schema import results, review_sessions
 from mien.service.security import CSP
 
 from .conftest import SAMPLE
-from .service_fixtures import Service, service_fixture
+from .service_fixtures import Service, browser, csrf_of, problem, service_fixture
 
 service = service_fixture(workers=0, max_jobs_per_key=100, max_upload_bytes=2 * 1024 * 1024)
-PROBLEM = "application/problem+json"
 JPEG = SAMPLE.read_bytes()
 EVIL = "http://evil.example"
 SESSION_TTL = 8 * 3600  # ServiceConfig's default
-
-
-def problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = resp.json()
-    assert body["code"] == code and body["status"] == status and body["detail"]
-    return body
-
-
-def browser(svc: Service, base_url: str = "http://testserver") -> TestClient:
-    """A new client on the running app with an empty cookie jar (lifespan already entered)."""
-    return TestClient(svc.app, base_url=base_url, follow_redirects=False)
-
-
-def csrf_of(page: str) -> str:
-    tokens = set(re.findall(r'name="csrf_token" value="([^"]+)"', page))
-    assert len(tokens) == 1, tokens
-    return tokens.pop()
 
 
 PASSWORD = "a reviewer's password"

@@ -65,8 +65,9 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (creates it on an empty database)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest migration, or to ``revision`` (creates it on an empty
+    database)."""
     import logging
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -77,7 +78,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(resources.files("mien.service") / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 @dataclass(frozen=True)
