@@ -17,7 +17,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from mien.service.reviewer_store import ReviewerStore
 from mien.service.rows import (
@@ -663,10 +674,7 @@ class Store(ReviewerStore):
             done = [r for r in wanted if r in found]
             if done:
                 c.execute(insert(review_decisions), [{"result_id": r, **entry} for r in done])
-                for rid in done:
-                    c.execute(
-                        update(results).where(results.c.id == rid).values(**_latest(c, rid, entry))
-                    )
+                c.execute(_MIRROR, _mirrors(c, done, entry))  # one executemany
             c.commit()
         return done
 
@@ -752,37 +760,57 @@ def _actor(row: Any) -> tuple[Any, ...]:
     return (row.actor_kind, row.key_id, row.reviewer_name)
 
 
-def _latest(c: Any, result_id: int, entry: dict[str, Any]) -> dict[str, Any]:
-    """The ``results`` columns that mirror an item's history after ``entry`` was appended:
-    the latest decision (none after "cleared"), the number of entries, and whether the
-    actors' latest approve/reject decisions disagree (an actor's own "cleared" withdraws
-    theirs)."""
+#: The ``results`` columns that mirror an item's history (see :func:`_mirrors`).
+_MIRROR = (
+    update(results)
+    .where(results.c.id == bindparam("rid"))
+    .values(
+        decision=bindparam("decision"),
+        reviewer=bindparam("reviewer"),
+        reviewer_key=bindparam("reviewer_key"),
+        decided_at=bindparam("decided_at"),
+        decision_count=bindparam("decision_count"),
+        disagreement=bindparam("disagreement"),
+    )
+)
+
+
+def _mirrors(c: Any, result_ids: list[int], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each item, the ``results`` columns that mirror its history after ``entry`` was
+    appended: the latest decision (none after "cleared"), the number of entries, and whether
+    the actors' latest approve/reject decisions disagree (an actor's own "cleared" withdraws
+    theirs). One query for all the items."""
     rows = c.execute(
         select(
+            review_decisions.c.result_id,
             review_decisions.c.decision,
             review_decisions.c.actor_kind,
             review_decisions.c.reviewer_id,
             review_decisions.c.reviewer_name,
             review_decisions.c.key_id,
         )
-        .where(review_decisions.c.result_id == result_id)
-        .order_by(review_decisions.c.id)
+        .where(review_decisions.c.result_id.in_(result_ids))
+        .order_by(review_decisions.c.result_id, review_decisions.c.id)
     ).all()
-    latest = {_actor(r): r.decision for r in rows}
-    values: dict[str, Any] = {
-        "decision_count": len(rows),
-        "disagreement": {"approved", "rejected"} <= set(latest.values()),
-    }
-    if entry["decision"] == "cleared":
-        values.update(decision=None, reviewer=None, reviewer_key=None, decided_at=None)
-    else:
-        values.update(
-            decision=entry["decision"],
-            reviewer=entry["reviewer_name"],
-            reviewer_key=entry["key_id"],
-            decided_at=entry["at"],
-        )
-    return values
+    latest: dict[int, dict[tuple[Any, ...], str]] = {}
+    count: dict[int, int] = {}
+    for r in rows:
+        rid = int(r.result_id)
+        latest.setdefault(rid, {})[_actor(r)] = r.decision
+        count[rid] = count.get(rid, 0) + 1
+    cleared = entry["decision"] == "cleared"
+    return [
+        {
+            "rid": rid,
+            "decision": None if cleared else entry["decision"],
+            "reviewer": None if cleared else entry["reviewer_name"],
+            "reviewer_key": None if cleared else entry["key_id"],
+            "decided_at": None if cleared else entry["at"],
+            "decision_count": count.get(rid, 0),
+            "disagreement": {"approved", "rejected"} <= set(latest.get(rid, {}).values()),
+        }
+        for rid in result_ids
+    ]
 
 
 def new_id() -> str:
