@@ -21,3 +21,4 @@ own .venv/bin/python bench/video.py --max-frames 120
 own .venv/bin/python bench/live.py
 own .venv/bin/python bench/batch.py
 own .venv/bin/python bench/service.py
+own .venv/bin/python bench/review_decisions.py
