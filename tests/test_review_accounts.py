@@ -251,6 +251,18 @@ def test_failures_from_one_address_are_limited(service: Service) -> None:
     assert store_of(service).get_reviewer(name).failed_logins == 0  # type: ignore[union-attr]
 
 
+def use_link(client: TestClient, token: str, **headers: str) -> httpx.Response:
+    """Open a one-time link and press its button, as a browser does."""
+    page = client.get(f"/review/login/{token}")
+    if page.status_code != 200:
+        return page
+    return client.post(
+        f"/review/login/{token}",
+        data={"csrf_token": csrf_of(page.text)},
+        headers={**SAME_ORIGIN, **headers},
+    )
+
+
 def test_one_time_link(service: Service) -> None:
     from mien.service.passwords import new_link_token
 
@@ -262,15 +274,33 @@ def test_one_time_link(service: Service) -> None:
     store.add_link(digest, row.id, 900)
     with browser(service) as client:
         assert try_sign_in(client, name, "").status_code == 401  # no password to match
-        r = client.get(f"/review/login/{token}")
-        assert r.status_code == 200 and f'id="reviewer">{name}<' in r.text
-        assert 'href="/review"' in r.text and r.headers["cache-control"] == "no-store"
+        # opening the link changes nothing (a mail scanner fetching it uses nothing up)
+        for _ in range(2):
+            page = client.get(f"/review/login/{token}")
+            assert page.status_code == 200 and f'id="link-reviewer">{name}<' in page.text
+            assert page.headers["cache-control"] == "no-store"
+            assert not any(
+                c.startswith("mien_session=") for c in page.headers.get_list("set-cookie")
+            )
+        csrf = csrf_of(page.text)
+        # its button posts it with the form's token: not without, not from another site
+        problem(client.post(f"/review/login/{token}", data={}), 403, "InvalidCsrfToken")
+        evil = client.post(
+            f"/review/login/{token}", data={"csrf_token": csrf}, headers={"Origin": "http://e.x"}
+        )
+        problem(evil, 403, "CrossSiteRequest")
+        r = use_link(client, token)
+        assert r.status_code == 303 and r.headers["location"] == "/review"
         assert any(c.startswith("mien_session=") for c in r.headers.get_list("set-cookie"))
-        assert client.get("/review").status_code == 200
+        assert f'id="reviewer">{name}<' in client.get("/review").text
     with browser(service) as other:  # single use: the same link again opens nothing
         again = other.get(f"/review/login/{token}")
         assert again.status_code == 401 and "not valid" in again.text
-        assert other.get("/review").status_code == 401
+        login = other.get("/review")
+        replay = other.post(
+            f"/review/login/{token}", data={"csrf_token": csrf_of(login.text)}, headers=SAME_ORIGIN
+        )
+        assert replay.status_code == 401 and other.get("/review").status_code == 401
     # expired links, unknown tokens and links of a disabled account do not work
     token2, digest2 = new_link_token()
     store.add_link(digest2, row.id, 900)
@@ -283,12 +313,16 @@ def test_one_time_link(service: Service) -> None:
     token3, digest3 = new_link_token()
     store.add_link(digest3, row.id, 900)
     with browser(service) as client:
-        assert client.get(f"/review/login/{token2}").status_code == 401
-        assert client.get(f"/review/login/{'A' * 43}").status_code == 401
+        assert use_link(client, token2).status_code == 401
+        assert use_link(client, "A" * 43).status_code == 401
         assert client.get("/review/login/not%20a%20token").status_code == 401
-        assert store.disable_reviewer(row.id)
-        assert client.get(f"/review/login/{token3}").status_code == 401
-        assert client.get("/review").status_code == 401
+        page = client.get(f"/review/login/{token3}")
+        assert page.status_code == 200
+        assert store.disable_reviewer(row.id)  # disabled between the page and the button
+        r = client.post(
+            f"/review/login/{token3}", data={"csrf_token": csrf_of(page.text)}, headers=SAME_ORIGIN
+        )
+        assert r.status_code == 401 and client.get("/review").status_code == 401
 
 
 def test_disabling_an_account_ends_its_sessions(service: Service) -> None:

@@ -8,6 +8,7 @@ store's engine. Only hashes are stored: the password's scrypt hash, the link tok
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import Engine, and_, delete, insert, select, update
 
@@ -114,6 +115,33 @@ class ReviewerStore:
                 )
             )
 
+    def _link_account(self, c: Any, token_hash: str) -> ReviewerRow | None:
+        row = (
+            c.execute(
+                select(reviewers)
+                .join(reviewer_links, reviewer_links.c.reviewer_id == reviewers.c.id)
+                .where(
+                    reviewer_links.c.token_hash == token_hash,
+                    reviewers.c.disabled_at.is_(None),
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return ReviewerRow.of(row) if row else None
+
+    def peek_link(self, token_hash: str) -> ReviewerRow | None:
+        """The enabled account of an unused, unexpired link, which stays unused."""
+        with self.engine.connect() as c:
+            live = c.execute(
+                select(reviewer_links.c.token_hash).where(
+                    reviewer_links.c.token_hash == token_hash,
+                    reviewer_links.c.used_at.is_(None),
+                    reviewer_links.c.expires_at > time.time(),
+                )
+            ).first()
+            return self._link_account(c, token_hash) if live else None
+
     def use_link(self, token_hash: str) -> ReviewerRow | None:
         """The enabled account of an unused, unexpired link, which is used up by this call
         (one UPDATE: two requests with the same link cannot both succeed)."""
@@ -130,19 +158,7 @@ class ReviewerStore:
             ).rowcount
             if not used:
                 return None
-            row = (
-                c.execute(
-                    select(reviewers)
-                    .join(reviewer_links, reviewer_links.c.reviewer_id == reviewers.c.id)
-                    .where(
-                        reviewer_links.c.token_hash == token_hash,
-                        reviewers.c.disabled_at.is_(None),
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return ReviewerRow.of(row) if row else None
+            return self._link_account(c, token_hash)
 
     # -- failed sign-ins -----------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Signing in to the review page: a reviewer account's name and password (``POST
-/review/login``) or a one-time link (``GET /review/login/{token}``), and signing out.
+/review/login``) or a one-time link (``GET /review/login/{token}`` shows a button that posts
+it), and signing out.
 
 A successful sign-in ends any session the browser had (no session fixation) and starts a new
 one (:mod:`mien.service.sessions`). Failures answer the form again with one message that does
@@ -10,6 +11,7 @@ from __future__ import annotations
 import html
 from importlib import resources
 from string import Template
+from typing import Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -84,36 +86,51 @@ async def login(request: Request, st: State) -> Response:
     return _with_session(RedirectResponse("/review", status_code=303), request, st, session_id)
 
 
-_LINK_DONE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="0; url=/review">
-<title>mien · review · signed in</title>
-<link rel="stylesheet" href="/review/static/review.css"></head>
-<body><main class="login"><h1>Signed in</h1>
-<p>Signed in as <strong id="reviewer">$name</strong>.
-<a href="/review" id="continue">Open the review queue</a>.</p></main></body></html>
-"""
+def _link_token(token: str) -> str | None:
+    """The store's hash of a link token that has the form of ours, else None (no look-up)."""
+    if len(token) <= 128 and token.replace("-", "").replace("_", "").isalnum():
+        return token_hash(token)
+    return None
+
+
+def _link_refused(request: Request) -> HTMLResponse:
+    return login_page(request, "That sign-in link is not valid (used, expired or unknown).", 401)
+
+
+#: The link's token (from ``mien reviewers link``).
+LinkToken: Any = Path(min_length=1, max_length=200)
 
 
 @router.get("/review/login/{token}")
-async def login_link(
-    request: Request, st: State, token: str = Path(min_length=1, max_length=200)
-) -> Response:
-    """A one-time link from ``mien reviewers link``: used up by this request, valid 15 min.
-
-    It answers a page that goes on to ``/review`` rather than a redirect: after a link clicked
-    in another site (a mail reader), browsers withhold ``SameSite=Strict`` cookies along the
-    redirect, and the first page would not be signed in."""
-    reviewer = None
-    if len(token) <= 128 and token.replace("-", "").replace("_", "").isalnum():
-        reviewer = await in_thread(st.store.use_link, token_hash(token))
+async def link_page(request: Request, st: State, token: str = LinkToken) -> Response:
+    """A one-time link from ``mien reviewers link``: a page that asks to sign in as the
+    account. Opening it changes nothing (a mail scanner that fetches links uses none up); its
+    button posts the link with the page's CSRF token (:func:`login_link`)."""
+    digest = _link_token(token)
+    reviewer = await in_thread(st.store.peek_link, digest) if digest else None
     if reviewer is None:
-        return login_page(
-            request, "That sign-in link is not valid (used, expired or unknown).", 401
-        )
+        return _link_refused(request)
+    csrf, new = login_token(request)
+    body = template("link.html").substitute(
+        name=html.escape(reviewer.name), token=html.escape(token), csrf=csrf
+    )
+    resp = HTMLResponse(body)
+    if new:
+        set_login_cookie(resp, request, csrf)
+    return no_store(resp)
+
+
+@router.post("/review/login/{token}")
+async def login_link(request: Request, st: State, token: str = LinkToken) -> Response:
+    """Sign in with a one-time link: valid 15 minutes, used up by this request."""
+    form = await request.form()
+    check_csrf(request.cookies.get(LOGIN_COOKIE), form.get(CSRF_FIELD))
+    digest = _link_token(token)
+    reviewer = await in_thread(st.store.use_link, digest) if digest else None
+    if reviewer is None:
+        return _link_refused(request)
     session_id = await _signed_in(request, st, reviewer.id, reviewer.name)
-    page = Template(_LINK_DONE).substitute(name=html.escape(reviewer.name))
-    return _with_session(HTMLResponse(page), request, st, session_id)
+    return _with_session(RedirectResponse("/review", status_code=303), request, st, session_id)
 
 
 @router.post("/review/logout")
