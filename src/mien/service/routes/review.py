@@ -102,7 +102,7 @@ def _reason(flag: dict[str, Any]) -> str:
     return f"<li>{''.join(parts)}</li>"
 
 
-def _renderreview_item(it: ReviewItem, csrf: str) -> str:
+def _render_item(it: ReviewItem, csrf: str) -> str:
     if it.media_retained and it.kind == "image":
         thumb = (
             f"<img src='/review/items/{it.id}/thumbnail' alt='annotated picture of "
@@ -154,7 +154,7 @@ def review_page(request: Request, st: State) -> Response:
         reviewer=html.escape(reviewer.name),
         csrf=session.csrf_token,
         count=len(items),
-        items="\n".join(_renderreview_item(it, session.csrf_token) for it in items),
+        items="\n".join(_render_item(it, session.csrf_token) for it in items),
     )
     return no_store(HTMLResponse(page))
 
