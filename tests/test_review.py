@@ -25,7 +25,7 @@ import pytest
 from mien.service.app import create_app
 from mien.service.config import ServiceConfig
 from mien.service.keys import create_key
-from mien.service.passwords import hash_password
+from mien.service.passwords import hash_password, new_link_token
 
 from .conftest import SAMPLE, shared
 from .service_fixtures import BACKENDS, make_database
@@ -50,6 +50,7 @@ class Live:
     base: str
     key: str
     config: ServiceConfig
+    app: Any
 
     @property
     def auth(self) -> dict[str, str]:
@@ -92,7 +93,7 @@ def live(
     key_id, key = create_key(store, "reviewer")
     assert store.assign_key(store.add_reviewer("Ada", "reviewer", hash_password(PASSWORD)), key_id)
     try:
-        yield Live(base, key, cfg)
+        yield Live(base, key, cfg, app)
     finally:
         server.should_exit = True
         thread.join(timeout=60)
@@ -215,6 +216,19 @@ def test_review_page_in_chromium(live: Live) -> None:
             with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
                 replay = replayer.get(f"{live.base}/review")
             assert replay.status_code == 401 and "astronaut" not in replay.text
+            # a one-time link (as `mien reviewers link` prints it): its page, then its button
+            token, digest = new_link_token()
+            store = live.app.state.mien.store
+            ada = store.get_reviewer("Ada")
+            assert ada is not None
+            store.add_link(digest, ada.id, 900)
+            page.goto(f"{live.base}/review/login/{token}")
+            assert page.inner_text("#link-reviewer") == "Ada"
+            page.click("#link-sign-in")
+            page.wait_for_selector(f"#item-{first['id']}")
+            assert page.inner_text("#reviewer") == "Ada"
+            again = page.goto(f"{live.base}/review/login/{token}")
+            assert again is not None and again.status == 401  # used up
             # the Content Security Policy held everything the page uses (no violation reported)
             assert not [m for m in console if "Content Security Policy" in m], console
         finally:
