@@ -23,3 +23,4 @@ own .venv/bin/python bench/batch.py
 own .venv/bin/python bench/service.py
 # PostgreSQL too when MIEN_TEST_POSTGRES_URL names a server (as for the tests), else SQLite only
 own .venv/bin/python bench/review.py ${MIEN_TEST_POSTGRES_URL:+--postgres "$MIEN_TEST_POSTGRES_URL"}
+own .venv/bin/python bench/review_decisions.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -147,6 +148,32 @@ def service_fixture(scope: str = "module", **config: Any) -> Any:
             db.drop()
 
     return _service
+
+
+# -- answers and browsers ---------------------------------------------------------------------
+
+PROBLEM = "application/problem+json"
+
+
+def problem(resp: Any, status: int, code: str) -> dict[str, Any]:
+    """The problem+json body of ``resp``, checked to have ``status`` and ``code``."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = resp.json()
+    assert body["code"] == code and body["status"] == status and body["detail"]
+    return body
+
+
+def browser(svc: Service, base_url: str = "http://testserver") -> TestClient:
+    """A new client on the running app with an empty cookie jar (lifespan already entered)."""
+    return TestClient(svc.app, base_url=base_url, follow_redirects=False)
+
+
+def csrf_of(page: str) -> str:
+    """The one CSRF token the forms of an HTML page carry."""
+    tokens = set(re.findall(r'name="csrf_token" value="([^"]+)"', page))
+    assert len(tokens) == 1, tokens
+    return tokens.pop()
 
 
 # -- a real `mien serve` process (tests that kill, restart or flood a server) -----------------

@@ -1,7 +1,10 @@
 """The review page in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium):
-sign in, see flagged items with annotated thumbnails and reasons, approve, reject, export, sign
-out (a server-side session: the cookie holds its id, never the key; forms carry CSRF tokens).
-Against a real uvicorn server on SQLite and on the real PostgreSQL."""
+sign in with a reviewer account, see flagged items with annotated thumbnails and reasons,
+approve, reject, export, sign out (a server-side session: the cookie holds its id, never a key;
+forms carry CSRF tokens). Against a real uvicorn server on SQLite and on the real PostgreSQL.
+
+Since issue 18 the page signs in reviewer accounts (name and password, made here in the store as
+``mien reviewers add`` does), no longer an API key and a typed name."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import pytest
 from mien.service.app import create_app
 from mien.service.config import ServiceConfig
 from mien.service.keys import create_key
+from mien.service.passwords import hash_password, new_link_token
 
 from .conftest import SAMPLE, shared
 from .service_fixtures import BACKENDS, make_database
@@ -38,11 +42,15 @@ CHROMIUM_ARGS = [
 ]
 
 
+PASSWORD = "Ada's review password"
+
+
 @dataclass
 class Live:
     base: str
     key: str
     config: ServiceConfig
+    app: Any
 
     @property
     def auth(self) -> dict[str, str]:
@@ -81,9 +89,11 @@ def live(
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.1)
-    _, key = create_key(app.state.mien.store, "reviewer")
+    store = app.state.mien.store
+    key_id, key = create_key(store, "reviewer")
+    assert store.assign_key(store.add_reviewer("Ada", "reviewer", hash_password(PASSWORD)), key_id)
     try:
-        yield Live(base, key, cfg)
+        yield Live(base, key, cfg, app)
     finally:
         server.should_exit = True
         thread.join(timeout=60)
@@ -155,13 +165,14 @@ def test_review_page_in_chromium(live: Live) -> None:
             page.on("console", lambda msg: console.append(msg.text))
             resp = page.goto(f"{live.base}/review")
             assert resp is not None and resp.status == 401  # sign-in form, no data
-            assert page.locator("#key").count() == 1 and "astronaut" not in page.content()
-            page.fill("#key", "mien_0123456789abcdef_wrong")
+            assert page.locator("#password").count() == 1 and "astronaut" not in page.content()
+            assert page.locator("#key").count() == 0  # no API key on the page any more
             page.fill("#reviewer-name", "Ada")
+            page.fill("#password", "not the password")
             page.click("#sign-in")
-            assert "not valid" in page.inner_text(".error")
-            page.fill("#key", live.key)
+            assert "Wrong name or password" in page.inner_text(".error")
             page.fill("#reviewer-name", "Ada")
+            page.fill("#password", PASSWORD)
             page.click("#sign-in")
             page.wait_for_selector(f"#item-{first['id']}")
             assert page.inner_text("#reviewer") == "Ada"
@@ -195,10 +206,11 @@ def test_review_page_in_chromium(live: Live) -> None:
             assert session["path"] == "/" and not session["secure"]  # plain http here
             assert all(live.key not in c["value"] for c in cookies.values())
             assert page.evaluate("document.cookie") == ""  # HttpOnly: no script sees it
-            # the page's export link works with the session; the export API does not take the
-            # cookie (the queue API does: the page's script reads it with the session)
+            # the page's export link works with the session, and so does the review API (issue
+            # 18: the page's script calls it); the rest of /v1 does not take the cookie
             csv_text = page.request.get(f"{live.base}/review/export?format=csv").text()
-            assert page.request.get(f"{live.base}/v1/review/export?format=csv").status == 401
+            assert page.request.get(f"{live.base}/v1/review/export?format=csv").text() == csv_text
+            assert page.request.get(f"{live.base}/v1/jobs/{job['id']}").status == 401
             with httpx.Client(cookies={"mien_session": session["value"]}) as replayer:
                 queue = replayer.get(f"{live.base}/v1/review/items?status=all").text
                 assert "astronaut" in queue  # the cookie works
@@ -211,6 +223,19 @@ def test_review_page_in_chromium(live: Live) -> None:
                 replay_api = replayer.get(f"{live.base}/v1/review/items?status=all")
             assert replay.status_code == 401 and "astronaut" not in replay.text
             assert replay_api.status_code == 401 and "astronaut" not in replay_api.text
+            # a one-time link (as `mien reviewers link` prints it): its page, then its button
+            token, digest = new_link_token()
+            store = live.app.state.mien.store
+            ada = store.get_reviewer("Ada")
+            assert ada is not None
+            store.add_link(digest, ada.id, 900)
+            page.goto(f"{live.base}/review/login/{token}")
+            assert page.inner_text("#link-reviewer") == "Ada"
+            page.click("#link-sign-in")
+            page.wait_for_selector(f"#item-{first['id']}")
+            assert page.inner_text("#reviewer") == "Ada"
+            again = page.goto(f"{live.base}/review/login/{token}")
+            assert again is not None and again.status == 401  # used up
             # the Content Security Policy held everything the page uses (no violation reported)
             assert not [m for m in console if "Content Security Policy" in m], console
         finally:

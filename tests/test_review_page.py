@@ -247,8 +247,8 @@ def test_queue_page_by_keyboard(live: Live, queue: dict[str, Any]) -> None:  # n
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migration_0006_fills_the_severity_of_older_results(backend: str, tmp_path: Path) -> None:
-    """Rows stored before 0006 get the severity :func:`severity_of` gives new rows."""
+def test_migration_0005_fills_the_severity_of_older_results(backend: str, tmp_path: Path) -> None:
+    """Rows stored before 0005 get the severity :func:`severity_of` gives new rows."""
     from importlib import resources
 
     from alembic import command
@@ -273,8 +273,8 @@ def test_migration_0006_fills_the_severity_of_older_results(backend: str, tmp_pa
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0002")
-        # the results table as 0002 made it (no severity column)
+            command.upgrade(cfg, "0004")
+        # the results table as 0004 made it (no severity column)
         old = table("results", *[column(c.name) for c in results.c if c.name != "severity"])
         with engine.begin() as conn:
             conn.execute(insert(api_keys).values(id="k", secret_hash="h", created_at=0.0))

@@ -18,45 +18,41 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from mien.service.passwords import hash_password
 from mien.service.schema import results, review_sessions
 from mien.service.security import CSP
 
 from .conftest import SAMPLE
-from .service_fixtures import Service, service_fixture
+from .service_fixtures import Service, browser, csrf_of, problem, service_fixture
 
 service = service_fixture(workers=0, max_jobs_per_key=100, max_upload_bytes=2 * 1024 * 1024)
-PROBLEM = "application/problem+json"
 JPEG = SAMPLE.read_bytes()
 EVIL = "http://evil.example"
 SESSION_TTL = 8 * 3600  # ServiceConfig's default
 
 
-def problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = resp.json()
-    assert body["code"] == code and body["status"] == status and body["detail"]
-    return body
+PASSWORD = "a reviewer's password"
 
 
-def browser(svc: Service, base_url: str = "http://testserver") -> TestClient:
-    """A new client on the running app with an empty cookie jar (lifespan already entered)."""
-    return TestClient(svc.app, base_url=base_url, follow_redirects=False)
-
-
-def csrf_of(page: str) -> str:
-    tokens = set(re.findall(r'name="csrf_token" value="([^"]+)"', page))
-    assert len(tokens) == 1, tokens
-    return tokens.pop()
+def account(svc: Service, key: str, reviewer: str) -> dict[str, str]:
+    """The sign-in form's fields for the reviewer account ``reviewer`` (made on first use)
+    assigned to the tenant of API key ``key``. Since issue 18 the page signs in reviewer
+    accounts, no longer an API key and a typed name."""
+    store = svc.app.state.mien.store
+    row = store.get_reviewer(reviewer)
+    rid = row.id if row else store.add_reviewer(reviewer, "reviewer", hash_password(PASSWORD))
+    assert store.assign_key(rid, key.split("_")[1])
+    return {"name": reviewer, "password": PASSWORD}
 
 
 def sign_in(svc: Service, client: TestClient, key: str, reviewer: str = "Ada") -> str:
     """Sign in through the page as a browser does; returns the session's CSRF token."""
+    form = account(svc, key, reviewer)
     login = client.get("/review")
-    assert login.status_code == 401 and 'id="key"' in login.text
+    assert login.status_code == 401 and 'id="password"' in login.text
     r = client.post(
         "/review/login",
-        data={"key": key, "reviewer": reviewer, "csrf_token": csrf_of(login.text)},
+        data={**form, "csrf_token": csrf_of(login.text)},
         headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
     )
     assert r.status_code == 303, r.text
@@ -83,12 +79,12 @@ def flagged_item(svc: Service, key_id: str) -> int:
     store.add_results(
         job_id, 0, [{"seq": 0, "kind": "image", "data": {"faces": []}, "flags": [flag]}]
     )
-    (row,) = [r for r in store.flagged(key_id=key_id) if r.job_id == job_id]
+    (row,) = [r for r in store.flagged(key_ids=[key_id]) if r.job_id == job_id]
     return int(row.id)
 
 
 def decision_of(svc: Service, key_id: str, result_id: int) -> Any:
-    row = svc.app.state.mien.store.result_with_media(result_id, key_id=key_id)
+    row = svc.app.state.mien.store.result_with_media(result_id, key_ids=[key_id])
     return row.decision, row.reviewer
 
 
@@ -213,14 +209,15 @@ def test_a_cookie_does_not_authenticate_v1(service: Service, fresh: TestClient) 
         old_browser.cookies.set("mien_key", service.key)
         for method, path in V1_ROUTES:
             problem(old_browser.request(method, path, content=JPEG), 401, "Unauthorized")
-    # a live review session opens the review queue API only (issue 18: the page's script reads
-    # it with the session; its writes need the X-CSRF-Token header), no other /v1 route
+    # a live review session opens the review API only (issue 18: the page's script calls it
+    # with the session; its writes need the X-CSRF-Token header), no other /v1 route
     token = sign_in(service, fresh, service.key)
     assert fresh.get("/review").status_code == 200
     for method, path in V1_ROUTES:
         r = fresh.request(method, path, content=JPEG, headers={"content-type": "image/jpeg"})
-        if path == "/v1/review/items":
-            assert r.status_code == 200 and "counts" in r.json(), r.text
+        if path.startswith("/v1/review/"):
+            assert r.status_code == 200, r.text
+            assert path != "/v1/review/items" or "counts" in r.json(), r.text
         else:
             problem(r, 401, "Unauthorized")
     item = flagged_item(service, service.key.split("_")[1])
@@ -246,7 +243,7 @@ def test_the_cookie_holds_a_session_id_not_the_key(service: Service, fresh: Test
     token = csrf_of(login.text)
     assert f"mien_login={token};" in pre  # double submit: the form's token is the cookie's
     r = fresh.post(
-        "/review/login", data={"key": service.key, "reviewer": "Ada", "csrf_token": token}
+        "/review/login", data={**account(service, service.key, "Ada"), "csrf_token": token}
     )
     assert r.status_code == 303
     cookies = r.headers.get_list("set-cookie")
@@ -259,11 +256,12 @@ def test_the_cookie_holds_a_session_id_not_the_key(service: Service, fresh: Test
     assert "httponly" in attrs and "samesite=strict" in attrs and "path=/" in attrs
     assert f"max-age={SESSION_TTL}" in attrs and "secure" not in attrs  # plain http here
     assert any(c.startswith('mien_login="";') or "mien_login=;" in c for c in cookies)  # cleared
-    # the store keeps a hash of the id, never the id itself, tied to the key and the reviewer
+    # the store keeps a hash of the id, never the id itself, tied to the reviewer account
     store = service.app.state.mien.store
+    ada = store.get_reviewer("Ada")
     with store.engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(review_sessions.select()).mappings()]
-    mine = [row for row in rows if row["reviewer"] == "Ada" and row["key_id"] == service.key_id]
+    mine = [row for row in rows if row["reviewer"] == "Ada" and row["reviewer_id"] == ada.id]
     assert mine and all(value not in str(row) for row in rows)
     import hashlib
 
@@ -277,7 +275,7 @@ def test_the_session_cookie_is_secure_over_https(service: Service) -> None:
         assert "secure" in login.headers["set-cookie"].lower()
         r = client.post(
             "/review/login",
-            data={"key": service.key, "reviewer": "Ada", "csrf_token": csrf_of(login.text)},
+            data={**account(service, service.key, "Ada"), "csrf_token": csrf_of(login.text)},
             headers={"Origin": "https://testserver"},
         )
         assert r.status_code == 303
@@ -291,7 +289,7 @@ def test_the_session_cookie_is_secure_over_https(service: Service) -> None:
 def test_sign_in_needs_the_forms_token(service: Service, fresh: TestClient) -> None:
     login = fresh.get("/review")
     token = csrf_of(login.text)
-    form = {"key": service.key, "reviewer": "Ada"}
+    form = account(service, service.key, "Ada")
     problem(fresh.post("/review/login", data=form), 403, "InvalidCsrfToken")
     problem(
         fresh.post("/review/login", data={**form, "csrf_token": "x" * 43}), 403, "InvalidCsrfToken"
@@ -383,11 +381,17 @@ def test_sessions_expire(service: Service, fresh: TestClient) -> None:
     assert left == []
 
 
-def test_revoking_the_key_ends_its_sessions(service: Service, fresh: TestClient) -> None:
+def test_revoking_the_key_hides_its_items(service: Service, fresh: TestClient) -> None:
+    """A session belongs to a reviewer account (issue 18); revoking an API key takes its
+    tenant's items out of every reviewer's view at the next request."""
     key_id, key = service.new_key("revoked while signed in")
-    sign_in(service, fresh, key)
+    item = flagged_item(service, key_id)
+    sign_in(service, fresh, key, "Revoked-tenant reviewer")
+    assert f"item-{item}" in fresh.get("/review").text
     assert service.app.state.mien.store.revoke_key(key_id)
-    assert fresh.get("/review").status_code == 401
+    page = fresh.get("/review")
+    assert page.status_code == 200 and f"item-{item}" not in page.text
+    problem(fresh.get(f"/review/items/{item}/thumbnail"), 404, "NotFound")
 
 
 def test_a_new_sign_in_replaces_the_session(service: Service, fresh: TestClient) -> None:
@@ -401,7 +405,10 @@ def test_a_new_sign_in_replaces_the_session(service: Service, fresh: TestClient)
         tab.cookies.set("mien_login", form_source.cookies["mien_login"], path="/review")
         r = tab.post(
             "/review/login",
-            data={"key": service.key, "reviewer": "Second", "csrf_token": csrf_of(form_page.text)},
+            data={
+                **account(service, service.key, "Second"),
+                "csrf_token": csrf_of(form_page.text),
+            },
         )
         assert r.status_code == 303
         second = r.cookies.get("mien_session")
@@ -520,7 +527,7 @@ def test_the_configured_lifetime_ends_the_session(short_sessions: Service) -> No
         login = client.get("/review")
         r = client.post(
             "/review/login",
-            data={"key": svc.key, "reviewer": "Ada", "csrf_token": csrf_of(login.text)},
+            data={**account(svc, svc.key, "Ada"), "csrf_token": csrf_of(login.text)},
         )
         (cookie,) = [c for c in r.headers.get_list("set-cookie") if c.startswith("mien_session=")]
         assert "max-age=3" in [a.strip().lower() for a in cookie.split(";")]

@@ -41,9 +41,7 @@ def labels() -> dict[str, Any]:
     return data
 
 
-def clip_head(
-    src: Path, dst: Path, seconds: float, options: dict[str, str] | None = None
-) -> Path:
+def clip_head(src: Path, dst: Path, seconds: float, options: dict[str, str] | None = None) -> Path:
     """Copy (no re-encoding) the video and audio packets of ``src`` up to ``seconds``
     (``options``: the output container's, e.g. ``{"movflags": "faststart"}``)."""
     with av.open(str(src)) as i, av.open(str(dst), "w", options=options or {}) as o:

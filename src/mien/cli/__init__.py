@@ -31,7 +31,17 @@ from mien.errors import MienError, RefusedAttributeError, UnknownFeatureError
 
 #: One module per command under ``mien.cli``; each has ``register(subparsers)``, which adds its
 #: parser and sets ``func`` (a callable taking the parsed arguments, returning the exit code).
-COMMANDS = ("analyze", "annotate", "redact", "check", "batch", "models", "serve", "keys")
+COMMANDS = (
+    "analyze",
+    "annotate",
+    "redact",
+    "check",
+    "batch",
+    "models",
+    "serve",
+    "keys",
+    "reviewers",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,7 +40,12 @@ def register(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    require_service(args, f"mien keys {args.keys_command}")
+    return open_store(args, f"mien keys {args.keys_command}")
+
+
+def open_store(args: argparse.Namespace, command: str) -> Any:
+    """The service store that ``--data-dir`` / ``--db`` name (migrated), for ``command``."""
+    require_service(args, command)
     from mien.service.store import Store
 
     config = config_from_args(args)

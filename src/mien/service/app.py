@@ -19,7 +19,16 @@ from fastapi.openapi.utils import get_openapi
 from mien import __version__
 from mien.service import faults, problem
 from mien.service.config import ServiceConfig
-from mien.service.routes import analyze, apidocs, health, jobs, review, review_media
+from mien.service.routes import (
+    analyze,
+    apidocs,
+    health,
+    jobs,
+    review,
+    review_decisions,
+    review_login,
+    review_media,
+)
 from mien.service.security import SAFE_METHODS, BrowserGuard
 from mien.service.slots import SlotPool
 from mien.service.state import AppState
@@ -94,8 +103,11 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
     app.include_router(analyze.router)
     app.include_router(jobs.router)
     app.include_router(review.router)
+    app.include_router(review_login.router)
+    app.include_router(review_decisions.router)
     app.include_router(review.api)
     app.include_router(review_media.routes)
+    app.include_router(review_decisions.api)
     app.include_router(apidocs.router)
 
     # The guard goes around the whole stack, Starlette's error handler included, so that a 500

@@ -1,8 +1,10 @@
 """API-key authentication: ``Authorization: Bearer <key>`` or ``X-API-Key``, headers only.
 
-No cookie ever carries an API key or authenticates a ``/v1`` route: the review page has its own
-sessions (:mod:`mien.service.sessions`). A browser cannot attach these headers to a request
-another site makes it send, so the API cannot be driven by cross-site request forgery.
+No cookie ever carries an API key. The review page has its own sessions of reviewer accounts
+(:mod:`mien.service.sessions`), which open the review API ``/v1/review/...`` only
+(:func:`mien.service.reviewers.require_reviewer`); every other ``/v1`` route takes a key only.
+A browser cannot attach these headers to a request another site makes it send, so the API
+cannot be driven by cross-site request forgery with them.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from mien.service.keys import verify_key
 from mien.service.problem import Problem
 
-_bearer = HTTPBearer(auto_error=False, description="an API key from `mien keys create`")
-_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+BEARER = HTTPBearer(auto_error=False, description="an API key from `mien keys create`")
+KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 _TTL_S = 10.0
 
@@ -83,8 +85,8 @@ def check_key(request: Request, presented: str | None) -> str:
 
 def require_key(
     request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    header: Annotated[str | None, Security(_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    header: Annotated[str | None, Security(KEY_HEADER)],
 ) -> str:
     """The id of the caller's API key (401 ``Unauthorized`` without a valid one)."""
     return check_key(request, presented_key(bearer, header))

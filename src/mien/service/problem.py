@@ -48,6 +48,7 @@ HTTP_ONLY: dict[str, tuple[int, str]] = {
     "InvalidCursor": (400, "Invalid cursor"),
     "Unauthorized": (401, "A valid API key is required"),
     "CrossSiteRequest": (403, "Refused: the request comes from another site"),
+    "Forbidden": (403, "Refused: this needs a reviewer account with the admin role"),
     "InvalidCsrfToken": (403, "Missing or wrong CSRF token"),
     "MethodNotAllowed": (405, "Method not allowed"),
     "IdempotencyConflict": (409, "Idempotency-Key reused with a different request"),

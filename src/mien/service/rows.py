@@ -80,6 +80,8 @@ class ResultRow(Row):
     reviewer: str | None
     reviewer_key: str | None
     decided_at: float | None
+    disagreement: bool
+    decision_count: int
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,9 @@ class ReviewRow(ResultRow):
 @dataclass(frozen=True)
 class SessionRow(Row):
     id_hash: str
-    key_id: str
+    reviewer_id: int
     reviewer: str
+    role: str
     csrf_token: str
     created_at: float
     expires_at: float
@@ -127,3 +130,30 @@ class ClaimedDelivery(DeliveryRow):
     """A delivery a sender holds, with the webhook secret of its key (None: none yet)."""
 
     webhook_secret: str | None
+
+
+@dataclass(frozen=True)
+class ReviewerRow(Row):
+    id: int
+    name: str
+    role: str
+    password_hash: str | None
+    created_at: float
+    disabled_at: float | None
+    failed_logins: int
+    locked_until: float | None
+
+
+@dataclass(frozen=True)
+class DecisionRow(Row):
+    """One entry of an item's decision history (``review_decisions``)."""
+
+    id: int
+    result_id: int
+    decision: str
+    actor_kind: str
+    reviewer_id: int | None
+    reviewer_name: str
+    key_id: str | None
+    note: str | None
+    at: float

@@ -96,6 +96,9 @@ results = Table(
     Column("decided_at", Float, nullable=True),
     # the review queue's severity sort key (mien.service.queue.severity_of of the flags)
     Column("severity", Integer, nullable=False, server_default="0"),
+    # the latest decision above is denormalised from review_decisions (same transaction)
+    Column("disagreement", Boolean, nullable=False, server_default="0"),
+    Column("decision_count", Integer, nullable=False, server_default="0"),
     UniqueConstraint("job_id", "item_idx", "seq", name="uq_results_item_seq"),
 )
 Index("ix_results_job", results.c.job_id, results.c.id)
@@ -106,13 +109,70 @@ Index(
     "ix_results_severity", results.c.flagged, results.c.decision, results.c.severity, results.c.id
 )
 
+reviewers = Table(
+    "reviewers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # "reviewer" | "admin"
+    # "scrypt$n$r$p$salt$hash" (hex); NULL: the account signs in by one-time links only
+    Column("password_hash", String(300), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("disabled_at", Float, nullable=True),
+    # consecutive failed password sign-ins, and the time the account is locked until
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", Float, nullable=True),
+)
+
+#: Which tenants (API keys) a reviewer sees.
+reviewer_keys = Table(
+    "reviewer_keys",
+    metadata,
+    Column(
+        "reviewer_id",
+        Integer,
+        ForeignKey("reviewers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), primary_key=True),
+)
+
+#: One-time sign-in links: the SHA-256 of the token, single use, short-lived.
+reviewer_links = Table(
+    "reviewer_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("reviewer_id", Integer, ForeignKey("reviewers.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
+#: Every decision on a review item, append-only ("cleared" = undo).
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("result_id", Integer, ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
+    Column("decision", String(16), nullable=False),  # approved | rejected | cleared
+    Column("actor_kind", String(16), nullable=False),  # reviewer | key
+    Column("reviewer_id", Integer, ForeignKey("reviewers.id", ondelete="SET NULL"), nullable=True),
+    Column("reviewer_name", String(200), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("at", Float, nullable=False),
+)
+Index("ix_review_decisions_result", review_decisions.c.result_id, review_decisions.c.id)
+
 review_sessions = Table(
     "review_sessions",
     metadata,
     # SHA-256 of the random session id; the id itself is only in the browser's cookie
     Column("id_hash", String(64), primary_key=True),
-    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
-    # who signs the decisions: today a typed name, later a reviewer account
+    # sessions made before reviewer accounts (migration 0003 deletes them) had a key
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=True),
+    Column("reviewer_id", Integer, ForeignKey("reviewers.id", ondelete="CASCADE"), nullable=True),
+    # the reviewer's name when the session started (shown on the page)
     Column("reviewer", String(200), nullable=False),
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", Float, nullable=False),

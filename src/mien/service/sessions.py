@@ -1,11 +1,10 @@
 """Review-page sessions and their CSRF tokens.
 
-Signing in on ``/review`` (an API key and a reviewer name) creates a server-side session: a
-random 256-bit id that only the browser's cookie holds; the store keeps its SHA-256, the key it
-acts for, the reviewer, a CSRF token and an expiry. The API key itself never goes into a cookie,
-and a session cookie authenticates the review page's own routes and the review queue API
-(``/v1/review/items`` and the decision routes, whose writes need the session's CSRF token in
-``X-CSRF-Token``), no other ``/v1`` route.
+Signing in on ``/review`` (a reviewer account's name and password, or a one-time link) creates
+a server-side session: a random 256-bit id that only the browser's cookie holds; the store keeps
+its SHA-256, the reviewer account, a CSRF token and an expiry. No API key ever goes into a
+cookie. The session opens the review page's routes and the review API (``/v1/review/...``, with
+the CSRF token in an ``X-CSRF-Token`` header on unsafe methods), nothing else of ``/v1``.
 
 Every state-changing form of the page carries a synchronizer token: the session's CSRF token
 once signed in, and before that (the sign-in form) a random token that is also set in a
@@ -37,8 +36,9 @@ _MAX_TOKEN = 128  # longer cookie or form values are not ours: no store look-up 
 @dataclass(frozen=True)
 class Session:
     id_hash: str
-    key_id: str
+    reviewer_id: int
     reviewer: str
+    role: str
     csrf_token: str
     expires_at: float
 
@@ -47,12 +47,12 @@ def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def start_session(store: Store, key_id: str, reviewer: str, ttl_s: float) -> str:
-    """Create a session for ``key_id`` and ``reviewer``; returns the id for the cookie."""
+def start_session(store: Store, reviewer_id: int, reviewer: str, ttl_s: float) -> str:
+    """Create a session of the account ``reviewer_id``; returns the id for the cookie."""
     session_id = secrets.token_urlsafe(32)
     store.create_session(
         _digest(session_id),
-        key_id=key_id,
+        reviewer_id=reviewer_id,
         reviewer=reviewer,
         csrf_token=secrets.token_urlsafe(32),
         ttl_s=ttl_s,
@@ -61,7 +61,7 @@ def start_session(store: Store, key_id: str, reviewer: str, ttl_s: float) -> str
 
 
 def current_session(request: Request) -> Session | None:
-    """The request's valid session (not expired, its key not revoked), else None."""
+    """The request's valid session (not expired, its account enabled), else None."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
     if not session_id or len(session_id) > _MAX_TOKEN:
         return None
@@ -70,8 +70,9 @@ def current_session(request: Request) -> Session | None:
         return None
     return Session(
         id_hash=row.id_hash,
-        key_id=row.key_id,
+        reviewer_id=int(row.reviewer_id),
         reviewer=row.reviewer,
+        role=row.role,
         csrf_token=row.csrf_token,
         expires_at=float(row.expires_at),
     )
@@ -133,7 +134,8 @@ def clear_login_cookie(response: Response, request: Request) -> None:
 
 
 def check_csrf(expected: str | None, presented: object) -> None:
-    """403 ``InvalidCsrfToken`` unless ``presented`` (a form value) equals ``expected``."""
+    """403 ``InvalidCsrfToken`` unless ``presented`` (a form value or header) equals
+    ``expected``."""
     given = presented if isinstance(presented, str) else ""
     if not expected or not given or len(given) > _MAX_TOKEN:
         raise Problem(

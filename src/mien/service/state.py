@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from mien.service.auth import KeyCache
 from mien.service.config import ServiceConfig
 from mien.service.faults import StoreErrors
+from mien.service.passwords import SignInGuard
 from mien.service.slots import SlotPool
 from mien.service.store import Store
 
@@ -25,6 +26,7 @@ class AppState:
     slots: SlotPool
     keys: KeyCache = field(default_factory=KeyCache)
     store_errors: StoreErrors = field(default_factory=StoreErrors)
+    sign_ins: SignInGuard = field(default_factory=SignInGuard)
 
 
 def app_state(request: Request) -> AppState:

@@ -17,11 +17,38 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from mien.service import queue
-from mien.service.rows import JobItemRow, JobRow, ResultRow, ReviewRow, SessionRow
-from mien.service.schema import api_keys, job_items, jobs, results, review_sessions
+from mien.service.reviewer_store import ReviewerStore
+from mien.service.rows import (
+    DecisionRow,
+    JobItemRow,
+    JobRow,
+    ResultRow,
+    ReviewRow,
+    SessionRow,
+)
+from mien.service.schema import (
+    api_keys,
+    job_items,
+    jobs,
+    results,
+    review_decisions,
+    review_sessions,
+    reviewers,
+)
 
 ACTIVE = ("queued", "running")
 #: The largest id a request may name (SQLite's INTEGER); PostgreSQL's ``integer`` ids end at
@@ -29,6 +56,8 @@ ACTIVE = ("queued", "running")
 MAX_ID = 2**63 - 1
 _PG_MAX_ID = 2**31 - 1
 FINAL = ("succeeded", "failed", "cancelled")
+#: The decisions an item's history holds; "cleared" is the undo (the item is undecided again).
+DECISIONS = ("approved", "rejected", "cleared")
 
 
 def make_engine(url: str) -> Engine:
@@ -48,8 +77,9 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (creates it on an empty database)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest migration, or to ``revision`` (creates it on an empty
+    database)."""
     import logging
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -60,7 +90,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(resources.files("mien.service") / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 @dataclass(frozen=True)
@@ -81,8 +111,8 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-class Store:
-    """Data access for keys, jobs, items, results and review decisions."""
+class Store(ReviewerStore):
+    """Data access for keys, jobs, items, results, review decisions and reviewer accounts."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -542,11 +572,9 @@ class Store:
         return page, nxt
 
     @staticmethod
-    def _reviewable(key_id: str | Sequence[str]) -> Any:
-        """Results of the jobs of API key ``key_id`` (a key sees its own jobs only; a sequence:
-        of any of those keys), with their item's name and media file and the job's media
-        state."""
-        keys = [key_id] if isinstance(key_id, str) else list(key_id)
+    def _reviewable(key_ids: Sequence[str]) -> Any:
+        """Results of the jobs of the API keys ``key_ids`` (the tenants a caller sees), with
+        their item's name and media file and the job's media state."""
         return (
             select(results, jobs.c.media_purged, job_items.c.name, job_items.c.media_file)
             .join(jobs, jobs.c.id == results.c.job_id)
@@ -554,14 +582,14 @@ class Store:
                 job_items,
                 and_(job_items.c.job_id == results.c.job_id, job_items.c.idx == results.c.item_idx),
             )
-            .where(jobs.c.key_id.in_(keys))
+            .where(jobs.c.key_id.in_(list(key_ids)))
         )
 
     def flagged(
-        self, *, key_id: str, limit: int = 200, undecided_only: bool = False
+        self, *, key_ids: Sequence[str], limit: int = 200, undecided_only: bool = False
     ) -> list[ReviewRow]:
-        """Flagged results of the jobs of API key ``key_id``."""
-        q = self._reviewable(key_id).where(results.c.flagged.is_(True))
+        """Flagged results of the jobs of the API keys ``key_ids``."""
+        q = self._reviewable(key_ids).where(results.c.flagged.is_(True))
         if undecided_only:
             q = q.where(results.c.decision.is_(None))
         with self.engine.connect() as c:
@@ -575,53 +603,117 @@ class Store:
         (the live review events)."""
         if after >= self._max_id():
             return []
-        rows: list[ReviewRow] = []
+        q = self._reviewable(key_ids).where(results.c.flagged.is_(True), results.c.id > after)
         with self.engine.connect() as c:
-            for key_id in key_ids:
-                q = self._reviewable(key_id).where(
-                    results.c.flagged.is_(True), results.c.id > after
-                )
-                found = c.execute(q.order_by(results.c.id).limit(limit)).mappings().all()
-                rows += [ReviewRow.of(r) for r in found]
-        return sorted(rows, key=lambda r: int(r.id))[:limit]
+            found = c.execute(q.order_by(results.c.id).limit(limit)).mappings().all()
+        return [ReviewRow.of(r) for r in found]
 
     def last_result_id(self) -> int:
         """The highest result id so far (0 without any)."""
         with self.engine.connect() as c:
             return int(c.execute(select(func.max(results.c.id))).scalar() or 0)
 
-    def result_with_media(self, result_id: int, *, key_id: str) -> ReviewRow | None:
-        """One result with its job's media state, when it belongs to a job of ``key_id``."""
+    def result_with_media(self, result_id: int, *, key_ids: Sequence[str]) -> ReviewRow | None:
+        """One result with its job's media state, when it belongs to a job of ``key_ids``."""
         if not 0 < result_id <= self._max_id():
             return None
-        q = self._reviewable(key_id).where(results.c.id == result_id)
+        q = self._reviewable(key_ids).where(results.c.id == result_id)
         with self.engine.connect() as c:
             row = c.execute(q).mappings().first()
         return ReviewRow.of(row) if row else None
 
-    def decide(self, result_id: int, decision: str | None, reviewer: str, key_id: str) -> bool:
-        if not 0 < result_id <= self._max_id():
-            return False
-        with self.engine.begin() as c:
-            res = c.execute(
-                update(results)
+    def append_decision(
+        self,
+        result_id: int,
+        decision: str,
+        *,
+        actor_kind: str,
+        reviewer_id: int | None,
+        reviewer_name: str,
+        key_id: str | None,
+        note: str | None,
+        key_ids: Sequence[str],
+    ) -> bool:
+        """Append a decision to a flagged item of the tenants ``key_ids`` and make it the
+        item's latest (one transaction); False when there is no such item."""
+        done = self.append_decisions(
+            [result_id],
+            decision,
+            actor_kind=actor_kind,
+            reviewer_id=reviewer_id,
+            reviewer_name=reviewer_name,
+            key_id=key_id,
+            note=note,
+            key_ids=key_ids,
+        )
+        return bool(done)
+
+    def append_decisions(
+        self,
+        result_ids: Sequence[int],
+        decision: str,
+        *,
+        actor_kind: str,
+        reviewer_id: int | None,
+        reviewer_name: str,
+        key_id: str | None,
+        note: str | None,
+        key_ids: Sequence[str],
+    ) -> list[int]:
+        """:meth:`append_decision` for several items in one transaction; returns the ids that
+        were found (flagged items of ``key_ids``) and decided, in the order given."""
+        if decision not in DECISIONS:
+            raise ValueError(f"unknown decision {decision!r}")
+        wanted = list(dict.fromkeys(r for r in result_ids if 0 < r <= self._max_id()))
+        if not wanted or not key_ids:
+            return []
+        now = time.time()
+        entry = {
+            "decision": decision,
+            "actor_kind": actor_kind,
+            "reviewer_id": reviewer_id,
+            "reviewer_name": reviewer_name,
+            "key_id": key_id,
+            "note": note,
+            "at": now,
+        }
+        with self.engine.connect() as c:
+            if not self.is_postgres:
+                c.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before the reads
+            q = (
+                select(results.c.id)
+                .join(jobs, jobs.c.id == results.c.job_id)
                 .where(
-                    results.c.id == result_id,
+                    results.c.id.in_(wanted),
                     results.c.flagged.is_(True),
-                    results.c.job_id.in_(select(jobs.c.id).where(jobs.c.key_id == key_id)),
-                )
-                .values(
-                    decision=decision,
-                    reviewer=reviewer,
-                    reviewer_key=key_id,
-                    decided_at=time.time(),
+                    jobs.c.key_id.in_(list(key_ids)),
                 )
             )
-        return bool(res.rowcount)
+            if self.is_postgres:
+                q = q.with_for_update(of=results)  # concurrent deciders wait for each other
+            found = {int(r[0]) for r in c.execute(q)}
+            done = [r for r in wanted if r in found]
+            if done:
+                c.execute(insert(review_decisions), [{"result_id": r, **entry} for r in done])
+                c.execute(_MIRROR, _mirrors(c, done, entry))  # one executemany
+            c.commit()
+        return done
 
-    def decisions(self, *, key_id: str) -> Iterator[ReviewRow]:
-        """Flagged results of the jobs of ``key_id`` with their decisions (for the export)."""
-        q = self._reviewable(key_id).where(results.c.flagged.is_(True)).order_by(results.c.id)
+    def history(self, result_id: int, *, key_ids: Sequence[str]) -> list[DecisionRow] | None:
+        """Every decision on a flagged item of ``key_ids``, oldest first; None: no such item."""
+        if self.result_with_media(result_id, key_ids=key_ids) is None:
+            return None
+        q = (
+            select(review_decisions)
+            .where(review_decisions.c.result_id == result_id)
+            .order_by(review_decisions.c.id)
+        )
+        with self.engine.connect() as c:
+            return [DecisionRow.of(r) for r in c.execute(q).mappings()]
+
+    def decisions(self, *, key_ids: Sequence[str]) -> Iterator[ReviewRow]:
+        """Flagged results of the jobs of ``key_ids`` with their decisions (for the export)."""
+        q = self._reviewable(key_ids).where(results.c.flagged.is_(True)).order_by(results.c.id)
         with self.engine.connect() as c:
             for r in c.execute(q).mappings():
                 yield ReviewRow.of(r)
@@ -702,19 +794,34 @@ class Store:
         counts["all"] = sum(n for k, n in counts.items() if k != "all")
         return counts
 
+    def histories(self, *, key_ids: Sequence[str]) -> dict[int, list[DecisionRow]]:
+        """The decision history of every item of ``key_ids`` that has one (for the export)."""
+        q = (
+            select(review_decisions)
+            .join(results, results.c.id == review_decisions.c.result_id)
+            .join(jobs, jobs.c.id == results.c.job_id)
+            .where(jobs.c.key_id.in_(list(key_ids)))
+            .order_by(review_decisions.c.result_id, review_decisions.c.id)
+        )
+        out: dict[int, list[DecisionRow]] = {}
+        with self.engine.connect() as c:
+            for r in c.execute(q).mappings():
+                out.setdefault(int(r["result_id"]), []).append(DecisionRow.of(r))
+        return out
+
     # -- review-page sessions --------------------------------------------------------------
 
     def create_session(
-        self, id_hash: str, *, key_id: str, reviewer: str, csrf_token: str, ttl_s: float
+        self, id_hash: str, *, reviewer_id: int, reviewer: str, csrf_token: str, ttl_s: float
     ) -> None:
-        """Store a new session (and drop every session that has expired)."""
+        """Store a new session of a reviewer account (and drop every expired session)."""
         now = time.time()
         with self.engine.begin() as c:
             c.execute(review_sessions.delete().where(review_sessions.c.expires_at <= now))
             c.execute(
                 insert(review_sessions).values(
                     id_hash=id_hash,
-                    key_id=key_id,
+                    reviewer_id=reviewer_id,
                     reviewer=reviewer,
                     csrf_token=csrf_token,
                     created_at=now,
@@ -723,14 +830,14 @@ class Store:
             )
 
     def get_session(self, id_hash: str) -> SessionRow | None:
-        """A session that has not expired and whose API key is not revoked, else None."""
+        """A session that has not expired and whose reviewer account is enabled, else None."""
         q = (
-            select(review_sessions)
-            .join(api_keys, api_keys.c.id == review_sessions.c.key_id)
+            select(review_sessions, reviewers.c.role)
+            .join(reviewers, reviewers.c.id == review_sessions.c.reviewer_id)
             .where(
                 review_sessions.c.id_hash == id_hash,
                 review_sessions.c.expires_at > time.time(),
-                api_keys.c.revoked_at.is_(None),
+                reviewers.c.disabled_at.is_(None),
             )
         )
         with self.engine.connect() as c:
@@ -741,6 +848,66 @@ class Store:
         with self.engine.begin() as c:
             res = c.execute(review_sessions.delete().where(review_sessions.c.id_hash == id_hash))
         return bool(res.rowcount)
+
+
+def _actor(row: Any) -> tuple[Any, ...]:
+    """Who made a decision: an account, or an API key with the name it stated."""
+    if row.actor_kind == "reviewer" and row.reviewer_id is not None:
+        return ("reviewer", row.reviewer_id)
+    return (row.actor_kind, row.key_id, row.reviewer_name)
+
+
+#: The ``results`` columns that mirror an item's history (see :func:`_mirrors`).
+_MIRROR = (
+    update(results)
+    .where(results.c.id == bindparam("rid"))
+    .values(
+        decision=bindparam("decision"),
+        reviewer=bindparam("reviewer"),
+        reviewer_key=bindparam("reviewer_key"),
+        decided_at=bindparam("decided_at"),
+        decision_count=bindparam("decision_count"),
+        disagreement=bindparam("disagreement"),
+    )
+)
+
+
+def _mirrors(c: Any, result_ids: list[int], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each item, the ``results`` columns that mirror its history after ``entry`` was
+    appended: the latest decision (none after "cleared"), the number of entries, and whether
+    the actors' latest approve/reject decisions disagree (an actor's own "cleared" withdraws
+    theirs). One query for all the items."""
+    rows = c.execute(
+        select(
+            review_decisions.c.result_id,
+            review_decisions.c.decision,
+            review_decisions.c.actor_kind,
+            review_decisions.c.reviewer_id,
+            review_decisions.c.reviewer_name,
+            review_decisions.c.key_id,
+        )
+        .where(review_decisions.c.result_id.in_(result_ids))
+        .order_by(review_decisions.c.result_id, review_decisions.c.id)
+    ).all()
+    latest: dict[int, dict[tuple[Any, ...], str]] = {}
+    count: dict[int, int] = {}
+    for r in rows:
+        rid = int(r.result_id)
+        latest.setdefault(rid, {})[_actor(r)] = r.decision
+        count[rid] = count.get(rid, 0) + 1
+    cleared = entry["decision"] == "cleared"
+    return [
+        {
+            "rid": rid,
+            "decision": None if cleared else entry["decision"],
+            "reviewer": None if cleared else entry["reviewer_name"],
+            "reviewer_key": None if cleared else entry["key_id"],
+            "decided_at": None if cleared else entry["at"],
+            "decision_count": count.get(rid, 0),
+            "disagreement": {"approved", "rejected"} <= set(latest.get(rid, {}).values()),
+        }
+        for rid in result_ids
+    ]
 
 
 def new_id() -> str:

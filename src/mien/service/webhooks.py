@@ -26,7 +26,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -227,6 +227,22 @@ def review_decided(
     (a name) acting as ``actor_kind`` ("key": through API key ``key_id``; "reviewer")."""
     actor = {"kind": actor_kind, "name": reviewer, "key_id": key_id}
     _logged("review.decided", _review_decided, store, result_id, decision, actor)
+
+
+def decisions_made(
+    store: Store, result_ids: Sequence[int], decision: str, actor: Mapping[str, Any]
+) -> None:
+    """``review.decided`` for each of ``result_ids``, just decided by ``actor`` (the actor
+    columns of :meth:`mien.service.store.Store.append_decisions`)."""
+    for result_id in result_ids:
+        review_decided(
+            store,
+            result_id,
+            decision,
+            actor["reviewer_name"],
+            actor["key_id"],
+            actor["actor_kind"],
+        )
 
 
 def _review_decided(store: Store, result_id: int, decision: str, actor: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mien.service.media import job_dir
 from mien.service.problem import Problem, responses
-from mien.service.routes.review import ItemId, _item, _session_or_key
+from mien.service.routes.review import ItemId, _viewer, review_item
 from mien.service.rows import ReviewRow
 from mien.service.state import AppState, State
 from mien.service.store import MAX_ID, Store
@@ -62,11 +62,11 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def segment_media(
-    st: AppState, result_id: int, key_id: str
+    st: AppState, result_id: int, key_ids: tuple[str, ...]
 ) -> tuple[ReviewRow, dict[str, Any], FilePath]:
     """A flagged segment of ``key_id`` with its data and the path of its retained video
     (404 ``NotFound`` for others, 410 ``MediaPurged`` when the video is gone)."""
-    row = st.store.result_with_media(result_id, key_id=key_id)
+    row = st.store.result_with_media(result_id, key_ids=key_ids)
     if row is None or not row.flagged or row.kind != "segment":
         raise Problem("NotFound", f"no flagged video segment {result_id}")
     if row.media_purged or not row.media_file:
@@ -77,9 +77,9 @@ def segment_media(
     return row, json.loads(row.data), path
 
 
-def segment_thumbnail(st: AppState, result_id: int, key_id: str) -> Response:
+def segment_thumbnail(st: AppState, result_id: int, key_ids: tuple[str, ...]) -> Response:
     """The keyframe of a segment with the face's box (the review page's thumbnail)."""
-    _, data, path = segment_media(st, result_id, key_id)
+    _, data, path = segment_media(st, result_id, key_ids)
     return _jpeg(keyframe_thumbnail(path, data))
 
 
@@ -132,9 +132,9 @@ def _read(f: BinaryIO, first: int, length: int) -> Iterator[bytes]:
 
 
 def _media_response(
-    st: AppState, result_id: int, key_id: str, range_header: str | None
+    st: AppState, result_id: int, key_ids: tuple[str, ...], range_header: str | None
 ) -> Response:
-    row, _, path = segment_media(st, result_id, key_id)
+    row, _, path = segment_media(st, result_id, key_ids)
     try:  # opened now: a purge from here on does not cut the answer short
         f = open(path, "rb")  # noqa: SIM115 (closed by _read, or after the response)
         size = os.fstat(f.fileno()).st_size
@@ -178,7 +178,7 @@ _MEDIA_DOC: dict[int | str, dict[str, Any]] = {
 
 @router.get("/review/items/{result_id}/media")
 def page_media(request: Request, st: State, result_id: int = ItemId) -> Response:
-    return _media_response(st, result_id, _session_or_key(request), request.headers.get("range"))
+    return _media_response(st, result_id, _viewer(request), request.headers.get("range"))
 
 
 @api.get(
@@ -193,12 +193,12 @@ def media(
     result_id: int = ItemId,
     range: str | None = Header(None, max_length=200, description="bytes=first-last"),
 ) -> Response:
-    return _media_response(st, result_id, _session_or_key(request), range)
+    return _media_response(st, result_id, _viewer(request), range)
 
 
 @router.get("/review/items/{result_id}/filmstrip")
 def page_filmstrip(request: Request, st: State, result_id: int = ItemId) -> Response:
-    _, data, path = segment_media(st, result_id, _session_or_key(request))
+    _, data, path = segment_media(st, result_id, _viewer(request))
     return _jpeg(filmstrip(path, data))
 
 
@@ -242,7 +242,7 @@ STREAMS = StreamCount(MAX_STREAMS_PER_KEY)
 
 
 def _event(row: ReviewRow) -> str:
-    data = _item(row).model_dump_json()
+    data = review_item(row).model_dump_json()
     return f"id: {int(row.id)}\nevent: item\ndata: {data}\n\n"
 
 
@@ -297,7 +297,7 @@ def events(
     ),
     last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=40),
 ) -> StreamingResponse:
-    key_ids = (_session_or_key(request),)
+    key_ids = _viewer(request)
     start = st.store.last_result_id() if after is None else after
     if last_event_id is not None and last_event_id.strip():
         try:

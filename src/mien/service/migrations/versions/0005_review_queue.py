@@ -2,8 +2,8 @@
 their flags JSON) and indexes for the status filter with each sort, the time filter and a
 reviewer's tenants.
 
-Revision ID: 0006
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
