@@ -51,7 +51,7 @@ def video_job(service: Service) -> dict[str, Any]:
     page = service.client.get(
         r.headers["location"] + "/results", params={"limit": 1000}, headers=service.auth
     ).json()
-    items = service.client.get("/v1/review/items", headers=service.auth).json()
+    items = service.client.get("/v1/review/items", headers=service.auth).json()["items"]
     return {
         "job": job,
         "results": page["items"],
@@ -217,7 +217,7 @@ def test_after_the_purge_the_video_is_gone(service: Service, video_job: dict[str
     problem(service.client.get(it["media_url"], headers=service.auth), 410, "MediaPurged")
     thumb = service.client.get(f"/review/items/{it['id']}/thumbnail", headers=service.auth)
     problem(thumb, 410, "MediaPurged")
-    items = service.client.get("/v1/review/items", headers=service.auth).json()
+    items = service.client.get("/v1/review/items", headers=service.auth).json()["items"]
     (after,) = [x for x in items if x["id"] == it["id"]]
     assert after["media_url"] is None and after["filmstrip_url"] is None
     assert (after["start_s"], after["end_s"]) == (it["start_s"], it["end_s"])
@@ -288,7 +288,7 @@ def test_stream_segments_reach_the_review_events(
     assert ": keep-alive" in theirs.text
     assert review_media.STREAMS._open == {}  # every stream gave its place back
     # the stored segments are the ones sent
-    stored = svc.client.get("/v1/review/items", headers=svc.auth).json()
+    stored = svc.client.get("/v1/review/items", headers=svc.auth).json()["items"]
     assert {it["id"] for it in stored if it["job_id"] == job["id"]} == {it["id"] for it in got}
     # Last-Event-ID resumes after the given item; a bad one is refused
     monkeypatch.setattr(review_media, "MAX_STREAM_S", 1.0)
