@@ -21,7 +21,14 @@ import pytest
 from mien.service.store import Store
 
 from .review_seed import PER_JOB, seed_queue
-from .test_review import CHROMIUM, CHROMIUM_ARGS, Live, _flagged_job, live  # noqa: F401
+from .test_review import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    Live,
+    _flagged_job,
+    live,
+)
 
 SEEDED = 1998  # + the 2 real photos of _flagged_job = 2,000 flagged items
 #: seeded items of the video jobs (every 4th job) and of the id-photo jobs (every 2nd job)
@@ -85,7 +92,7 @@ def test_queue_api_filters_sorts_and_pages(live: Live, queue: dict[str, Any]) ->
     job = _get(live, job_id=queue["job"]["id"]).json()
     assert sorted(it["name"] for it in job["items"]) == ["astronaut.jpg", "bald_guys.jpg"]
     some = sorted(seen)[1000]
-    row = queue["store"].result_with_media(some, key_id=live.key.split("_")[1])
+    row = queue["store"].result_with_media(some, key_ids=(live.key.split("_")[1],))
     since = _get(live, since=row.created_at, limit=1).json()["counts"]["all"]
     until = _get(live, until=row.created_at, limit=1).json()["counts"]["all"]
     assert since + until == 2000 and 900 < since < 1100
@@ -154,8 +161,8 @@ def test_queue_page_by_keyboard(live: Live, queue: dict[str, Any]) -> None:  # n
             console: list[str] = []
             page.on("console", lambda msg: console.append(msg.text))
             page.goto(f"{live.base}/review")
-            page.fill("#key", live.key)
-            page.fill("#reviewer-name", "Ada")
+            page.fill("#reviewer-name", "Ada")  # the account of the `live` fixture
+            page.fill("#password", PASSWORD)
             _then_loaded(page, lambda: page.click("#sign-in"))
             assert page.locator("#items > li").count() == 50
             assert _count(page, "undecided") == start["undecided"]
