@@ -45,6 +45,9 @@ import video as video_bench
 from redaction import COVER, DEFACE_PY, coverage, noise_mask
 
 THREADS = 2
+ROI_GLOBAL_EVERY = 2
+"""The ``mien-roi`` tool: ``VideoRedactOptions(global_every=2)`` (whole-frame search on every
+other searched frame, search around the followed faces between)."""
 PYFEAT_FRAMES = 120
 
 MIEN_REDACT = """
@@ -53,8 +56,12 @@ from dataclasses import replace
 from mien.redact.image import redaction_analyzer_options
 from mien.redact.video import redact_video
 opts = replace(redaction_analyzer_options(None), num_threads=THREADS)
-r = redact_video(sys.argv[1], sys.argv[2], analyzer_options=opts)
-json.dump({"stage_ms": r.extra["stage_ms_per_frame"], "frames": r.frames,
+kw = {}
+if len(sys.argv) > 4:
+    from mien.redact.video import VideoRedactOptions
+    kw["video"] = VideoRedactOptions(global_every=int(sys.argv[4]))
+r = redact_video(sys.argv[1], sys.argv[2], analyzer_options=opts, **kw)
+json.dump({"stage_ms": r.extra.get("stage_ms_per_frame"), "frames": r.frames,
            "regions": [[g.frame_index, list(g.box)] for g in r.regions]}, open(sys.argv[3], "w"))
 """.replace("THREADS", str(THREADS))
 
@@ -98,11 +105,11 @@ CPU_SECONDS: list[float] = []
 where wall time depends on the other jobs)."""
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     """Wall seconds of ``cmd`` (its CPU seconds are appended to :data:`CPU_SECONDS`)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU_SECONDS.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -134,9 +141,20 @@ def _covered_share(masks: list[np.ndarray], faces: list[np.ndarray]) -> tuple[in
     return hit, total
 
 
-def run_mien(clip: Path, tmp: Path, faces: list[np.ndarray] | None) -> dict[str, Any]:
+def run_mien(
+    clip: Path,
+    tmp: Path,
+    faces: list[np.ndarray] | None,
+    src: Path | None = None,
+    global_every: int | None = None,
+) -> dict[str, Any]:
+    """mien's redaction of ``clip``; ``src``: another checkout's ``src`` folder (a baseline);
+    ``global_every``: that option of VideoRedactOptions (default: mien's)."""
     out, report = tmp / "mien.mp4", tmp / "mien.json"
-    secs = _timed([sys.executable, "-c", MIEN_REDACT, str(clip), str(out), str(report)])
+    env = {**os.environ, "PYTHONPATH": str(src)} if src else None
+    cmd = [sys.executable, "-c", MIEN_REDACT, str(clip), str(out), str(report)]
+    cmd += [str(global_every)] if global_every else []
+    secs = _timed(cmd, env)
     rep = json.loads(report.read_text())
     row: dict[str, Any] = {
         "seconds": secs,
@@ -213,10 +231,15 @@ def inputs(data: Path, crowd: int) -> list[tuple[str, Path, list[np.ndarray] | N
 
 
 def video_rows(
-    data: Path, crowd: int = 4, tools: tuple[str, ...] = ("mien", "deface"), only: str = ""
+    data: Path,
+    crowd: int = 4,
+    tools: tuple[str, ...] = ("mien", "deface"),
+    only: str = "",
+    baseline: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One row per clip: frames, decode limit, mien and deface (and mien analyze at 720p);
-    ``only``: comma-separated parts of the clip labels to keep (all when empty)."""
+    ``only``: comma-separated parts of the clip labels to keep (all when empty); ``baseline``:
+    a checkout's ``src`` folder whose mien is timed too (tool ``"baseline"``)."""
     if "deface" in tools and not DEFACE_PY.exists():
         raise SystemExit(f"{DEFACE_PY} is missing: run bash bench/setup_deface.sh first")
     rows: list[dict[str, Any]] = []
@@ -230,8 +253,12 @@ def video_rows(
             row["decode_cpu_s"] = CPU_SECONDS[-1]
             order = list(tools) if i % 2 == 0 else list(reversed(tools))
             for tool in order:
-                fn = run_mien if tool == "mien" else run_deface
-                row[tool] = fn(clip, tmp, faces)
+                if tool == "deface":
+                    row[tool] = run_deface(clip, tmp, faces)
+                elif tool == "mien-roi":
+                    row[tool] = run_mien(clip, tmp, faces, global_every=ROI_GLOBAL_EVERY)
+                else:
+                    row[tool] = run_mien(clip, tmp, faces, baseline if tool == "baseline" else None)
             if label.startswith("720p") and faces is None:
                 row["analyze_s"] = run_analyze(clip, tmp)
                 row["analyze_cpu_s"] = CPU_SECONDS[-1]
@@ -253,12 +280,12 @@ def video_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| clip | frames | decode limit f/s | mien redact f/s | deface f/s | mien / deface "
         "| same, CPU time | covered mien | covered deface | mien analyze f/s | analyze / decode "
-        "| same, CPU time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| same, CPU time | baseline redact f/s | covered baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     prof = ["| clip | decode | detect | track | draw | encode |", "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        m, d = r.get("mien"), r.get("deface")
+        m, d, b = r.get("mien"), r.get("deface"), r.get("baseline")
         dec = _fps(r, r["decode_s"])
         mf = _fps(r, m["seconds"]) if m else None
         df = _fps(r, d["seconds"]) if d else None
@@ -274,9 +301,10 @@ def video_markdown(rows: list[dict[str, Any]]) -> str:
             f"{_f(mf / df if mf and df else None, 2)}x | "
             f"{_f(d['cpu_s'] / m['cpu_s'] if m and d else None, 2)}x | {share(m)} | {share(d)} | "
             f"{_f(af)} | {_f(af / dec if af and dec else None, 2)}x | "
-            f"{_f(r['decode_cpu_s'] / r['analyze_cpu_s'] if af else None, 2)}x |"
+            f"{_f(r['decode_cpu_s'] / r['analyze_cpu_s'] if af else None, 2)}x | "
+            f"{_f(_fps(r, b['seconds']) if b else None)} | {share(b)} |"
         )
-        if m:
+        if m and m["stage_ms"]:
             s = m["stage_ms"]
             prof.append(
                 f"| {r['clip']} | "
@@ -304,9 +332,11 @@ def main() -> None:
     ap.add_argument("--crowd", type=int, default=4)
     ap.add_argument("--tools", default="mien,deface")
     ap.add_argument("--only", default="", help="comma-separated clip labels (substring match)")
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkout's src/")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
-    rows = video_rows(args.data, args.crowd, tuple(args.tools.split(",")), args.only)
+    tools = tuple(args.tools.split(",")) + (("baseline",) if args.baseline else ())
+    rows = video_rows(args.data, args.crowd, tools, args.only, args.baseline)
     print(video_markdown(rows))
 
 

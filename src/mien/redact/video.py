@@ -107,6 +107,12 @@ class VideoRedactOptions:
       (``max_missed``; with ``detect_every=2`` the default 4 is 8 frames).
     * ``backfill``: frames before a track's first detection that are covered too (at most
       ``max_missed``).
+    * ``global_every``: search the whole frame on every N-th searched frame only (and on
+      damaged frames and size changes); the searched frames between are searched only around
+      the faces being followed (:meth:`FrameDetector.detect_around` on their predicted boxes and
+      the held boxes of vanished faces). A face that enters the picture is then found at most
+      ``global_every * detect_every - 1`` frames after a full search would have found it, and
+      ``backfill`` must reach back that many frames (1: every searched frame whole, the default).
     * ``on_suspect``: what to do with a suspect frame (:mod:`mien.redact.suspect`):
       ``"cover"`` (default) its known regions grown, or all of it; ``"fail"``: stop with
       :class:`mien.errors.SuspectFramesError` and write nothing; ``"keep"``: write it as the
@@ -119,6 +125,7 @@ class VideoRedactOptions:
     detect_every: int = 2
     tracker: TrackerOptions = field(default_factory=lambda: TrackerOptions(max_missed=4))
     backfill: int = 3
+    global_every: int = 1
     on_suspect: OnSuspect = "cover"
     codec: str | None = None
     limits: VideoLimits = field(default_factory=VideoLimits)
@@ -134,7 +141,18 @@ class VideoRedactOptions:
             raise ValueError(
                 f"backfill must be an integer in 0..max_missed ({self.tracker.max_missed})"
             )
+        if not isinstance(self.global_every, int) or not 1 <= self.global_every <= 4:
+            raise ValueError(f"global_every must be an integer in 1..4, got {self.global_every!r}")
+        if self.backfill < self.late_frames:
+            raise ValueError(
+                f"backfill must be at least global_every * detect_every - 1 ({self.late_frames})"
+            )
         validate_on_suspect(self.on_suspect)
+
+    @property
+    def late_frames(self) -> int:
+        """How many frames later than a whole-frame search a new face may be found."""
+        return self.global_every * self.detect_every - 1 if self.global_every > 1 else 0
 
 
 @dataclass
@@ -261,6 +279,13 @@ class _Redactor:
             )
         self._apply_holds(pending, np.zeros((0, 4)))
         self._push(pending)
+
+    def followed(self, ts: float) -> npt.NDArray[np.float64]:
+        """Where the followed faces are expected at ``ts``: live tracks' predicted boxes and the
+        held boxes of faces that vanished inside the picture."""
+        boxes = [t.predict(ts) for t in self.tracker.tracks]
+        boxes += [h.box for h in self.holds.values()]
+        return np.asarray(boxes, np.float64).reshape(-1, 4)
 
     # -- what makes a frame suspect --------------------------------------------------------
 
@@ -560,10 +585,15 @@ def redact_video(
                     size_changes.append(
                         {"frame_index": item.index, "width": size[0], "height": size[1]}
                     )
-                searched = (item.index - first_index) % vopts.detect_every == 0
+                step, off = divmod(item.index - first_index, vopts.detect_every)
+                searched = off == 0
                 if searched or item.damage or reasons:
+                    whole = step % vopts.global_every == 0 or item.damage or reasons
                     try:
-                        det = detector.detect(item)
+                        if whole:
+                            det = detector.detect(item)
+                        else:
+                            det = detector.detect_around(item, red.followed(item.timestamp_ms))
                     except Exception as exc:  # fail closed: the frame is covered, not lost
                         detector_failures += 1
                         if detector_failures == 1:
@@ -621,6 +651,7 @@ def redact_video(
         "detect_every": vopts.detect_every,
         "max_missed": vopts.tracker.max_missed,
         "backfill": vopts.backfill,
+        "global_every": vopts.global_every,
         "on_suspect": vopts.on_suspect,
         "stage_ms_per_frame": {k: round(v, 3) for k, v in stage_ms.items()},
     }
