@@ -271,8 +271,8 @@ def _fps(row: dict[str, Any], seconds: float | None) -> float | None:
     return row["frames"] / seconds if seconds else None
 
 
-def _f(x: float | None, nd: int = 1) -> str:
-    return "–" if x is None else f"{x:.{nd}f}"
+def _f(x: float | None, nd: int = 1, unit: str = "") -> str:
+    return "–" if x is None else f"{x:.{nd}f}{unit}"
 
 
 def video_markdown(rows: list[dict[str, Any]]) -> str:
@@ -298,10 +298,10 @@ def video_markdown(rows: list[dict[str, Any]]) -> str:
 
         lines.append(
             f"| {r['clip']} | {r['frames']} | {_f(dec)} | {_f(mf)} | {_f(df)} | "
-            f"{_f(mf / df if mf and df else None, 2)}x | "
-            f"{_f(d['cpu_s'] / m['cpu_s'] if m and d else None, 2)}x | {share(m)} | {share(d)} | "
-            f"{_f(af)} | {_f(af / dec if af and dec else None, 2)}x | "
-            f"{_f(r['decode_cpu_s'] / r['analyze_cpu_s'] if af else None, 2)}x | "
+            f"{_f(mf / df if mf and df else None, 2, 'x')} | "
+            f"{_f(d['cpu_s'] / m['cpu_s'] if m and d else None, 2, 'x')} | {share(m)} | "
+            f"{share(d)} | {_f(af)} | {_f(af / dec if af and dec else None, 2, 'x')} | "
+            f"{_f(r['decode_cpu_s'] / r['analyze_cpu_s'] if af else None, 2, 'x')} | "
             f"{_f(_fps(r, b['seconds']) if b else None)} | {share(b)} |"
         )
         if m and m["stage_ms"]:
