@@ -32,6 +32,14 @@ picture), or edge to edge when nothing is known; every suspect frame is listed i
 (``suspect_frames``) and the CLI exits 1. A box that shrinks never counts as coverage: the
 track's recent size is covered instead.
 
+**Threads.** Decoding (the reader's thread), detection + tracking (the caller's thread) and
+covering + encoding (:class:`mien.redact.encoder.EncodeStage`, fed through a bounded queue, audio
+packets included) overlap; an error in any of them ends the job with that error, stops the
+others and leaves no output. The report's ``extra["stage_ms_per_frame"]`` says how long each
+stage took per frame. ``VideoRedactOptions.global_every`` (off by default) searches the whole
+frame only on every N-th searched frame and around the followed faces between (measured in
+docs/benchmarks.md: on crowd clips it saves little, as the windows join).
+
 The output is written through :class:`mien.media.video.VideoWriter`: the input's codec where an
 encoder exists (else H.264), its time base and frame timestamps (variable frame rate kept),
 upright pixels (rotation applied, no rotation metadata), and the audio packets copied as they
