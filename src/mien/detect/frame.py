@@ -22,6 +22,45 @@ from mien.detect.detector import DetectionPlan, FaceDetector
 from mien.detect.search import FrameSearch
 from mien.media.video import VideoFrame
 
+#: Around a followed face, the search window reaches this many face sizes past each side.
+ROI_MARGIN = 1.0
+#: ... and at least this many pixels (of the searched copy).
+ROI_MIN_PX = 32
+
+
+def roi_windows(
+    boxes: npt.NDArray[np.float64], margin: float, width: int, height: int
+) -> list[tuple[int, int, int, int]]:
+    """Integer windows ``(x0, y0, x1, y1)`` around ``boxes``, grown by ``margin`` box sizes
+    (at least :data:`ROI_MIN_PX`) on each side, cut to the picture, overlapping ones joined."""
+    wins: list[list[int]] = []
+    for x0, y0, x1, y1 in boxes:
+        if not np.isfinite([x0, y0, x1, y1]).all():
+            continue
+        grow = max(margin * max(x1 - x0, y1 - y0), ROI_MIN_PX)
+        w = [
+            max(0, int(np.floor(x0 - grow))),
+            max(0, int(np.floor(y0 - grow))),
+            min(width, int(np.ceil(x1 + grow))),
+            min(height, int(np.ceil(y1 + grow))),
+        ]
+        if w[2] > w[0] and w[3] > w[1]:
+            wins.append(w)
+    joined = True
+    while joined:  # join until no two windows overlap
+        joined = False
+        for i in range(len(wins)):
+            for j in range(i + 1, len(wins)):
+                a, c = wins[i], wins[j]
+                if a[0] < c[2] and c[0] < a[2] and a[1] < c[3] and c[1] < a[3]:
+                    wins[i] = [min(a[0], c[0]), min(a[1], c[1]), max(a[2], c[2]), max(a[3], c[3])]
+                    del wins[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return [(w[0], w[1], w[2], w[3]) for w in wins]
+
 
 class FrameDetector:
     """Finds the faces of video frames as ``search`` says, keeping what ``plan`` keeps.
@@ -58,6 +97,28 @@ class FrameDetector:
             scaled = np.ascontiguousarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
             scale = (size[0] / w + size[1] / h) / 2
         return VideoFrame(index, float(timestamp_ms), rgb, scaled, scale, w, h)
+
+    def detect_around(
+        self, frame: VideoFrame, boxes: npt.ArrayLike, margin: float = ROI_MARGIN
+    ) -> Detections:
+        """The faces of ``frame`` searched only in windows around ``boxes`` (full-frame px,
+        (N, 4)): each box grown by ``margin`` box sizes (at least :data:`ROI_MIN_PX` px) on every
+        side, overlapping windows joined, each searched at the size :meth:`detect` searches the
+        whole frame. Same output as :meth:`detect`; no window: no face."""
+        if self.search.all_passes or frame.scaled is None:
+            return self.detect(frame)
+        img, scale = frame.scaled, frame.scale
+        b = np.asarray(boxes, np.float64).reshape(-1, 4) * scale
+        parts = [
+            self.detector.detect(np.ascontiguousarray(img[y0:y1, x0:x1]), self.copy_plan).map_back(
+                1.0, x0, y0
+            )
+            for x0, y0, x1, y1 in roi_windows(b, margin, img.shape[1], img.shape[0])
+        ]
+        found = Detections.merge(parts) if parts else Detections.empty()
+        if scale != 1.0:
+            found = found.map_back(scale)
+        return self._plan.select(found.clip(frame.width, frame.height))
 
     def detect(self, frame: VideoFrame) -> Detections:
         """The faces of one frame in its full-size pixels, best score first."""

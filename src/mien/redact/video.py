@@ -32,6 +32,14 @@ picture), or edge to edge when nothing is known; every suspect frame is listed i
 (``suspect_frames``) and the CLI exits 1. A box that shrinks never counts as coverage: the
 track's recent size is covered instead.
 
+**Threads.** Decoding (the reader's thread), detection + tracking (the caller's thread) and
+covering + encoding (:class:`mien.redact.encoder.EncodeStage`, fed through a bounded queue, audio
+packets included) overlap; an error in any of them ends the job with that error, stops the
+others and leaves no output. The report's ``extra["stage_ms_per_frame"]`` says how long each
+stage took per frame. ``VideoRedactOptions.global_every`` (off by default) searches the whole
+frame only on every N-th searched frame and around the followed faces between (measured in
+docs/benchmarks.md: on crowd clips it saves little, as the windows join).
+
 The output is written through :class:`mien.media.video.VideoWriter`: the input's codec where an
 encoder exists (else H.264), its time base and frame timestamps (variable frame rate kept),
 upright pixels (rotation applied, no rotation metadata), and the audio packets copied as they
@@ -45,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -61,6 +70,7 @@ from mien.media.video import VideoFrame, VideoLimits, VideoReader, VideoWriter
 from mien.media.write import check_output_file
 from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
+from mien.redact.encoder import EncodeStage
 from mien.redact.options import RedactOptions
 from mien.redact.report import CoveredRegion, RedactionReport
 from mien.redact.suspect import (
@@ -105,6 +115,12 @@ class VideoRedactOptions:
       (``max_missed``; with ``detect_every=2`` the default 4 is 8 frames).
     * ``backfill``: frames before a track's first detection that are covered too (at most
       ``max_missed``).
+    * ``global_every``: search the whole frame on every N-th searched frame only (and on
+      damaged frames and size changes); the searched frames between are searched only around
+      the faces being followed (:meth:`FrameDetector.detect_around` on their predicted boxes and
+      the held boxes of vanished faces). A face that enters the picture is then found at most
+      ``global_every * detect_every - 1`` frames after a full search would have found it, and
+      ``backfill`` must reach back that many frames (1: every searched frame whole, the default).
     * ``on_suspect``: what to do with a suspect frame (:mod:`mien.redact.suspect`):
       ``"cover"`` (default) its known regions grown, or all of it; ``"fail"``: stop with
       :class:`mien.errors.SuspectFramesError` and write nothing; ``"keep"``: write it as the
@@ -117,6 +133,7 @@ class VideoRedactOptions:
     detect_every: int = 2
     tracker: TrackerOptions = field(default_factory=lambda: TrackerOptions(max_missed=4))
     backfill: int = 3
+    global_every: int = 1
     on_suspect: OnSuspect = "cover"
     codec: str | None = None
     limits: VideoLimits = field(default_factory=VideoLimits)
@@ -132,7 +149,18 @@ class VideoRedactOptions:
             raise ValueError(
                 f"backfill must be an integer in 0..max_missed ({self.tracker.max_missed})"
             )
+        if not isinstance(self.global_every, int) or not 1 <= self.global_every <= 4:
+            raise ValueError(f"global_every must be an integer in 1..4, got {self.global_every!r}")
+        if self.backfill < self.late_frames:
+            raise ValueError(
+                f"backfill must be at least global_every * detect_every - 1 ({self.late_frames})"
+            )
         validate_on_suspect(self.on_suspect)
+
+    @property
+    def late_frames(self) -> int:
+        """How many frames later than a whole-frame search a new face may be found."""
+        return self.global_every * self.detect_every - 1 if self.global_every > 1 else 0
 
 
 @dataclass
@@ -194,11 +222,8 @@ class _Redactor:
         self.holds: dict[int, _Hold] = {}
         self.regions: list[CoveredRegion] = []
         self.suspects: list[SuspectFrame] = []
-        self.frames_written = 0
-        self.writer: VideoWriter | None = None
-        self.writer_rotation = 0
-        self.out_size: tuple[int, int] | None = None
-        """(width, height) of the frames written (the first frame's)."""
+        self.sink: Callable[[_Job], None] = _no_sink
+        """Where the frames leaving the look-ahead buffer go (the encode stage)."""
         self._thumb: npt.NDArray[np.float32] | None = None
         self._cut_ms: float | None = None
 
@@ -262,6 +287,13 @@ class _Redactor:
             )
         self._apply_holds(pending, np.zeros((0, 4)))
         self._push(pending)
+
+    def followed(self, ts: float) -> npt.NDArray[np.float64]:
+        """Where the followed faces are expected at ``ts``: live tracks' predicted boxes and the
+        held boxes of faces that vanished inside the picture."""
+        boxes = [t.predict(ts) for t in self.tracker.tracks]
+        boxes += [h.box for h in self.holds.values()]
+        return np.asarray(boxes, np.float64).reshape(-1, 4)
 
     # -- what makes a frame suspect --------------------------------------------------------
 
@@ -393,7 +425,7 @@ class _Redactor:
         return "covered_frame"
 
     def _emit(self, pending: _Pending) -> None:
-        assert self.writer is not None and self.out_size is not None
+        """Decide what covers a frame leaving the look-ahead buffer; hand it to :attr:`sink`."""
         frame = pending.frame
         regions = sorted(pending.regions.values(), key=lambda r: r.track_id or 0)
         action: SuspectAction | None = None
@@ -405,27 +437,67 @@ class _Redactor:
                 )
             )
         self.regions.extend(regions)
-        size_ok = (frame.width, frame.height) == self.out_size
-        if not regions and size_ok and frame.frame is not None and frame.rgb is None:
-            rotation = self.writer_rotation
-            if rotation == 0:
-                self.writer.write_frame(frame.frame, frame.pts)
-                self.frames_written += 1
-                return
-        rgb = frame.rgb if frame.rgb is not None else _rgb_of(frame, self.writer_rotation)
-        if action == "covered_frame":
-            out = cover_whole_frame(rgb, self.options)
-        else:
-            boxes = np.array([r.box for r in regions], np.float32).reshape(-1, 4)
-            out = redact_regions(rgb, boxes, self.options) if len(boxes) else rgb
-        if not size_ok:  # covered at its own size, then scaled to the output's
-            out = np.ascontiguousarray(cv2.resize(out, self.out_size, interpolation=cv2.INTER_AREA))
-        self.writer.write_rgb(out, frame.pts)
-        self.frames_written += 1
+        boxes = np.array([r.box for r in regions], np.float32).reshape(-1, 4)
+        self.sink(_Job(frame, boxes, action))
 
     def flush(self) -> None:
         while self.buffer:
             self._emit(self.buffer.popleft())
+
+
+@dataclass
+class _Job:
+    """One frame for the cover-and-encode stage (``frame`` None: ``audio`` is a packet)."""
+
+    frame: VideoFrame | None
+    boxes: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    action: SuspectAction | None = None
+    audio: Any = None
+
+
+class _Encoder:
+    """Covers and encodes the frames (runs on the :class:`EncodeStage` thread)."""
+
+    def __init__(
+        self, writer: VideoWriter, options: RedactOptions, out_size: tuple[int, int], rotation: int
+    ) -> None:
+        self.writer = writer
+        self.options = options
+        self.out_size = out_size
+        self.rotation = rotation
+        self.frames_written = 0
+        self.draw_s = 0.0
+        self.encode_s = 0.0
+
+    def __call__(self, job: _Job) -> None:
+        frame = job.frame
+        if frame is None:
+            self.writer.write_audio(job.audio)
+            return
+        size_ok = (frame.width, frame.height) == self.out_size
+        t0 = time.perf_counter()
+        as_decoded = frame.frame is not None and frame.rgb is None and self.rotation == 0
+        if not len(job.boxes) and size_ok and as_decoded:
+            self.writer.write_frame(frame.frame, frame.pts)
+            self.frames_written += 1
+            self.encode_s += time.perf_counter() - t0
+            return
+        rgb = frame.rgb if frame.rgb is not None else _rgb_of(frame, self.rotation)
+        if job.action == "covered_frame":
+            out = cover_whole_frame(rgb, self.options)
+        else:
+            out = redact_regions(rgb, job.boxes, self.options) if len(job.boxes) else rgb
+        if not size_ok:  # covered at its own size, then scaled to the output's
+            out = np.ascontiguousarray(cv2.resize(out, self.out_size, interpolation=cv2.INTER_AREA))
+        t1 = time.perf_counter()
+        self.writer.write_rgb(out, frame.pts)
+        self.frames_written += 1
+        self.draw_s += t1 - t0
+        self.encode_s += time.perf_counter() - t1
+
+
+def _no_sink(job: _Job) -> None:  # pragma: no cover - replaced before the first frame
+    raise RuntimeError("no encode stage")
 
 
 def _rgb_of(frame: VideoFrame, rotation: int) -> npt.NDArray[np.uint8]:
@@ -474,6 +546,7 @@ def redact_video(
     audio_waiting: list[Any] = []
     size_changes: list[dict[str, int]] = []
     detector_failures = 0
+    detect_s = track_s = 0.0
     with VideoReader(
         name,
         limits=vopts.limits,
@@ -484,30 +557,34 @@ def redact_video(
     ) as reader:
         expected = reader.info.frames
         writer: VideoWriter | None = None
+        encoder: _Encoder | None = None
+        stage: EncodeStage | None = None
         first_index = 0
         size: tuple[int, int] | None = None
         try:
             for item in reader:
                 if not isinstance(item, VideoFrame):
-                    if writer is None:
+                    if stage is None:
                         audio_waiting.append(item)
                     else:
-                        writer.write_audio(item)
+                        stage.put(_Job(None, audio=item))
                     continue
-                if writer is None:
+                if stage is None:
                     writer = VideoWriter(
                         out_path,
                         reader.info,
                         audio_stream=reader.audio_stream,
                         codec=vopts.codec,
                     )
-                    red.writer = writer
-                    red.writer_rotation = reader.info.rotation
-                    red.out_size = size = (item.width, item.height)
+                    size = (item.width, item.height)
+                    encoder = _Encoder(writer, opts, size, reader.info.rotation)
+                    stage = EncodeStage(encoder)
+                    red.sink = stage.put
                     first_index = item.index
                     for packet in audio_waiting:
-                        writer.write_audio(packet)
+                        stage.put(_Job(None, audio=packet))
                     audio_waiting.clear()
+                t0 = time.perf_counter()
                 red.picture(item)
                 reasons: list[str] = []
                 if (item.width, item.height) != size:
@@ -516,39 +593,60 @@ def redact_video(
                     size_changes.append(
                         {"frame_index": item.index, "width": size[0], "height": size[1]}
                     )
-                searched = (item.index - first_index) % vopts.detect_every == 0
+                step, off = divmod(item.index - first_index, vopts.detect_every)
+                searched = off == 0
                 if searched or item.damage or reasons:
+                    whole = step % vopts.global_every == 0 or item.damage or reasons
                     try:
-                        det = detector.detect(item)
+                        if whole:
+                            det = detector.detect(item)
+                        else:
+                            det = detector.detect_around(item, red.followed(item.timestamp_ms))
                     except Exception as exc:  # fail closed: the frame is covered, not lost
                         detector_failures += 1
                         if detector_failures == 1:
                             log.warning(
                                 "%s: detection failed on frame %d: %r", name, item.index, exc
                             )
+                        t1 = time.perf_counter()
                         red.skip(item, [*reasons, NOT_SEARCHED])
                     else:
+                        t1 = time.perf_counter()
                         red.add(item, det.boxes, det.scores, reasons)
                 else:
+                    t1 = time.perf_counter()
                     red.skip(item)
+                detect_s += t1 - t0
+                track_s += time.perf_counter() - t1
                 if progress is not None:
                     progress(reader.frames_decoded, expected)
             if reader.fatal_error is not None:
                 raise reader.fatal_error
-            if writer is None:  # pragma: no cover - the reader raises EmptyVideo first
-                raise OutputError(f"cannot write {out_path}: no frame")
+            if stage is None or writer is None or encoder is None:  # pragma: no cover
+                raise OutputError(f"cannot write {out_path}: no frame")  # EmptyVideo comes first
             red.flush()
+            stage.close()
             writer.finish()
         except BaseException:
+            if stage is not None:
+                stage.abort()
             if writer is not None:
                 writer.__exit__(RuntimeError, None, None)
             raise
         info = reader.info
-    assert red.out_size is not None
+    out_size = encoder.out_size
+    frames = max(1, encoder.frames_written)
+    stage_ms = {
+        "decode": 1000 * reader.decode_seconds / frames,
+        "detect": 1000 * detect_s / frames,
+        "track": 1000 * track_s / frames,
+        "draw": 1000 * encoder.draw_s / frames,
+        "encode": 1000 * encoder.encode_s / frames,
+    }
     extra = {
         **info.to_dict(),
-        "width": red.out_size[0],
-        "height": red.out_size[1],
+        "width": out_size[0],
+        "height": out_size[1],
         "frames_decoded": reader.frames_decoded,
         "frames_damaged": reader.frames_damaged,
         **({"input_damage": reader.error.message} if reader.error is not None else {}),
@@ -561,16 +659,18 @@ def redact_video(
         "detect_every": vopts.detect_every,
         "max_missed": vopts.tracker.max_missed,
         "backfill": vopts.backfill,
+        "global_every": vopts.global_every,
         "on_suspect": vopts.on_suspect,
+        "stage_ms_per_frame": {k: round(v, 3) for k, v in stage_ms.items()},
     }
     return RedactionReport(
         source=name,
         output=os.fspath(output),
         kind="video",
         regions=tuple(red.regions),
-        frames=red.frames_written,
-        width=red.out_size[0],
-        height=red.out_size[1],
+        frames=encoder.frames_written,
+        width=out_size[0],
+        height=out_size[1],
         options=opts,
         threshold=an_opts.threshold,
         models=analyzer.models,
