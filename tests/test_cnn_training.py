@@ -13,6 +13,7 @@ from mien.analyzers.attributes.heads import ConvNet
 @pytest.mark.parametrize("shape", [(24, 20, 20), (24, 20, 20, 3)], ids=["grey", "rgb"])
 def test_network_and_ensemble_run_the_same_in_onnxruntime(shape: tuple[int, ...]) -> None:
     torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")  # torch.onnx.export writes through it
     from train import cnn
 
     rng = np.random.default_rng(0)
