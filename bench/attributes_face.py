@@ -75,7 +75,9 @@ from metrics import bootstrap_interval, wilson_interval  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "attributes_face.json"
 HELEN_OPEN_EAR = 0.2
-Judge = Callable[[FaceContext, int], tuple[Any, float] | tuple[None, str]]
+#: A judge of one face: ``(value, confidence)``, ``(None, reason)``, or for eyes_open with one
+#: eye null ``(value, confidence, why)`` (mien.analyzers.attributes.base.Verdict)
+Judge = Callable[[FaceContext, int], tuple[Any, ...]]
 
 
 def _rows(name: str) -> list[dict[str, str]]:
@@ -86,8 +88,8 @@ def _rows(name: str) -> list[dict[str, str]]:
 def timed(judge: Judge, ctx: FaceContext) -> tuple[Any, float | str, float]:
     ctx = ctx.without_caches()  # each attribute timed with all its own work
     t = time.perf_counter()
-    value, second = judge(ctx, 0)
-    return value, second, (time.perf_counter() - t) * 1000.0
+    verdict = judge(ctx, 0)
+    return verdict[0], verdict[1], (time.perf_counter() - t) * 1000.0
 
 
 def binary_metrics(

@@ -299,3 +299,56 @@ def test_readme_table_matches_the_cards() -> None:
         assert cells[1].split(":")[0] == maturity.split(":")[0], (name, cells[1])
         assert band is not None and cells[2] == f"{band:.2f}", (name, cells[2])
         assert cells[3], name  # the training data and its terms
+
+
+# -- an uncertain cover (issue 17) ---------------------------------------------------------------
+
+
+class _Cover:
+    """A cover head whose verdict on face 0 is given: what HiddenBy reads of a real one."""
+
+    def __init__(self, name: str, verdict: tuple[object, object]) -> None:
+        self.name, self.verdict = name, verdict
+        self.models: tuple[ModelInfo, ...] = ()
+
+    def judge(self, ctx: FaceContext, i: int) -> tuple[object, object]:
+        return self.verdict
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "what", "maybe"),
+    [
+        ("mask", "worn", "mouth hidden by a mask", "mouth may be hidden by a mask"),
+        ("sunglasses", True, "eyes hidden by sunglasses", "eyes may be hidden by sunglasses"),
+    ],
+)
+def test_uncertain_cover_says_may_be_hidden_not_hidden(
+    name: str, value: object, what: str, maybe: str
+) -> None:
+    """A cover answer at or above the cover's band hides the part; below it the part is not
+    said to be hidden: the reason names the cover as uncertain with its band (the dependent's
+    own evidence cannot tell a covered part, measured in base.HiddenBy's doc); the other
+    value, and a cover that cannot judge, hide nothing."""
+    from mien.analyzers.attributes.base import HiddenBy
+
+    band = trust(name)[1]
+    assert band is not None
+    ctx = FaceContext(
+        rgb=np.zeros((4, 4, 3), np.uint8),
+        boxes=np.zeros((1, 4), np.float32),
+        landmarks=np.zeros((1, 5, 2), np.float32),
+        mesh=np.full((1, 478, 3), np.nan, np.float32),
+        head_pose=np.full((1, 3), np.nan, np.float32),
+    )
+
+    def reason(verdict: tuple[object, object]) -> str | None:
+        return HiddenBy(_Cover(name, verdict), value, what, maybe).reason(ctx, 0)  # type: ignore[arg-type]
+
+    assert reason((value, band)) == f"{what} ({name} confidence {band:.2f})"
+    word = "yes" if value is True else value
+    assert reason((value, band - 0.05)) == (
+        f"{maybe} ({name} uncertain: {word} {band - 0.05:.2f}, below its band {band:.2f})"
+    )
+    other = "none" if name == "mask" else False
+    assert reason((other, 0.99)) is None
+    assert reason((None, "face too small")) is None

@@ -354,9 +354,13 @@ def test_eyes_open_is_unknown_behind_sunglasses() -> None:
         if res.faces.attributes["sunglasses"].values[i] is True:
             assert eyes_col.values[i] is None
             assert (eyes_col.reasons[i] or "").startswith("eyes hidden by sunglasses")
-        # the eyes are hidden when the sunglasses head calls dark glasses, also when its own
-        # answer is withheld as uncertain (below its band, issue 17)
-        hidden += (eyes_col.reasons[i] or "").startswith("eyes hidden by sunglasses")
+        # below its band the sunglasses answer is withheld as uncertain: the eyes are then not
+        # said to be hidden, only that they may be (issue 17: base.HiddenBy)
+        why = eyes_col.reasons[i] or ""
+        if why.startswith("eyes may be hidden by sunglasses"):
+            assert res.faces.attributes["sunglasses"].values[i] is None
+            assert "(sunglasses uncertain: yes " in why
+        hidden += why.startswith(("eyes hidden by sunglasses", "eyes may be hidden by sunglasses"))
     assert hidden >= 10  # bench: sunglasses called on 40% of the selfies
     bare = 0
     for r in _held_out_subjects("olivetti_glasses", "eyeglasses")[:20]:

@@ -261,6 +261,14 @@ def test_eyes_doubt_a_smile_or_wide_open_lids() -> None:
     reason = eyes.doubt_reason([0.05, 0.1], [-6.0, -4.0], wide, flat)
     assert reason is not None and "lids' shape says open" in reason
     assert eyes.doubt_reason([0.05, 0.1], [-6.0, -4.0], [wide[0], narrow[0]], flat) is None
+    # an iris showing between bright whites (eyes.IRIS_SHOWS, from CEW's closed faces) while the
+    # picture says closed: unknown; a lower contrast, or none measured, leaves the answer
+    iris = eyes.doubt_reason([0.05, 0.1], [-6.0, -4.0], narrow, flat, eyes.IRIS_SHOWS)
+    assert iris is not None and "an iris shows" in iris
+    assert (
+        eyes.doubt_reason([0.05, 0.1], [-6.0, -4.0], narrow, flat, eyes.IRIS_SHOWS - 0.01) is None
+    )
+    assert eyes.doubt_reason([0.7, 0.9], [1.0, 2.0], narrow, flat, 0.9) is None
 
 
 def test_an_eyes_head_with_an_isotonic_table_is_refused(monkeypatch) -> None:

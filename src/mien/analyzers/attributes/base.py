@@ -19,6 +19,7 @@ import numpy.typing as npt
 from mien.analyzers.align import aligned_crop
 from mien.analyzers.attributes.heads import ConvNet, Head
 from mien.analyzers.quality import face_sharpness
+from mien.models.registry import attribute_trust
 from mien.types import AttributeColumn, ModelInfo
 
 #: Faces whose ``quality.sharpness`` is below this are "too blurred" to judge: every attribute
@@ -319,16 +320,38 @@ class HeadAttribute:
 
 class HiddenBy:
     """A cover that hides what another attribute looks at: when ``cover`` judges a face to have
-    the value ``value`` (sunglasses: ``True``; mask: ``"worn"``), the dependent attribute is
-    unknown with the reason ``"<what> (<cover> confidence 0.97)"``. Faces the cover cannot
-    judge are judged as usual."""
+    the value ``value`` (sunglasses: ``True``; mask: ``"worn"``) with a confidence at or above
+    the cover's own abstention band (its card's ``abstain_below``), the dependent attribute is
+    unknown with the reason ``"<what> (<cover> confidence 0.97)"``.
 
-    def __init__(self, cover: HeadAttribute, value: Any, what: str) -> None:
-        self.cover, self.value, self.what = cover, value, what
+    A cover answer below its band is withheld as uncertain in the cover's own column, and it
+    does not claim the part is hidden either: the dependent attribute is unknown with the reason
+    ``"<maybe> (<cover> uncertain: <value> 0.72, below its band 0.90)"``. It is not judged
+    there, because its own evidence cannot tell a covered part from a bare one: on the face-mask
+    training and validation photos, of 146 masked faces the mask head called worn below its
+    band, mouth_open would have answered 61 and smile 27 (about a mouth under the mask), and
+    eyes_open answered "open" behind 3 of 4 CMU validation sunglasses called below the band
+    (docs/attributes.md, "Uncertain covers"). Faces the cover cannot judge at all are judged as
+    usual."""
+
+    def __init__(self, cover: HeadAttribute, value: Any, what: str, maybe: str) -> None:
+        self.cover, self.value, self.what, self.maybe = cover, value, what, maybe
+        self.band: float | None = attribute_trust(cover.name)[1]
         self.models: tuple[ModelInfo, ...] = cover.models
 
     def reason(self, ctx: FaceContext, i: int) -> str | None:
         got = self.cover.judge(ctx, i)
         if got[0] is None or got[0] != self.value:
             return None
-        return f"{self.what} ({self.cover.name} confidence {got[1]:.2f})"
+        confidence = float(got[1])
+        if self.band is not None and confidence < self.band:
+            return (
+                f"{self.maybe} ({self.cover.name} uncertain: {_word(self.value)} "
+                f"{confidence:.2f}, below its band {self.band:.2f})"
+            )
+        return f"{self.what} ({self.cover.name} confidence {confidence:.2f})"
+
+
+def _word(value: Any) -> str:
+    """A cover's value as a word of a reason (``True`` -> ``"yes"``)."""
+    return "yes" if value is True else str(value)

@@ -38,7 +38,9 @@ Unknown (per eye, or the whole value when both eyes are unknown)
     * the eyes hidden by sunglasses: the ``sunglasses`` head (``glasses.Sunglasses``, run here
       whether or not ``sunglasses`` is asked for) calls the face's glasses dark,
       p(sunglasses) >= 0.5: ``"eyes hidden by sunglasses (...)"`` for the whole
-      value (a dark lens shows no eyelid to judge);
+      value (a dark lens shows no eyelid to judge); below the sunglasses band
+      ``"eyes may be hidden by sunglasses (sunglasses uncertain: yes 0.72, below its band
+      0.90)"`` (:class:`~mien.analyzers.attributes.base.HiddenBy`);
     * no face mesh (faces under 16 px): ``"no face mesh"``;
     * the eyes closer than :data:`MIN_EYE_PX` pixels: ``"face too small (...)"``;
     * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
@@ -83,7 +85,12 @@ from mien.analyzers.attributes.base import (
     column,
     outside_reason,
 )
-from mien.analyzers.attributes.glasses import Sunglasses
+from mien.analyzers.attributes.glasses import (
+    Sunglasses,
+    iris_crop,
+    iris_measurements,
+    iris_points,
+)
 from mien.analyzers.attributes.heads import Head, sigmoid
 from mien.analyzers.attributes.mouth import aligned_gray, unknown_reason
 from mien.errors import ModelIntegrityError
@@ -174,6 +181,12 @@ SMILE_NET_LOGIT = 0.0
 #: "The lids' shape says open": every judged eye's aspect ratio (six mesh points) at least this.
 #: 1 of the 570 CEW training and calibration closed faces reaches it (docs/attributes.md).
 OPEN_SHAPE_EAR = 0.30
+#: "An iris shows": the contrast between each iris and the whites either side of it, over the
+#: skin (:func:`mien.analyzers.attributes.glasses.iris_measurements`' ``iris_vs_sides``, mean of
+#: the two eyes) at least this. 6 of the 578 CEW training and calibration closed faces with a
+#: mesh reach it (its 99th percentile there is 0.213); a screwed-up open-eyed face that the
+#: network calls closed shows its irises plainly (docs/attributes.md).
+IRIS_SHOWS = 0.22
 
 
 def smile_shape(mesh: F32) -> F32:
@@ -255,7 +268,11 @@ def open_probability(
 
 
 def doubt_reason(
-    p_open: npt.ArrayLike, net_logit: npt.ArrayLike, geometry: Sequence[F32], mesh: F32
+    p_open: npt.ArrayLike,
+    net_logit: npt.ArrayLike,
+    geometry: Sequence[F32],
+    mesh: F32,
+    iris: float | None = None,
 ) -> str | None:
     """Why a face whose judged eyes (``p_open``, the network's ``net_logit`` and the shape
     values of each) the head calls closed - any of them - is left unknown instead, or None
@@ -267,7 +284,10 @@ def doubt_reason(
       from CEW and open ones from mostly unsmiling faces, reads the narrowed lids as closing;
     * every judged eye's lids wide apart in the mesh (:data:`OPEN_SHAPE_EAR`) while the eye's
       picture says closed (e.g. dark eye make-up): ``"open or closed cannot be told: the lids'
-      shape says open, the eye's picture closed"``.
+      shape says open, the eye's picture closed"``;
+    * ``iris`` (the face's iris-versus-whites contrast, :data:`IRIS_SHOWS`; None: not measured)
+      shows the irises between bright whites: ``"open or closed cannot be told: an iris shows
+      between the lids, the picture closed"``.
     """
     p = np.asarray(p_open, np.float64).reshape(-1)
     if not np.any(p <= 0.5):
@@ -276,7 +296,16 @@ def doubt_reason(
         return "eyes narrowed by a smile: open or closed cannot be told"
     if min(float(g[0]) for g in geometry) >= OPEN_SHAPE_EAR:
         return "open or closed cannot be told: the lids' shape says open, the eye's picture closed"
+    if iris is not None and iris >= IRIS_SHOWS:
+        return "open or closed cannot be told: an iris shows between the lids, the picture closed"
     return None
+
+
+def iris_contrast(ctx: FaceContext, i: int) -> float:
+    """How plainly face ``i``'s irises show between the whites of its eyes: the mean
+    ``iris_vs_sides`` of :func:`mien.analyzers.attributes.glasses.iris_measurements` (0 when the
+    lids hide the iris, or a dark lens both)."""
+    return float(iris_measurements(iris_crop(ctx, i), iris_points(ctx, i))[0])
 
 
 def load_head() -> Head:
@@ -330,7 +359,9 @@ class EyesOpenAnalyzer:
     def __init__(self) -> None:
         self.head = load_head()
         #: the sunglasses head decides whether the eyes are hidden (its model is listed too)
-        self.hidden = HiddenBy(Sunglasses(), True, "eyes hidden by sunglasses")
+        self.hidden = HiddenBy(
+            Sunglasses(), True, "eyes hidden by sunglasses", "eyes may be hidden by sunglasses"
+        )
         self.models: tuple[ModelInfo, ...] = (
             *((self.head.info,) if self.head.info else ()),
             *self.hidden.models,
@@ -360,7 +391,7 @@ class EyesOpenAnalyzer:
         if not sides:
             return None, "; ".join(reasons)
         p_open, net_logit = open_evidence(self.head, patches, geometry)
-        doubt = doubt_reason(p_open, net_logit, geometry, ctx.mesh[i])
+        doubt = doubt_reason(p_open, net_logit, geometry, ctx.mesh[i], iris_contrast(ctx, i))
         if doubt is not None:
             return None, doubt
         for side, p in zip(sides, p_open, strict=True):

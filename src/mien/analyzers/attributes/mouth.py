@@ -22,7 +22,8 @@ Unknown (value ``None`` with a reason)
     * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
     * the lips beyond the picture's edge: ``"lower face outside the picture"``
       (:func:`mouth_outside`);
-    * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"``
+    * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"`` at or above the
+      mask's band, ``"mouth may be hidden by a mask (mask uncertain: ...)"`` below it
       (:func:`mouth_hidden`; the mesh's lip points under a mask are guesses).
 
 No labelled mouth-open data set exists in ``../shared/data``; accuracy and calibration are
@@ -107,7 +108,9 @@ def mouth_outside(ctx: FaceContext, i: int) -> str | None:
 def mouth_hidden() -> HiddenBy:
     """The mouth is hidden when the ``mask`` head calls a mask worn (over nose and mouth); a
     mask "worn incorrectly" may leave the mouth in view, so the mouth is judged then."""
-    return HiddenBy(MaskAnalyzer(), "worn", "mouth hidden by a mask")
+    return HiddenBy(
+        MaskAnalyzer(), "worn", "mouth hidden by a mask", "mouth may be hidden by a mask"
+    )
 
 
 def unknown_reason(ctx: FaceContext, i: int, min_eye_px: float, max_yaw: float) -> str | None:

@@ -24,7 +24,8 @@ Unknown (value ``None`` with a reason)
     * the eyes closer than :data:`MIN_EYE_PX` pixels: ``"face too small (...)"``;
     * ``|yaw|`` over :data:`MAX_YAW` degrees: ``"head turned too far (yaw ...°)"``;
     * the lips beyond the picture's edge: ``"lower face outside the picture"``;
-    * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"``
+    * the ``mask`` head calls a mask worn: ``"mouth hidden by a mask (...)"``, or below the
+      mask's band ``"mouth may be hidden by a mask (mask uncertain: ...)"``
       (:func:`~mien.analyzers.attributes.mouth.mouth_hidden`).
 
 Accuracy: measured across data sets (trained on SMILEsmileD, measured on GENKI-4K) by
