@@ -90,8 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         photos = photos[: args.photos]
     if not photos:
         raise SystemExit(f"no calibration photos in {PHOTOS}")
+    import onnx
+    from onnx import version_converter
+
+    # The export is opset 9, which has no per-channel DequantizeLinear (axis): lift it to 13.
+    lifted = args.out.with_suffix(".op13.onnx")
+    onnx.save(version_converter.convert_version(onnx.load(str(args.src)), 13), str(lifted))
     pre = args.out.with_suffix(".pre.onnx")
-    quant_pre_process(str(args.src), str(pre), skip_symbolic_shape=True)
+    quant_pre_process(str(lifted), str(pre), skip_symbolic_shape=True)
+    lifted.unlink()
     name = ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     print(f"calibrating on {len(photos)} even-numbered photos x {len(SCALES)} scales", flush=True)
     quantize_static(

@@ -1,0 +1,212 @@
+"""Speed toward the limit (issue 19): mien against deface and against the decode limit, one table.
+
+Usage (from the repository root, after ``bash bench/setup_deface.sh``)::
+
+    .venv/bin/python bench/speed.py                  # every row
+    .venv/bin/python bench/speed.py --photos 80 --repeat 3
+
+Each row is ``work | mien | peer / limit | ratio``; ratio = mien's rate / the peer's (above 1:
+mien is faster). Whole processes are timed (start-up, model loading, reading, writing), as a
+user runs them, on the same inputs; the tools are interleaved and each run ``--repeat`` times,
+the fastest kept, so that other processes' load on a shared machine touches them alike.
+
+Photo rows (:func:`photo_rows`): the first ``--photos`` face-mask photos (``facemask_kaggle_voc``,
+sorted by name, ~400 px) copied to a scratch folder;
+
+* ``mien redact DIR -o OUT`` against ``deface DIR`` (deface 1.5.0 from bench/.cache/deface-venv,
+  its CLI defaults, which write ``*_anonymized.jpg`` next to the inputs);
+* ``mien analyze DIR --features detection`` against the same deface run;
+* ``mien analyze DIR`` (worker processes, the default) against ``mien batch DIR`` (same
+  features), and against ``mien analyze DIR --workers 1`` (one process);
+* the decode limit: Pillow decoding the same photos in this process, nothing else.
+
+Video rows (``video_rows``) come from the video part of issue 19.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+DATA = REPO.parent / "shared" / "data"
+DEFACE = BENCH / ".cache" / "deface-venv" / "bin" / "deface"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: rates in units per second (higher is better)."""
+
+    work: str
+    mien: float
+    peer_name: str
+    peer: float
+    unit: str
+
+    @property
+    def ratio(self) -> float:
+        return self.mien / self.peer if self.peer else float("nan")
+
+
+def _timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of one process; stops the benchmark if it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, env=env)
+    took = time.perf_counter() - t0
+    if proc.returncode not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]!r}")
+    return took
+
+
+def _mien(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mien", *args]
+
+
+def _decode(photos: Sequence[Path]) -> float:
+    t0 = time.perf_counter()
+    for p in photos:
+        with Image.open(p) as im:
+            im.convert("RGB").load()
+    return time.perf_counter() - t0
+
+
+def photo_rows(n: int = 80, repeat: int = 3) -> list[Row]:
+    """The photo rows, measured in one run (see the module's docstring)."""
+    if not DEFACE.exists():
+        raise SystemExit(f"{DEFACE} is missing: run bash bench/setup_deface.sh first")
+    source = sorted((DATA / "facemask_kaggle_voc" / "images").glob("*.jpg"))[:n]
+    if len(source) < n:
+        raise SystemExit(f"needs {n} face-mask photos under {DATA}; found {len(source)}")
+    with tempfile.TemporaryDirectory(prefix="mien-speed-") as tmp:
+        root = Path(tmp)
+        photos = root / "photos"
+        photos.mkdir()
+        for p in source:
+            shutil.copy(p, photos / p.name)
+
+        def deface() -> float:
+            work = root / "deface"
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(photos, work)  # deface writes next to its inputs
+            return _timed([str(DEFACE), str(work)])
+
+        def fresh(name: str) -> Path:
+            out = root / name
+            shutil.rmtree(out, ignore_errors=True)
+            return out
+
+        runs: dict[str, Callable[[], float]] = {
+            "deface": deface,
+            "redact": lambda: _timed(_mien("redact", str(photos), "-q", "-o", str(fresh("r")))),
+            "analyze": lambda: _timed(
+                _mien(
+                    "analyze",
+                    str(photos),
+                    "--features",
+                    "detection",
+                    "-q",
+                    "-o",
+                    str(root / "a.jsonl"),
+                )
+            ),
+            "analyze1": lambda: _timed(
+                _mien(
+                    "analyze",
+                    str(photos),
+                    "--features",
+                    "detection",
+                    "-q",
+                    "--workers",
+                    "1",
+                    "-o",
+                    str(root / "a1.jsonl"),
+                )
+            ),
+            "batch": lambda: _timed(
+                _mien("batch", str(photos), "--features", "detection", "-q", "-o", str(fresh("b")))
+            ),
+            "decode": lambda: _decode(sorted(photos.iterdir())),
+        }
+        best = {k: float("inf") for k in runs}
+        for i in range(repeat):
+            for name, fn in runs.items():
+                best[name] = min(best[name], fn())
+                print(f"  run {i + 1}/{repeat} {name}: {best[name]:.2f} s", file=sys.stderr)
+    rate = {k: n / v for k, v in best.items()}
+    what = f"{n} face-mask photos (~400 px)"
+    return [
+        Row(
+            f"`mien redact DIR -o OUT`, {what}",
+            rate["redact"],
+            "deface 1.5.0",
+            rate["deface"],
+            "photos/s",
+        ),
+        Row(
+            f"`mien analyze DIR --features detection`, {what}",
+            rate["analyze"],
+            "deface 1.5.0",
+            rate["deface"],
+            "photos/s",
+        ),
+        Row(
+            f"`mien analyze DIR` (worker processes) vs `mien batch DIR`, {what}",
+            rate["analyze"],
+            "mien batch",
+            rate["batch"],
+            "photos/s",
+        ),
+        Row(
+            f"`mien analyze DIR` (worker processes) vs `--workers 1`, {what}",
+            rate["analyze"],
+            "one process",
+            rate["analyze1"],
+            "photos/s",
+        ),
+        Row(
+            f"`mien analyze DIR --features detection` vs decoding alone, {what}",
+            rate["analyze"],
+            "Pillow decode, 1 process",
+            rate["decode"],
+            "photos/s",
+        ),
+    ]
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The Markdown table: work | mien | peer / limit | ratio."""
+    lines = ["| work | mien | peer / limit | ratio |", "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r.work} | {r.mien:.1f} {r.unit} | {r.peer_name}: {r.peer:.1f} {r.unit} "
+            f"| ×{r.ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--photos", type=int, default=80, help="face-mask photos (default 80)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool, fastest kept")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("PYTHONPATH", str(REPO / "src"))
+    rows = photo_rows(args.photos, args.repeat)
+    load = os.getloadavg()[0]
+    print(table(rows))
+    print(f"\n1-min load average at the end: {load:.1f} on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
