@@ -12,7 +12,9 @@ on very large pictures it is slow and misses nothing it couldn't find at a lower
    on the face-mask photos lifted recall at 90% precision by about 0.02 (docs/benchmarks.md).
    With ``upscale_regions`` it runs only on the regions around small-face evidence of the
    global pass (candidates of at least ``evidence_threshold`` and at most
-   ``upscale_max_face`` px wide), and not at all on a picture without such evidence;
+   ``upscale_max_face`` px wide; :func:`evidence_regions`), and not at all on a picture
+   without such evidence: on the face-mask photos that halves the network's work at the same
+   recall (docs/benchmarks.md, "Speed toward the limit");
 3. *tiles* at full resolution when the global pass had to shrink the picture below
    ``tile_min_shrink`` of its size, so small faces in large pictures are still found;
 4. optionally (``rotation_search``) the same on the picture turned by 90°, 180° and 270°.
