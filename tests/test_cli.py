@@ -178,3 +178,18 @@ def test_shared_photos_follow_the_schema(tmp_path) -> None:
     recs = lines(proc.stdout)
     assert len(recs) == len(list(folder.glob("*.jpg")))
     assert sum(len(r["faces"]) for r in recs) >= 36
+
+
+def test_analyze_folder_in_worker_processes_gives_the_one_process_records(tmp_path: Path) -> None:
+    """``mien analyze DIR`` runs pictures in the batch engine's worker processes by default:
+    the same JSON Lines, in the same order, as ``--workers 1`` (this process)."""
+    for name in ("2008_001322.jpg", "2009_004587.jpg", "dogs.jpg"):
+        shutil.copy(shared("dlib_examples_faces", "images", name), tmp_path / name)
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    pooled = mien("analyze", str(tmp_path), "--features", "detection", "--workers", "2", "-q")
+    single = mien("analyze", str(tmp_path), "--features", "detection", "--workers", "1", "-q")
+    assert pooled.returncode == single.returncode == 1, pooled.stderr  # broken.jpg: exit 1
+    assert pooled.stdout == single.stdout
+    records = lines(pooled.stdout)
+    assert [Path(r["source"]).name for r in records] == sorted(p.name for p in tmp_path.iterdir())
+    assert sum("error" in r for r in records) == 1 and len(records[1]["faces"]) >= 1

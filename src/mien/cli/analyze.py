@@ -58,6 +58,14 @@ def _add_options(an: argparse.ArgumentParser) -> None:
     features_arg(an)
     listing_args(an, pretty_help="indent the JSON (one object per image)")
     detector_args(an)
+    an.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for two or more pictures (default: cores; 1: this process); "
+        "with videos or stdin among the inputs everything runs in this process",
+    )
     vg = an.add_argument_group("video")
     pick = vg.add_mutually_exclusive_group()
     pick.add_argument(
@@ -192,6 +200,36 @@ def _run_video(
     return ok
 
 
+def _workers(given: int | None) -> int:
+    from mien.batch import default_workers
+
+    if given is not None and given < 1:
+        raise ValueError(f"--workers must be at least 1, got {given}")
+    return default_workers() if given is None else given
+
+
+def _run_pool(
+    paths: list[str], options: Any, workers: int, out: IO[str], bar: Any, args: argparse.Namespace
+) -> int:
+    """Analyse pictures in ``workers`` processes (mien.batch.pool), records written in input
+    order as one process writes them; returns how many could not be read."""
+    from mien.batch.pool import pool_records
+
+    failed = 0
+    for record in pool_records(paths, options, workers):
+        error = record.get("error")
+        if error is not None:
+            failed += 1
+            if not args.quiet:
+                bar.write(
+                    f"mien: {record.get('source')}: {error['code']}: {error['message']}",
+                    file=sys.stderr,
+                )
+        _write(out, record, args.pretty)
+        bar.update(1)
+    return failed
+
+
 def run(args: argparse.Namespace) -> int:
     from mien.cli.live import is_live, run_analyze  # live streams: docs/live.md
 
@@ -204,14 +242,23 @@ def run(args: argparse.Namespace) -> int:
         args
     )  # refusal/unknown features fail here, before any image is read
     video_options = _video_options(args)  # bad --every-n/--sample-fps fail here too
+    workers = _workers(args.workers)
     items = _items(args)
     sources = [item for item in items if isinstance(item, str)]
     check_output(args.output, sources)  # exit 3 before any work when -o may not be written
+    include_mesh = "mesh" in options.features
+    show = not args.quiet and len(items) > 1
+    pictures = all(isinstance(i, str) and not _is_video(i) for i in items)
+    if workers > 1 and len(items) > 1 and pictures:
+        # pictures only: with videos or stdin among the inputs all is read in this process
+        with sink(args.output, sources) as out, progress(len(items), "file", show) as bar:
+            failed = _run_pool(sources, options, workers, out, bar, args)
+        if show:
+            log.info("analysed %d file(s), %d could not be read", len(items), failed)
+        return EXIT_SOME_FAILED if failed else EXIT_OK
     analyzer = FaceAnalyzer(options)
     video: VideoAnalyzer | None = None
-    include_mesh = "mesh" in options.features
     failed = 0
-    show = not args.quiet and len(items) > 1
     with (
         sink(args.output, sources) as out,
         progress(len(items), "file", show) as bar,

@@ -9,7 +9,12 @@ on very large pictures it is slow and misses nothing it couldn't find at a lower
 2. an *upscaled* pass at up to ``upscale``× (the upscaled long side at most
    ``upscale_max_pixels``; skipped when that allows less than 1.25×), which finds faces down to
    ~6 px wide in small pictures; it also runs on the mirrored picture (``upscale_flip``), which
-   on the face-mask photos lifted recall at 90% precision by about 0.02 (docs/benchmarks.md);
+   on the face-mask photos lifted recall at 90% precision by about 0.02 (docs/benchmarks.md).
+   With ``upscale_regions`` it runs only on the regions around small-face evidence of the
+   global pass (candidates of at least ``evidence_threshold`` and at most
+   ``upscale_max_face`` px wide; :func:`evidence_regions`), and not at all on a picture
+   without such evidence: on the face-mask photos that halves the network's work at the same
+   recall (docs/benchmarks.md, "Speed toward the limit");
 3. *tiles* at full resolution when the global pass had to shrink the picture below
    ``tile_min_shrink`` of its size, so small faces in large pictures are still found;
 4. optionally (``rotation_search``) the same on the picture turned by 90°, 180° and 270°.
@@ -48,6 +53,11 @@ class DetectionPlan:
     tile_min_shrink: float = 0.75
     upscale_max_face: float = 64.0
     upscale_flip: bool = True
+    upscale_regions: bool = True
+    evidence_threshold: float = 0.1
+    region_cell: int = 16
+    region_margin: int = 24
+    region_max_share: float = 0.6
     tiling: bool = True
     tile_size: int = 1024
     tile_overlap: int = 192
@@ -128,24 +138,42 @@ class FaceDetector:
         parts: list[Detections] = []
         g = min(1.0, plan.global_max_side / long_side)
         img = rgb if g == 1.0 else _resize(rgb, g)
-        parts.append(self.model.run(img, plan.threshold).map_back(g))
         factor = min(plan.upscale, plan.upscale_max_pixels / long_side)
+        regions = plan.upscale_regions and factor >= 1.25
+        low = min(plan.threshold, plan.evidence_threshold) if regions else plan.threshold
+        native = self.model.run(img, low).map_back(g)
+        parts.append(native[native.scores >= plan.threshold])
         if factor >= 1.25:
-            big = _resize(rgb, factor)
-            runs = [self.model.run(big, plan.threshold)]
-            if plan.upscale_flip:
-                runs.append(
-                    _unflip(
-                        self.model.run(np.ascontiguousarray(big[:, ::-1]), plan.threshold),
-                        big.shape[1],
-                    )
-                )
-            for run in runs:
-                up = run.map_back(factor)
-                parts.append(up[(up.boxes[:, 2] - up.boxes[:, 0]) <= plan.upscale_max_face])
+            rects = evidence_regions(native, (w, h), plan) if regions else [(0, 0, w, h)]
+            for rect in rects:
+                parts.extend(self._upscaled(rgb, rect, factor, plan))
         if g < plan.tile_min_shrink and plan.tiling:
             parts.extend(self._tile_passes(rgb, plan))
         return Detections.merge(parts)
+
+    def _upscaled(
+        self,
+        rgb: npt.NDArray[np.uint8],
+        rect: tuple[int, int, int, int],
+        factor: float,
+        plan: DetectionPlan,
+    ) -> Iterator[Detections]:
+        """The upscaled (and mirrored) passes over ``rect`` of ``rgb``: faces of at most
+        ``upscale_max_face`` px, none cut by an edge of ``rect`` inside the picture."""
+        x0, y0, x1, y1 = rect
+        h, w = rgb.shape[:2]
+        part = rgb if (x0, y0, x1, y1) == (0, 0, w, h) else rgb[y0:y1, x0:x1]
+        big = _resize(part, factor)
+        runs = [self.model.run(big, plan.threshold)]
+        if plan.upscale_flip:
+            mirrored = np.ascontiguousarray(big[:, ::-1])
+            runs.append(_unflip(self.model.run(mirrored, plan.threshold), big.shape[1]))
+        for run in runs:
+            up = run.map_back(factor, x0, y0)
+            b = up.boxes
+            keep = (b[:, 2] - b[:, 0]) <= plan.upscale_max_face
+            keep &= ~_cut(b, (x0, y0, x1, y1), (w, h), 1.0)
+            yield up[keep]
 
     def _tile_passes(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Iterator[Detections]:
         h, w = rgb.shape[:2]
@@ -185,6 +213,55 @@ class FaceDetector:
             inside = (cover[:, i] >= 0.8) & (np.arange(n) > i)
             drop |= inside
         return d[~drop]
+
+
+def _cut(
+    boxes: npt.NDArray[np.float32],
+    rect: tuple[int, int, int, int],
+    size: tuple[int, int],
+    margin: float,
+) -> npt.NDArray[np.bool_]:
+    """Which boxes touch an edge of ``rect`` that lies inside a ``size`` picture (a face cut
+    there is left to the pass that sees all of it)."""
+    x0, y0, x1, y1 = rect
+    w, h = size
+    return (
+        ((boxes[:, 0] <= x0 + margin) & (x0 > 0))
+        | ((boxes[:, 1] <= y0 + margin) & (y0 > 0))
+        | ((boxes[:, 2] >= x1 - margin) & (x1 < w))
+        | ((boxes[:, 3] >= y1 - margin) & (y1 < h))
+    )
+
+
+def evidence_regions(
+    native: Detections, size: tuple[int, int], plan: DetectionPlan
+) -> list[tuple[int, int, int, int]]:
+    """The rectangles ``(x0, y0, x1, y1)`` of a ``size`` picture worth an upscaled pass: around
+    every candidate of the global pass at most ``upscale_max_face`` px wide (whatever its
+    score: ``native`` was cut at the evidence threshold), grown by ``region_margin`` px, on a
+    grid of ``region_cell`` px, joined where they touch. The whole picture when they would
+    cover more than ``region_max_share`` of it; none without such candidates."""
+    w, h = size
+    b = native.boxes
+    small = b[(b[:, 2] - b[:, 0]) <= plan.upscale_max_face]
+    if not len(small):
+        return []
+    c, m = plan.region_cell, plan.region_margin
+    gw, gh = -(-w // c), -(-h // c)
+    grid = np.zeros((gh, gw), np.uint8)
+    lo = np.floor((small[:, :2] - m) / c).astype(int)
+    hi = np.ceil((small[:, 2:] + m) / c).astype(int)
+    for (gx0, gy0), (gx1, gy1) in zip(lo, hi, strict=True):
+        grid[max(gy0, 0) : max(gy1, 0), max(gx0, 0) : max(gx1, 0)] = 1
+    n, _, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
+    rects = [
+        (int(gx * c), int(gy * c), min(w, int((gx + cw) * c)), min(h, int((gy + ch) * c)))
+        for gx, gy, cw, ch, _area in stats[1:n]
+    ]
+    area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects)
+    if area > plan.region_max_share * w * h:
+        return [(0, 0, w, h)]
+    return rects
 
 
 def _unflip(d: Detections, width: int) -> Detections:
