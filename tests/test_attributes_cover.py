@@ -407,3 +407,58 @@ def test_mouth_attributes_are_unknown_behind_a_mask() -> None:
                 )
     assert hidden >= 40
     assert len(bare) >= 5 and np.mean(bare) >= 0.6, bare
+
+
+# -- confident wrong answers on the face-mask test photos (issue 17) ---------------------------
+
+#: (image, labelled box, attribute, the wrong value the head gave, its confidence then). All on
+#: the face-mask TEST photos, looked at by eye (labels right; docs/attributes.md, "Confident
+#: wrong answers"). The bands were re-chosen on the training/validation photos only.
+WITHHELD_NOW = (
+    ("maksssksksss216.jpg", (225, 44, 261, 93), "mask", "none", 0.935),  # black mask, turned
+    ("maksssksksss110.jpg", (42, 157, 85, 186), "mask", "worn", 0.924),  # head bowed in a crowd
+    ("maksssksksss616.jpg", (249, 110, 263, 129), "mask", "worn", 0.934),  # blurred, beside a mask
+    ("maksssksksss400.jpg", (165, 95, 214, 148), "headwear", False, 0.905),  # wide-brimmed hat
+    ("maksssksksss444.jpg", (242, 146, 282, 184), "headwear", False, 0.958),  # headscarf
+)
+#: Still answered wrong at >= 0.8 after this change: the heads' own mistakes, far above any band
+#: chosen on validation data (a skin-pink mask, a novelty cover, a yellow patterned mask on a
+#: turned child, thin rimless glasses, a squinting face read as glasses, thin round frames).
+STILL_WRONG = (
+    ("maksssksksss478.jpg", (246, 134, 362, 250), "mask", "none", 0.99),
+    ("maksssksksss621.jpg", (299, 46, 386, 141), "mask", "none", 0.98),
+    ("maksssksksss318.jpg", (315, 59, 337, 88), "mask", "none", 0.975),
+    ("maksssksksss809.jpg", (290, 43, 335, 93), "eyeglasses", False, 0.999),
+    ("maksssksksss640.jpg", (195, 103, 240, 150), "eyeglasses", True, 0.94),
+    ("maksssksksss31.jpg", (209, 90, 278, 165), "eyeglasses", False, 0.905),
+)
+
+
+def _answer_at(analyzer: mien.FaceAnalyzer, image: str, box: tuple[int, ...], name: str):
+    r = analyzer.analyze(shared("facemask_kaggle_voc", "images", image))
+    f = r.faces
+    assert f is not None and len(f)
+    iou = iou_matrix(np.asarray([box], np.float32), f.boxes)[0]
+    j = int(np.argmax(iou))
+    assert iou[j] >= 0.4, f"the labelled face of {image} is not found"
+    col = f.attributes[name]
+    return col.values[j], col.confidence[j], col.reasons[j]
+
+
+@pytest.mark.parametrize("image,box,name,wrong,was", WITHHELD_NOW)
+def test_named_confident_wrong_answers_are_withheld(
+    cover_analyzer, image, box, name, wrong, was
+) -> None:
+    value, conf, reason = _answer_at(cover_analyzer, image, box, name)
+    # never the wrong value with confidence: withheld below the re-chosen band
+    assert value != wrong or conf < 0.8, (value, conf, was)
+    assert value is None and (reason or "").startswith("uncertain ("), (value, conf, reason)
+
+
+@pytest.mark.xfail(strict=True, reason="the head's own confident mistake (docs/attributes.md)")
+@pytest.mark.parametrize("image,box,name,wrong,was", STILL_WRONG)
+def test_named_confident_wrong_answers_that_remain(
+    cover_analyzer, image, box, name, wrong, was
+) -> None:
+    value, conf, _ = _answer_at(cover_analyzer, image, box, name)
+    assert value != wrong or conf < 0.8, (value, conf, was)

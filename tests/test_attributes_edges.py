@@ -33,9 +33,16 @@ def _one_face(analyzer: mien.FaceAnalyzer, img: np.ndarray) -> dict[str, tuple[o
     return {name: (col.values[0], col.reasons[0]) for name, col in faces.attributes.items()}
 
 
+def _judged(value: object, reason: str | None) -> bool:
+    """A value, or an answer withheld below the attribute's abstention band."""
+    return value is not None or (reason or "").startswith("uncertain (")
+
+
 def test_whole_face_is_judged(analyzer: mien.FaceAnalyzer, rgb: np.ndarray) -> None:
     got = _one_face(analyzer, rgb)
-    assert all(value is not None for value, _ in got.values()), got
+    # judged: a value, or (headwear since its band of 0.96, issue 17: the sample's bare head is
+    # "no" at 0.95) withheld as uncertain below the band - never an edge or size reason
+    assert all(_judged(*v) for v in got.values()), got
 
 
 def test_mouth_cut_off(analyzer: mien.FaceAnalyzer, rgb: np.ndarray) -> None:
@@ -51,7 +58,7 @@ def test_mouth_cut_off(analyzer: mien.FaceAnalyzer, rgb: np.ndarray) -> None:
     assert got["smile"] == got["mouth_open"] == (None, "lower face outside the picture")
     assert got["mask"][0] is not None
     for name in ("eyes_open", "eyeglasses", "sunglasses", "headwear"):
-        assert got[name][0] is not None, name
+        assert _judged(*got[name]), name
 
 
 def test_eye_cut_off_at_the_side(analyzer: mien.FaceAnalyzer, rgb: np.ndarray) -> None:
