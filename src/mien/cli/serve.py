@@ -157,6 +157,11 @@ def require_service(args: argparse.Namespace, what: str) -> None:
     require_extra("service", what, also=("psycopg",) if db.startswith("postgres") else ())
 
 
+#: Seconds a stopping server (SIGTERM, Ctrl+C) waits for open requests before it cancels them:
+#: an open review event stream (``GET /v1/review/events``) does not hold a shutdown for long.
+GRACEFUL_SHUTDOWN_S = 3
+
+
 def run(args: argparse.Namespace) -> int:
     require_service(args, "mien serve")
     import uvicorn
@@ -191,7 +196,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"mien serve: {problem}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     app = create_app(config)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     return EXIT_OK
 
 

@@ -12,8 +12,8 @@ filmstrip, and the live review events (Server-Sent Events).
 * ``GET /v1/review/events``: new flagged items of the caller's tenants as ``event: item``
   (``data`` is the ReviewItem, ``id`` its id; ``Last-Event-ID`` resumes), a comment every
   :data:`KEEPALIVE_S` as heartbeat. At most :data:`MAX_STREAMS_PER_KEY` open at once per key;
-  each ends after :data:`MAX_STREAM_S` (the browser's EventSource reconnects and resumes), so a
-  server shutting down waits for no stream longer than that.
+  each ends after :data:`MAX_STREAM_S` (the browser's EventSource reconnects and resumes;
+  ``mien serve`` cancels the ones still open a few seconds after it was told to stop).
 
 Only the item's tenant gets anything: another key's item answers 404 ``NotFound``; a video
 whose retention ended answers 410 ``MediaPurged``.
@@ -256,7 +256,9 @@ async def review_events(
     """``item`` events for the flagged results of ``key_ids`` after id ``after``, as they come."""
     try:
         started = last_sent = time.monotonic()
-        yield "retry: 2000\n\n"
+        # the start as the stream's last event id: a browser that reconnects before any item
+        # came (Last-Event-ID) resumes from here, and misses nothing stored in between
+        yield f"retry: 2000\nid: {int(after)}\n\n"
         while time.monotonic() - started < MAX_STREAM_S:
             rows = await run_in_threadpool(store.flagged_after, key_ids=key_ids, after=after)
             for row in rows:
