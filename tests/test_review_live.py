@@ -315,3 +315,46 @@ def test_mien_serve_stops_soon_with_an_open_event_stream(tmp_path: Path) -> None
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_bulk_decision_queues_one_webhook_per_item(live: Live, store: Store) -> None:  # noqa: F811
+    """``POST /v1/review/decisions`` records ``review.decided`` for each decided item whose job
+    has a callback address (one query and one insert for the whole bulk), none for others."""
+    import json
+
+    from sqlalchemy import select, update
+
+    from mien.service.schema import jobs, webhook_deliveries
+
+    key_id = live.key.split("_")[1]
+    hooked, plain = seed_queue(store, key_id, 150)  # two jobs of 100 and 50 items
+    with store.engine.begin() as c:
+        c.execute(
+            update(jobs).where(jobs.c.id == hooked).values(callback_url="https://hooks.example/x")
+        )
+    ids = [it["id"] for it in _items(live, live.auth, job_id=hooked, limit=5)]
+    ids += [it["id"] for it in _items(live, live.auth, job_id=plain, limit=5)]
+    r = httpx.post(
+        f"{live.base}/v1/review/decisions",
+        json={"item_ids": ids, "decision": "reject", "reviewer": "bulk"},
+        headers=live.auth,
+        timeout=30,
+    )
+    assert r.status_code == 200 and sorted(r.json()["decided"]) == sorted(ids), r.text
+    with store.engine.connect() as c:
+        rows = c.execute(
+            select(webhook_deliveries.c.job_id, webhook_deliveries.c.body).where(
+                webhook_deliveries.c.event == "review.decided",
+                webhook_deliveries.c.job_id.in_([hooked, plain]),
+            )
+        ).all()
+    bodies = [json.loads(b) for _, b in rows]
+    assert {j for j, _ in rows} == {hooked}
+    assert sorted(b["data"]["result_id"] for b in bodies) == sorted(ids[:5])
+    assert all(
+        b["data"]["decision"] == "rejected"
+        and b["data"]["actor"] == {"kind": "key", "name": "bulk", "key_id": key_id}
+        and b["data"]["job_id"] == hooked
+        for b in bodies
+    )
+    assert len({b["id"] for b in bodies}) == 5
