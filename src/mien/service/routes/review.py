@@ -174,7 +174,7 @@ def _render_item(it: ReviewItem, csrf: str) -> str:
         decision_text = "<span class='state'>undecided</span>"
     if it.disagreement:
         decision_text += " <a class='badge disagree' href='#history'>reviewers disagree</a>"
-    segment = ""
+    segment = f" · {it.faces} face(s)"  # (a segment is one face track)
     if it.kind == "segment":
         track = "" if it.track_id is None else f" · track {it.track_id}"
         segment = f" · {it.start_s or 0:.1f} s to {it.end_s or 0:.1f} s{track}"
@@ -188,7 +188,6 @@ def _render_item(it: ReviewItem, csrf: str) -> str:
         job=html.escape(it.job_id[:12]),
         item=it.item,
         segment=segment,
-        faces=it.faces,
         profile=html.escape(it.profile or "-"),
         reasons="".join(_reason(f) for f in it.flags),
         decision_text=decision_text,

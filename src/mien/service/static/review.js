@@ -137,8 +137,10 @@
     if (it.kind === "segment") {
       where += " · " + seconds(it.start_s) + " to " + seconds(it.end_s);
       if (it.track_id !== null && it.track_id !== undefined) where += " · track " + it.track_id;
+    } else {
+      where += " · " + it.faces + " face(s)";
     }
-    where += " · " + it.faces + " face(s) · profile " + (it.profile || "-");
+    where += " · profile " + (it.profile || "-");
     const text = it.decision
       ? it.decision + " by " + (it.reviewer || "") + " at " + it.decided_at
       : "undecided";
