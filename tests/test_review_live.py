@@ -271,8 +271,9 @@ def test_disagreement_history_admin_route_and_tenants(
 
 
 def test_mien_serve_stops_soon_with_an_open_event_stream(tmp_path: Path) -> None:
-    """SIGTERM while a review page follows ``/v1/review/events``: the server exits in seconds
-    (uvicorn's graceful shutdown is bounded; the stream itself would last a minute)."""
+    """SIGTERM while a review page follows ``/v1/review/events``: the stream ends at its next
+    poll and the server exits in seconds (the stream itself would last a minute, and uvicorn
+    waits for open requests up to the analysis budget + 5 s)."""
     store = ["--data-dir", str(tmp_path)]
     key = cli_key(store)
     port = free_port()
@@ -304,10 +305,11 @@ def test_mien_serve_stops_soon_with_an_open_event_stream(tmp_path: Path) -> None
         code = proc.wait(timeout=30)
         took = time.monotonic() - t0
         client.join(timeout=10)
-        assert took < 10, (took, log.read_text())
+        assert took < 5, (took, log.read_text())
         # uvicorn ends by raising the signal again once it has shut down cleanly
         assert code in (0, -signal.SIGTERM), log.read_text()
         assert "Application shutdown complete" in log.read_text()
+        assert "Cancel" not in log.read_text()  # the stream ended; nothing had to be cancelled
         print(f"\nmien serve stopped {took:.1f} s after SIGTERM with an open event stream")
         assert ended, "the event stream was not closed"
     finally:
