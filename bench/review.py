@@ -144,7 +144,7 @@ def run(kind: str, admin_url: str | None, items: int, repeat: int) -> dict[str, 
                 "decision": _times(decide, min(repeat, len(undecided))),
                 "bulk decision (20)": _times(bulk, repeat),
                 "baseline: old page query": _times(
-                    lambda _: store.flagged(key_id=key_id, limit=500), repeat
+                    lambda _: store.flagged(key_ids=(key_id,), limit=500), repeat
                 ),
             }
     return {"database": kind, "items": items, "seed_s": round(seed_s, 1), "timings": timings}

@@ -159,7 +159,7 @@ def test_cross_site_requests_store_no_decision(service: Service, fresh: TestClie
         data={"decision": "approve", "csrf_token": token},
         headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
     )
-    assert ok.status_code == 303 and ok.headers["location"] == f"/review#item-{item}"
+    assert ok.status_code == 303 and ok.headers["location"] == f"/review/items/{item}#history"
     assert decision_of(service, service.key_id, item) == ("approved", "Ada")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,12 @@ def require_service(args: argparse.Namespace, what: str) -> None:
     require_extra("service", what, also=("psycopg",) if db.startswith("postgres") else ())
 
 
+#: Seconds a stopping server (SIGTERM, Ctrl+C) gives open requests beyond the time budget of
+#: one analysis (``--request-timeout``) before it cancels them. Event streams end at once
+#: (:data:`mien.service.stopping.STOPPING`); this bounds whatever else is still open.
+GRACE_S = 5.0
+
+
 def run(args: argparse.Namespace) -> int:
     require_service(args, "mien serve")
     import uvicorn
@@ -191,8 +198,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"mien serve: {problem}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     app = create_app(config)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    server = _server_class()(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=round(config.request_time_s + GRACE_S),
+        )
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl+C again at its end
+        server.run()
+    if not server.started:  # (uvicorn logged why: the port is taken, ...)
+        return EXIT_CANNOT_RUN
     return EXIT_OK
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    from mien.service.stopping import STOPPING
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that, told to stop, first tells the app's event streams to end."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            STOPPING.set()
+            super().handle_exit(sig, frame)
+
+    return Server
 
 
 def check_store(config: Any) -> str | None:

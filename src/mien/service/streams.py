@@ -44,6 +44,7 @@ from mien.service.segments import (
     frame_observations,
     segment_row,
 )
+from mien.service.stopping import STOPPING
 from mien.service.store import FINAL, Store
 
 #: The file (in the job's media folder) that holds the stream address.
@@ -235,8 +236,8 @@ async def sse_events(
             if not rows:
                 return
             continue
-        if await is_disconnected():
-            return
+        if STOPPING.is_set() or await is_disconnected():
+            return  # (a stopping server: the client reconnects to the next one and resumes)
         if time.monotonic() - last_sent >= KEEPALIVE_S:
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()

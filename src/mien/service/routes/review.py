@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import re
 from importlib import resources
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -30,7 +31,7 @@ from mien.service.queue import MAX_LIMIT, BadCursor, Kind, Sort, Status
 from mien.service.reviewers import AnyReviewer, of_session, session_reviewer
 from mien.service.routes.common import in_thread
 from mien.service.routes.review_login import login_page, no_store, template
-from mien.service.rows import ReviewRow
+from mien.service.rows import DecisionRow, ReviewRow
 from mien.service.sessions import CSRF_FIELD, check_csrf, current_session
 from mien.service.state import State
 from mien.service.store import MAX_ID
@@ -43,6 +44,10 @@ api = APIRouter(tags=["review"])
 ItemId: Any = Path(ge=1, le=MAX_ID, description="the review item (result) id")
 #: The decisions a request names, and what the history stores ("clear" = undo).
 DECISIONS = {"approve": "approved", "reject": "rejected", "clear": "cleared"}
+#: A decision's note: up to MAX_NOTE characters; it may span lines (tab, line feed, carriage
+#: return) but holds no other control character.
+NOTE_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+MAX_NOTE = 2000
 
 
 def iso(t: float | None) -> str | None:
@@ -138,16 +143,28 @@ def _reason(flag: dict[str, Any]) -> str:
     return f"<li>{''.join(parts)}</li>"
 
 
-def _render_item(it: ReviewItem, csrf: str) -> str:
+def _thumb(it: ReviewItem) -> str:
+    if it.kind == "segment" and it.media_url:
+        # a media fragment: the browser starts at start_s and stops at end_s, without script
+        start, end = it.start_s or 0.0, max(it.end_s or 0.0, (it.start_s or 0.0) + 0.5)
+        return (
+            f"<video class='player' src='{it.media_url}#t={start:.3f},{end:.3f}' controls muted "
+            f"preload='metadata'></video>"
+            f"<img class='filmstrip' src='{it.filmstrip_url}' alt='filmstrip'>"
+        )
     if it.media_retained and it.kind == "image":
-        thumb = (
+        return (
             f"<img src='/review/items/{it.id}/thumbnail' alt='annotated picture of "
             f"{html.escape(it.name)}' loading='lazy'>"
         )
-    elif it.kind != "image":
-        thumb = f"<p class='purged'>video {html.escape(it.kind)} {it.seq} (no thumbnail)</p>"
-    else:
-        thumb = "<p class='purged'>picture not retained (retention ended or job deleted)</p>"
+    if it.kind == "segment":
+        return "<p class='purged'>segment video not retained</p>"
+    if it.kind != "image":
+        return f"<p class='purged'>video {html.escape(it.kind)} {it.seq} (no thumbnail)</p>"
+    return "<p class='purged'>picture not retained (retention ended or job deleted)</p>"
+
+
+def _render_item(it: ReviewItem, csrf: str) -> str:
     if it.decision:
         decision_text = (
             f"<span class='state'>{html.escape(it.decision)}</span> by "
@@ -155,20 +172,58 @@ def _render_item(it: ReviewItem, csrf: str) -> str:
         )
     else:
         decision_text = "<span class='state'>undecided</span>"
+    if it.disagreement:
+        decision_text += " <a class='badge disagree' href='#history'>reviewers disagree</a>"
+    segment = f" · {it.faces} face(s)"  # (a segment is one face track)
+    if it.kind == "segment":
+        track = "" if it.track_id is None else f" · track {it.track_id}"
+        segment = f" · {it.start_s or 0:.1f} s to {it.end_s or 0:.1f} s{track}"
     return template("item.html").substitute(
         id=it.id,
         csrf=csrf,
         state=it.decision or "undecided",
         decision=it.decision or "",
-        thumb=thumb,
+        thumb=_thumb(it),
         name=html.escape(it.name),
         job=html.escape(it.job_id[:12]),
         item=it.item,
-        faces=it.faces,
+        segment=segment,
         profile=html.escape(it.profile or "-"),
         reasons="".join(_reason(f) for f in it.flags),
         decision_text=decision_text,
     )
+
+
+def _render_history(rows: list[DecisionRow]) -> str:
+    """An item's decisions, oldest first, as a table (the page's ``#history``)."""
+    if not rows:
+        return "<p class='empty'>No decision yet.</p>"
+    lines = []
+    for r in rows:
+        who = html.escape(r.reviewer_name)
+        if r.actor_kind == "key":
+            who += f" <span class='sev'>(API key {html.escape(r.key_id or '')})</span>"
+        lines.append(
+            f"<tr data-decision='{html.escape(r.decision)}'><td>{iso(r.at)}</td>"
+            f"<td class='who'>{who}</td><td class='what'>{html.escape(r.decision)}</td>"
+            f"<td class='note'>{html.escape(r.note or '')}</td></tr>"
+        )
+    return (
+        "<table class='history'><thead><tr><th>when (UTC)</th><th>who</th><th>decision</th>"
+        f"<th>note</th></tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    )
+
+
+def _note(value: Any) -> str | None:
+    """The note of the item page's form (None when empty); 422 when too long or unprintable."""
+    note = str(value or "").strip()
+    if not note:
+        return None
+    if len(note) > MAX_NOTE or not re.match(NOTE_PATTERN, note):
+        raise Problem(
+            "InvalidParameter", f"note: at most {MAX_NOTE} characters, no control characters"
+        )
+    return note
 
 
 def _viewer(request: Request) -> tuple[str, ...]:
@@ -205,6 +260,7 @@ def item_page(request: Request, st: State, result_id: int = ItemId) -> Response:
     page = template("item_page.html").substitute(
         reviewer=html.escape(reviewer.name),
         item=_render_item(review_item(row), session.csrf_token),
+        history=_render_history(st.store.history(result_id, key_ids=reviewer.key_ids) or []),
     )
     return no_store(HTMLResponse(page))
 
@@ -226,13 +282,13 @@ async def decide_form(request: Request, st: State, result_id: int = ItemId) -> R
         "reviewer_id": session.reviewer_id,
         "reviewer_name": session.reviewer,
         "key_id": None,
-        "note": None,
+        "note": _note(form.get("note")),
         "key_ids": key_ids,
     }
     if not await in_thread(st.store.append_decision, result_id, DECISIONS[decision], **actor):
         raise Problem("NotFound", f"no flagged item {result_id}")
     await in_thread(webhooks.decisions_made, st.store, [result_id], DECISIONS[decision], actor)
-    return RedirectResponse(f"/review#item-{result_id}", status_code=303)
+    return RedirectResponse(f"/review/items/{result_id}#history", status_code=303)
 
 
 @router.get("/review/items/{result_id}/thumbnail")

@@ -21,7 +21,15 @@ from pydantic import BaseModel, Field
 from mien.service import webhooks
 from mien.service.problem import Problem, responses
 from mien.service.reviewers import NAME_PATTERN, Admin, AnyReviewer, Reviewer, session_reviewer
-from mien.service.routes.review import DECISIONS, ItemId, ReviewItem, iso, review_item
+from mien.service.routes.review import (
+    DECISIONS,
+    MAX_NOTE,
+    NOTE_PATTERN,
+    ItemId,
+    ReviewItem,
+    iso,
+    review_item,
+)
 from mien.service.routes.review_login import no_store
 from mien.service.rows import DecisionRow
 from mien.service.state import State
@@ -30,8 +38,6 @@ from mien.service.store import MAX_ID, Store
 router = APIRouter(tags=["review"], include_in_schema=False)
 api = APIRouter(tags=["review"])
 
-#: A note may span lines (tab, line feed, carriage return) but holds no other control character.
-NOTE_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 MAX_BULK = 500
 
 DecisionName = Literal["approve", "reject", "clear"]
@@ -46,7 +52,7 @@ class Decision(BaseModel):
         pattern=NAME_PATTERN,
         description="who decided; required with an API key, ignored for a signed-in account",
     )
-    note: str | None = Field(None, max_length=2000, pattern=NOTE_PATTERN)
+    note: str | None = Field(None, max_length=MAX_NOTE, pattern=NOTE_PATTERN)
 
 
 class BulkDecision(Decision):

@@ -12,8 +12,8 @@ filmstrip, and the live review events (Server-Sent Events).
 * ``GET /v1/review/events``: new flagged items of the caller's tenants as ``event: item``
   (``data`` is the ReviewItem, ``id`` its id; ``Last-Event-ID`` resumes), a comment every
   :data:`KEEPALIVE_S` as heartbeat. At most :data:`MAX_STREAMS_PER_KEY` open at once per key;
-  each ends after :data:`MAX_STREAM_S` (the browser's EventSource reconnects and resumes), so a
-  server shutting down waits for no stream longer than that.
+  each ends after :data:`MAX_STREAM_S` (the browser's EventSource reconnects and resumes), and
+  at once when the server is stopping (:data:`mien.service.stopping.STOPPING`).
 
 Only the item's tenant gets anything: another key's item answers 404 ``NotFound``; a video
 whose retention ended answers 410 ``MediaPurged``.
@@ -42,6 +42,7 @@ from mien.service.problem import Problem, responses
 from mien.service.routes.review import ItemId, _viewer, review_item
 from mien.service.rows import ReviewRow
 from mien.service.state import AppState, State
+from mien.service.stopping import STOPPING
 from mien.service.store import MAX_ID, Store
 from mien.service.thumbnails import filmstrip, keyframe_thumbnail
 
@@ -256,8 +257,10 @@ async def review_events(
     """``item`` events for the flagged results of ``key_ids`` after id ``after``, as they come."""
     try:
         started = last_sent = time.monotonic()
-        yield "retry: 2000\n\n"
-        while time.monotonic() - started < MAX_STREAM_S:
+        # the start as the stream's last event id: a browser that reconnects before any item
+        # came (Last-Event-ID) resumes from here, and misses nothing stored in between
+        yield f"retry: 2000\nid: {int(after)}\n\n"
+        while time.monotonic() - started < MAX_STREAM_S and not STOPPING.is_set():
             rows = await run_in_threadpool(store.flagged_after, key_ids=key_ids, after=after)
             for row in rows:
                 yield _event(row)

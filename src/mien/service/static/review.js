@@ -2,6 +2,9 @@
 // cookie, decides without reloading (POST /v1/review/items/{id}/decision and
 // /v1/review/decisions with the X-CSRF-Token header), pages with the API's cursors and works by
 // keyboard. No framework, no inline script (the service's CSP allows same-origin scripts only).
+// New flagged items arrive over GET /v1/review/events (EventSource, the same session): they are
+// counted in a "N new flagged items" bar and loaded only when the reviewer asks (the bar's button
+// or n), so the focused item never moves under the reviewer's keys.
 "use strict";
 
 (function () {
@@ -15,6 +18,7 @@
     focus: 0,
     selected: new Set(),
     undo: [], // [{ids, decision}] of this page's session, newest last
+    fresh: new Set(), // ids of items that arrived over the event stream, not yet shown
   };
 
   function el(tag, attrs, ...children) {
@@ -77,9 +81,20 @@
           "data-start": String(it.start_s || 0),
         });
         video.muted = true;
-        video.addEventListener("loadedmetadata", () => { video.currentTime = it.start_s || 0; });
+        const start = it.start_s || 0;
+        // a segment of one frame still plays for half a second
+        const stop = Math.max(it.end_s === null ? Infinity : it.end_s, start + 0.5);
+        video.addEventListener("loadedmetadata", () => { video.currentTime = start; });
+        video.addEventListener("play", () => { // played to its end (or off it): from the start
+          if (video.currentTime >= stop || video.currentTime < start - 0.1) {
+            video.currentTime = start;
+          }
+        });
         video.addEventListener("timeupdate", () => {
-          if (it.end_s !== null && video.currentTime > it.end_s) video.pause();
+          if (video.currentTime >= stop && !video.paused) {
+            video.pause();
+            video.dataset.stoppedAt = String(video.currentTime);
+          }
         });
         box.append(video);
       } else {
@@ -122,12 +137,26 @@
     if (it.kind === "segment") {
       where += " · " + seconds(it.start_s) + " to " + seconds(it.end_s);
       if (it.track_id !== null && it.track_id !== undefined) where += " · track " + it.track_id;
+    } else {
+      where += " · " + it.faces + " face(s)";
     }
-    where += " · " + it.faces + " face(s) · profile " + (it.profile || "-");
+    where += " · profile " + (it.profile || "-");
     const text = it.decision
       ? it.decision + " by " + (it.reviewer || "") + " at " + it.decided_at
-        + (it.disagreement ? " · reviewers disagree" : "")
       : "undecided";
+    const decisionLine = el("p", { class: "decision", text });
+    if (it.disagreement) {
+      decisionLine.append(" ", el("a", {
+        class: "badge disagree", href: "/review/items/" + it.id + "#history",
+        title: "reviewers disagree: see the item's history", text: "reviewers disagree",
+      }));
+    }
+    if (it.decision_count > 1) {
+      decisionLine.append(" · ", el("a", {
+        class: "history-link", href: "/review/items/" + it.id + "#history",
+        text: it.decision_count + " decisions",
+      }));
+    }
     const approve = el("button", { type: "button", class: "approve", text: "Approve (a)" });
     const reject = el("button", { type: "button", class: "reject", text: "Reject (r)" });
     approve.addEventListener("click", () => { state.focus = index; decide([it.id], "approve"); });
@@ -140,7 +169,7 @@
         el("h2", {}, name),
         el("p", { class: "meta", text: where }),
         reasons,
-        el("p", { class: "decision", text }),
+        decisionLine,
         approve, " ", reject),
     );
     li.addEventListener("click", (e) => {
@@ -246,6 +275,37 @@
     await load();
   }
 
+  function listen() {
+    if (!window.EventSource) return;
+    const main = $("queue");
+    const events = new EventSource("/v1/review/events");
+    events.addEventListener("open", () => { main.dataset.live = "open"; });
+    events.addEventListener("error", () => {
+      main.dataset.live = events.readyState === EventSource.CLOSED ? "closed" : "reconnecting";
+    });
+    events.addEventListener("item", (e) => {
+      let it;
+      try { it = JSON.parse(e.data); } catch (err) { return; }
+      if (state.items.some((x) => x.id === it.id)) return;
+      state.fresh.add(it.id);
+      $("fresh-count").textContent = String(state.fresh.size);
+      $("fresh").dataset.ids = [...state.fresh].join(",");
+      $("fresh").hidden = false;
+    });
+  }
+
+  function showFresh() {
+    if (!state.fresh.size) return Promise.resolve();
+    state.fresh.clear();
+    $("fresh-count").textContent = "0";
+    $("fresh").hidden = true;
+    $("fresh").dataset.ids = "";
+    state.cursors = [null];
+    state.page = 0;
+    state.focus = 0;
+    return load();
+  }
+
   function restart() {
     state.cursors = [null];
     state.page = 0;
@@ -263,6 +323,7 @@
     x: () => focused() && toggle(focused().id, !state.selected.has(focused().id)),
     A: () => decide([...state.selected], "approve"),
     R: () => decide([...state.selected], "reject"),
+    n: () => showFresh(),
     "?": () => { $("help").hidden = !$("help").hidden; },
   };
 
@@ -284,5 +345,7 @@
   $("bulk-reject").addEventListener("click", () => decide([...state.selected], "reject"));
   $("undo").addEventListener("click", undo);
   $("help-button").addEventListener("click", () => { $("help").hidden = !$("help").hidden; });
+  $("fresh-load").addEventListener("click", () => { busy = busy.then(showFresh, showFresh); });
   load();
+  listen();
 })();
