@@ -40,6 +40,7 @@ from mien.cli.common import (
     options_from_args,
     redact_options_from_args,
     redaction_args,
+    worker_count,
 )
 from mien.errors import MediaError, MienError, OutputError
 from mien.media.discover import VIDEO_SUFFIXES
@@ -366,14 +367,6 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _workers(given: int | None) -> int:
-    from mien.batch import default_workers
-
-    if given is not None and given < 1:
-        raise ValueError(f"--workers must be at least 1, got {given}")
-    return default_workers() if given is None else given
-
-
 def _pooled(path: Path) -> bool:
     """Whether a folder entry goes to the worker processes: a regular file, not a video."""
     return os.path.isfile(path) and not _special(path) and not is_video(path)
@@ -390,7 +383,7 @@ def _redact_folder(
     in ``--workers`` processes (:func:`mien.batch.pool.pool_records`, each output written
     atomically by its worker), videos and entries that are not regular files in this
     process; with one worker, or one picture, everything in this process."""
-    workers = _workers(args.workers)
+    workers = worker_count(args.workers)
     pooled = [i for i, (s, _) in enumerate(items) if _pooled(s)] if workers > 1 else []
     if len(pooled) < 2:
         for s, d in items:
