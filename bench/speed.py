@@ -13,8 +13,9 @@ the fastest kept, so that other processes' load on a shared machine touches them
 Photo rows (:func:`photo_rows`): the first ``--photos`` face-mask photos (``facemask_kaggle_voc``,
 sorted by name, ~400 px) copied to a scratch folder;
 
-* ``mien redact DIR -o OUT`` against ``deface DIR`` (deface 1.5.0 from bench/.cache/deface-venv,
-  its CLI defaults, which write ``*_anonymized.jpg`` next to the inputs);
+* ``mien redact DIR -o OUT`` (worker processes, the default) against ``deface DIR`` (deface
+  1.5.0 from bench/.cache/deface-venv, its CLI defaults, which write ``*_anonymized.jpg`` next
+  to the inputs), and against ``mien redact DIR --workers 1`` (one process);
 * ``mien analyze DIR --features detection`` against the same deface run;
 * ``mien analyze DIR`` (worker processes, the default) against ``mien batch DIR`` (same
   features), and against ``mien analyze DIR --workers 1`` (one process);
@@ -113,6 +114,9 @@ def photo_rows(n: int = 80, repeat: int = 3) -> list[Row]:
         runs: dict[str, Callable[[], float]] = {
             "deface": deface,
             "redact": lambda: _timed(_mien("redact", str(photos), "-q", "-o", str(fresh("r")))),
+            "redact1": lambda: _timed(
+                _mien("redact", str(photos), "-q", "--workers", "1", "-o", str(fresh("r1")))
+            ),
             "analyze": lambda: _timed(
                 _mien(
                     "analyze",
@@ -155,6 +159,13 @@ def photo_rows(n: int = 80, repeat: int = 3) -> list[Row]:
             rate["redact"],
             "deface 1.5.0",
             rate["deface"],
+            "photos/s",
+        ),
+        Row(
+            f"`mien redact DIR` (worker processes) vs `--workers 1`, {what}",
+            rate["redact"],
+            "one process",
+            rate["redact1"],
             "photos/s",
         ),
         Row(

@@ -33,10 +33,17 @@ def pool_records(
     task: Task = "analyze",
     out_dir: str = "",
     redact: Any = None,
+    keys: Sequence[str] | None = None,
+    keep_metadata: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """The record of each of ``paths`` (``ImageResult.to_dict`` for analysis), in their order,
-    computed by ``workers`` processes; a file that cannot be read gives a record with
-    ``error``, as :meth:`mien.analyzer.FaceAnalyzer.analyze` does with ``on_error="record"``."""
+    """The record of each of ``paths`` (``ImageResult.to_dict`` for analysis, the redaction
+    report's ``to_dict`` for ``task="redact"``), in their order, computed by ``workers``
+    processes; a file that cannot be read gives a record with ``error``, as
+    :meth:`mien.analyzer.FaceAnalyzer.analyze` does with ``on_error="record"``.
+
+    ``task="redact"`` with ``keys``: the picture ``paths[i]`` is redacted to
+    ``out_dir/keys[i]`` (a relative path; ``mien redact DIR``'s layout), else to the job
+    folder's ``out_dir/redacted/...``."""
     threads = worker_threads(workers, options.num_threads)
     config = WorkerConfig(
         task=task,
@@ -44,8 +51,12 @@ def pool_records(
         threads=threads,
         out_dir=out_dir,
         redact=redact,
+        redact_tree=keys is not None,
+        keep_metadata=keep_metadata,
     )
-    items = [(i, BatchItem(key=p, path=p)) for i, p in enumerate(paths)]
+    names = paths if keys is None else keys
+    pairs = zip(names, paths, strict=True)  # ValueError when the lengths differ
+    items = [(i, BatchItem(key=k, path=p)) for i, (k, p) in enumerate(pairs)]
     for got in run_local(items, config, workers):
         if got is not None:
             record = dict(got[1])

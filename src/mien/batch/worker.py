@@ -36,6 +36,10 @@ class WorkerConfig:
     threads: int
     out_dir: str
     redact: Any = None  # mien.redact.RedactOptions for task "redact"
+    #: task "redact": write to ``out_dir/<key>`` (``mien redact DIR``'s layout, the key being the
+    #: output's relative path) instead of the job folder's ``out_dir/redacted/<key's path>``
+    redact_tree: bool = False
+    keep_metadata: bool = False
 
     @property
     def include_mesh(self) -> bool:
@@ -119,10 +123,15 @@ class Worker:
     def _redact(self, item: BatchItem, path: str) -> dict[str, Any]:
         from mien.redact.image import redact_image
 
-        rel = redacted_relpath(item.key)
-        target = os.path.join(self.config.out_dir, "redacted", *rel.split("/"))
+        parts = redacted_relpath(item.key).split("/")
+        below = () if self.config.redact_tree else ("redacted",)
+        target = os.path.join(self.config.out_dir, *below, *parts)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         report = redact_image(
-            path, target, analyzer_options=self.config.analyzer, options=self.config.redact
+            path,
+            target,
+            analyzer_options=self.config.analyzer,
+            options=self.config.redact,
+            keep_metadata=self.config.keep_metadata,
         )
         return {"key": item.key, **report.to_dict()}

@@ -24,6 +24,7 @@ from mien.cli.common import (
     options_from_args,
     progress,
     sink,
+    worker_count,
 )
 
 if TYPE_CHECKING:
@@ -200,14 +201,6 @@ def _run_video(
     return ok
 
 
-def _workers(given: int | None) -> int:
-    from mien.batch import default_workers
-
-    if given is not None and given < 1:
-        raise ValueError(f"--workers must be at least 1, got {given}")
-    return default_workers() if given is None else given
-
-
 def _run_pool(
     paths: list[str], options: Any, workers: int, out: IO[str], bar: Any, args: argparse.Namespace
 ) -> int:
@@ -242,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         args
     )  # refusal/unknown features fail here, before any image is read
     video_options = _video_options(args)  # bad --every-n/--sample-fps fail here too
-    workers = _workers(args.workers)
+    workers = worker_count(args.workers)
     items = _items(args)
     sources = [item for item in items if isinstance(item, str)]
     check_output(args.output, sources)  # exit 3 before any work when -o may not be written

@@ -229,6 +229,15 @@ def options_from_args(
     )
 
 
+def worker_count(given: int | None) -> int:
+    """``--workers``: the worker processes asked for (>= 1), or one per core when not given."""
+    from mien.batch import default_workers
+
+    if given is not None and given < 1:
+        raise ValueError(f"--workers must be at least 1, got {given}")
+    return default_workers() if given is None else given
+
+
 def check_output(path: str | None, sources: Sequence[Any] = (), kind: str = "file") -> None:
     """Apply mien's output rule (:func:`mien.media.write.check_output_path`) to ``path`` before
     any work: :class:`~mien.media.write.OutputError` (exit 3) names the path and why."""

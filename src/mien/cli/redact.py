@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from mien.cli.common import (
     options_from_args,
     redact_options_from_args,
     redaction_args,
+    worker_count,
 )
 from mien.errors import MediaError, MienError, OutputError
 from mien.media.discover import VIDEO_SUFFIXES
@@ -110,6 +112,14 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "in the report and the exit code is 1 in every case",
     )
     g.add_argument("-q", "--quiet", action="store_true", help="no per-file log")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="folders: worker processes for the pictures (default: cores; 1: this process); "
+        "videos are redacted in this process, on their own threads",
+    )
     detector_args(p)
     for action in p._actions:  # redaction searches harder than analysis by default
         if action.dest == "threshold":
@@ -353,6 +363,79 @@ def _write_report(report: str, doc: dict[str, Any], src: Path, raise_errors: boo
     return True
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _pooled(path: Path) -> bool:
+    """Whether a folder entry goes to the worker processes: a regular file, not a video."""
+    return os.path.isfile(path) and not _special(path) and not is_video(path)
+
+
+def _redact_folder(
+    items: list[tuple[Path, Path]],
+    dst: Path,
+    args: argparse.Namespace,
+    ctx: dict[str, Any],
+    out: Outcome,
+) -> None:
+    """Redact the ``(source, output)`` pairs of a folder into ``out`` in their order: pictures
+    in ``--workers`` processes (:func:`mien.batch.pool.pool_records`, each output written
+    atomically by its worker), videos and entries that are not regular files in this
+    process; with one worker, or one picture, everything in this process."""
+    workers = worker_count(args.workers)
+    pooled = [i for i, (s, _) in enumerate(items) if _pooled(s)] if workers > 1 else []
+    if len(pooled) < 2:
+        for s, d in items:
+            _do(s, d, args, ctx, out)
+        return
+    from mien.batch.pool import pool_records
+
+    done: dict[int, Outcome] = {}
+    records = pool_records(
+        [str(items[i][0]) for i in pooled],
+        ctx["analyzer"],
+        workers,
+        task="redact",
+        out_dir=str(dst),
+        redact=ctx["redact"],
+        keys=[items[i][1].relative_to(dst).as_posix() for i in pooled],
+        keep_metadata=args.keep_metadata,
+    )
+    for i, record in zip(pooled, records, strict=True):
+        done[i] = _pool_outcome(items[i][0], items[i][1], record, args)
+    for i, (s, d) in enumerate(items):
+        if i not in done:
+            done[i] = Outcome()
+            _do(s, d, args, ctx, done[i])
+    for i in range(len(items)):
+        got = done[i]
+        out.reports += got.reports
+        out.errors += got.errors
+        out.cannot_run |= got.cannot_run
+        out.suspect |= got.suspect
+
+
+def _pool_outcome(
+    src: Path, dst: Path, record: dict[str, Any], args: argparse.Namespace
+) -> Outcome:
+    """The :class:`Outcome` of one picture redacted by a worker process (as :func:`_do`
+    records it in this process), its line printed."""
+    got = Outcome()
+    error = record.get("error")
+    if error is None:
+        got.reports.append(record)
+        _announce(src, dst, args, record)
+        return got
+    got.errors.append({"source": str(src), "code": error["code"], "message": error["message"]})
+    if error["code"] == OutputError.code:
+        got.cannot_run = True
+        print(f"mien: {error['code']}: {error['message']}", file=sys.stderr)
+    else:
+        print(f"mien: {src}: {error['code']}: {error['message']}", file=sys.stderr)
+    return got
+
+
 def _announce(src: Path, dst: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
     """The success line of one input, printed once its output is in place."""
     if not args.quiet:
@@ -379,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         _check_report(args.report, src, None)  # exit 3 before any work
         items = _folder_items(src, dst)
-        for s, d in items:
+        for _, d in items:
             try:
                 d.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -388,7 +471,11 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_CANNOT_RUN
-            _do(s, d, args, ctx, out)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # kill PID: exit 130 as Ctrl-C
+        try:
+            _redact_folder(items, dst, args, ctx, out)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         if not args.quiet:
             log.info(
                 "redacted %d of %d file(s) from %s into %s", len(out.reports), len(items), src, dst

@@ -17,6 +17,26 @@ from mien.detect.detections import Detections
 from mien.models.registry import ModelCard, load_card, verified_model_bytes
 
 
+def session_options(num_threads: int = 0, *, spin: bool = False) -> ort.SessionOptions:
+    """The onnxruntime options of the detector's session.
+
+    ``num_threads`` intra-op threads (0: onnxruntime's default, one per core) and one inter-op
+    thread. ``spin=False`` (the default) makes the worker threads sleep between runs instead of
+    busy-waiting for the next one: mien runs the detector beside decoding, encoding and other
+    processes, which the spinning threads would starve (measured in docs/benchmarks.md,
+    "Speed toward the limit"). Neither changes what the network computes.
+    """
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if num_threads:
+        opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
 class CenterFace:
     """The CenterFace ONNX model, verified against its model card and loaded once.
 
@@ -25,15 +45,12 @@ class CenterFace:
 
     STRIDE = 4
 
-    def __init__(self, num_threads: int = 0) -> None:
+    def __init__(self, num_threads: int = 0, *, spin: bool = False) -> None:
         self.card: ModelCard = load_card("centerface")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if num_threads:
-            opts.intra_op_num_threads = num_threads
-            opts.inter_op_num_threads = 1
         self._session = ort.InferenceSession(
-            verified_model_bytes(self.card), sess_options=opts, providers=["CPUExecutionProvider"]
+            verified_model_bytes(self.card),
+            sess_options=session_options(num_threads, spin=spin),
+            providers=["CPUExecutionProvider"],
         )
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
