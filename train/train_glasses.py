@@ -73,6 +73,7 @@ from train.common import (
     require_data,
     write_head,
 )
+from train.synth_sunglasses import MESH_KINDS, draw_mesh_sunglasses
 from train.train_mask import DEFAULT_CACHE, facemask_faces, jittered, split
 
 LABELS = REPO / "train" / "labels"
@@ -570,8 +571,12 @@ def draw_varied_eyewear(
 
 #: Augmented copies of each real training face (jittered alignment + :func:`photometric`).
 COPIES = 3
-#: Epochs of the network.
-EPOCHS = 20
+#: Epochs of the network (20 up to version 3; 12 from version 4, with the glasses drawn in the
+#: photos: train/synth_sunglasses.py).
+EPOCHS = 12
+#: Glasses drawn in the face-mask training photos around the mesh's eye contours, per bare
+#: face (train/synth_sunglasses.py).
+MESH_DRAWN: tuple[str, ...] = ("dark", "mirror", "clear")
 #: Threads used to train the network (the rebuild is byte for byte with the same count).
 THREADS = 1
 
@@ -652,6 +657,17 @@ def crops_of(
                 labels.append((1, _label(sg)))
                 source.append(f.source)
                 kind.append(f"synthetic {kd}")
+            if f.source == "facemask_kaggle_voc":  # web-like photos: glasses drawn in the photo
+                for kd in MESH_DRAWN:
+                    drawn = draw_mesh_sunglasses(
+                        f.ctx, rng, kd, scenes[int(rng.integers(0, len(scenes)))]
+                    )
+                    if drawn is None:
+                        continue
+                    rgb.append(G.eye_crop(drawn, 0))
+                    labels.append((1, MESH_KINDS[kd]))
+                    source.append(f.source)
+                    kind.append(f"mesh {kd}")
     return Rows(np.stack(rgb), np.asarray(labels, np.int64), source, kind)
 
 
