@@ -38,6 +38,12 @@ Usage::
 
     .venv/bin/python train/train_glasses.py           # writes attr_{eyeglasses,sunglasses}.npz
     .venv/bin/python train/train_glasses.py --check   # train and report, write nothing
+    .venv/bin/python train/train_glasses.py --sunglasses-only   # how version 4 was written
+
+Version 4 of the sunglasses head (issue 17) carries a network of its own, trained here with the
+glasses drawn in the face-mask training photos (train/synth_sunglasses.py) for 12 epochs; the
+eyeglasses head keeps the version-3 network (20 epochs, without them), written by this script
+as it was at commit 4dcf0fd.
 """
 
 from __future__ import annotations
@@ -802,6 +808,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--check", action="store_true", help="train and report; write nothing")
     ap.add_argument("--no-cache", action="store_true", help="rerun the pipeline on every picture")
+    ap.add_argument(
+        "--sunglasses-only",
+        action="store_true",
+        help="write only attr_sunglasses.npz (the new network + the refitted head); leave the "
+        "eyeglasses head and its network as they are",
+    )
     args = ap.parse_args(argv)
     faces = eyewear_faces(None if args.no_cache else DEFAULT_CACHE)
     heads, reports = train(faces)
@@ -809,13 +821,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{attr} validation:", {k: round(v, 3) for k, v in reports[attr].items()})
         for source, rep in evaluate(head, faces, attr).items():
             print(f"  {source}:", {k: round(v, 3) for k, v in rep.items()})
-        if not args.check:
+        if not args.check and not (args.sunglasses_only and attr == "eyeglasses"):
             write_head(head, f"attr_{attr}")
     if not args.check:
         # the sunglasses head over the new network's logits and the lens / iris measurements
         from train import refit_sunglasses
 
-        refit_sunglasses.main([])
+        heads_sg = refit_sunglasses.refit(faces, heads["sunglasses"].net)
+        write_head(
+            replace(heads_sg[refit_sunglasses.CHOSEN], net=heads["sunglasses"].net),
+            "attr_sunglasses",
+        )
 
 
 if __name__ == "__main__":
