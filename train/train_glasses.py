@@ -38,13 +38,12 @@ Usage::
 
     .venv/bin/python train/train_glasses.py           # writes attr_{eyeglasses,sunglasses}.npz
     .venv/bin/python train/train_glasses.py --check   # train and report, write nothing
-    .venv/bin/python train/train_glasses.py --sunglasses-only   # the version 4 try
+    .venv/bin/python train/train_glasses.py --sunglasses-only   # how sunglasses v4 was written
 
-The shipped heads (eyeglasses and sunglasses version 3) were written by this script as it was at
-commit 4dcf0fd (20 epochs, without the glasses drawn in the photos). The sunglasses version 4
-try (issue 17, attr-sun: a network of its own, trained for 12 epochs with the glasses drawn in
-the face-mask training photos by train/synth_sunglasses.py) is written by ``--sunglasses-only``;
-it was measured and NOT shipped (docs/attributes.md: a confident wrong "yes" on a bare face).
+The shipped eyeglasses head (version 3, and its network) was written by this script as it was at
+commit 4dcf0fd (20 epochs, without the glasses drawn in the photos). Sunglasses version 4
+(issue 17, attr-sun: a network of its own, trained for 12 epochs with the glasses drawn in the
+face-mask training photos by train/synth_sunglasses.py) is written by ``--sunglasses-only``.
 """
 
 from __future__ import annotations
