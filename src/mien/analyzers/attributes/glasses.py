@@ -310,7 +310,10 @@ class Sunglasses(_Eyewear):
     def __init__(self) -> None:
         super().__init__()
         #: the eyeglasses head's network, for the glasses-seen check (:data:`MIN_GLASSES_LOGIT`)
-        self.glasses_net: ConvNet = Head.load(Eyeglasses.card, network=True).network()
+        glasses = Head.load(Eyeglasses.card, network=True)
+        self.glasses_net: ConvNet = glasses.network()
+        assert glasses.info is not None
+        self.models = (*self.models, glasses.info)  # its network is read too
 
     def features(self, ctx: FaceContext, i: int) -> F32:
         rgb = eye_crop(ctx, i)
