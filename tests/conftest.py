@@ -94,7 +94,7 @@ SLOW: dict[str, str | frozenset[str]] = {
     "test_heads": frozenset(
         {
             "test_blur_gate_reuses_the_quality_sharpness",
-            "test_eyewear_heads_share_one_network_run_per_face",
+            "test_eyewear_networks_run_once_per_face_each",
         }
     ),
     "test_litert_stderr": frozenset(

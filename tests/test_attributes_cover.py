@@ -150,6 +150,7 @@ def test_sunglasses_on_held_out_cmu_subjects(attrs) -> None:
         if r["pose"] in ("straight", "up")
     ]
     right = []
+    withheld = 0
     for r in rows:
         with Image.open(shared("cmu_faces_sunglasses_pose", "images", r["file"])) as im:
             rgb = np.asarray(im.convert("RGB"))  # PGM: mien's reader does not take it
@@ -160,9 +161,16 @@ def test_sunglasses_on_held_out_cmu_subjects(attrs) -> None:
         no_pose = np.full((1, 3), np.nan, np.float32)
         ctx = FaceContext(rgb, f.boxes[i : i + 1], f.landmarks[i : i + 1], no_mesh, no_pose)
         col = attrs["sunglasses"](ctx)
+        if col.values[0] is None:  # only ever withheld below the abstention band (issue 17)
+            assert (col.reasons[0] or "").startswith("uncertain ("), col.reasons[0]
+            withheld += 1
+            continue
         right.append(col.values[0] == bool(int(r["sunglasses"])))
     assert len(rows) >= 10
-    assert np.mean(right) >= 0.85  # bench (all poses): 1.00
+    # sunglasses version 4 withholds 3 of these 16 faces (0.73, 0.74 and 0.89, all on the right
+    # side), version 3 at most 2; every answer given is right
+    assert withheld <= len(rows) // 5
+    assert np.mean(right) >= 0.95  # bench (all poses): 1.00 of the answers
 
 
 def test_eyewear_on_real_web_photos(cover_analyzer) -> None:

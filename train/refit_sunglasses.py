@@ -49,7 +49,9 @@ from train.common import (
     platt,
     write_head,
 )
+from train.synth_sunglasses import MESH_KINDS, draw_mesh_sunglasses
 from train.train_glasses import (
+    MESH_DRAWN,
     EyeFace,
     draw_varied_eyewear,
     eyewear_faces,
@@ -108,6 +110,16 @@ def table(faces: list[EyeFace], part: str, net: ConvNet, rng: np.random.Generato
                 ys.append(sg)
                 kinds.append(f"synthetic {kd}")
                 sources.append(f.source)
+            if f.source == "facemask_kaggle_voc":  # glasses drawn in the photo itself
+                for kd in MESH_DRAWN:
+                    scene = scenes[int(rng.integers(0, len(scenes)))]
+                    drawn_ctx = draw_mesh_sunglasses(f.ctx, rng, kd, scene)
+                    if drawn_ctx is None:
+                        continue
+                    xs.append(G.sunglasses_features_of(drawn_ctx, 0, net))
+                    ys.append(MESH_KINDS[kd])
+                    kinds.append(f"mesh {kd}")
+                    sources.append(f.source)
     return Table(np.stack(xs).astype(np.float32), np.asarray(ys, np.int64), kinds, sources)
 
 
@@ -158,8 +170,8 @@ def report(head: Head, t: Table) -> dict[str, float]:
     out["real bal.acc"] = rep.get("balanced_accuracy", float("nan"))
     out["real AUC"] = rep.get("roc_auc", float("nan"))
     out["real ECE"] = rep.get("ece", float("nan"))
-    for kd in SYNTHETIC:
-        m = np.array([k == f"synthetic {kd}" for k in t.kind])
+    for kd in (*SYNTHETIC, *(f"mesh {k}" for k in MESH_DRAWN)):
+        m = np.array([k == kd or k == f"synthetic {kd}" for k in t.kind])
         if m.any():
             out[f"{kd} yes"] = float((p[m, 1] >= 0.5).mean())
     neg = real & (t.y == 0)
@@ -176,6 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     faces = eyewear_faces(DEFAULT_CACHE)
     net = Head.load("attr_sunglasses", network=True).network()
+    heads = refit(faces, net)
+    if not args.check:
+        write_head(replace(heads[args.variant], net=net), "attr_sunglasses")
+
+
+def refit(faces: list[EyeFace], net: ConvNet) -> dict[str, Head]:
+    """Every variant of :data:`VARIANTS` fitted over ``net``, reported on validation."""
     rng = np.random.default_rng(SEED)
     tr = table(faces, "train", net, rng)
     va = table(faces, "validation", net, rng)
@@ -185,8 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         heads[name] = fit(tr, cols, c, va, hidden)
         rep = report(heads[name], va)
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in rep.items()))
-    if not args.check:
-        write_head(replace(heads[args.variant], net=net), "attr_sunglasses")
+    return heads
 
 
 #: The variant shipped (chosen on the validation part: docs/attributes.md).

@@ -38,6 +38,12 @@ Usage::
 
     .venv/bin/python train/train_glasses.py           # writes attr_{eyeglasses,sunglasses}.npz
     .venv/bin/python train/train_glasses.py --check   # train and report, write nothing
+    .venv/bin/python train/train_glasses.py --sunglasses-only   # how sunglasses v4 was written
+
+The shipped eyeglasses head (version 3, and its network) was written by this script as it was at
+commit 4dcf0fd (20 epochs, without the glasses drawn in the photos). Sunglasses version 4
+(issue 17, attr-sun: a network of its own, trained for 12 epochs with the glasses drawn in the
+face-mask training photos by train/synth_sunglasses.py) is written by ``--sunglasses-only``.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from train.common import (
     require_data,
     write_head,
 )
+from train.synth_sunglasses import MESH_KINDS, draw_mesh_sunglasses
 from train.train_mask import DEFAULT_CACHE, facemask_faces, jittered, split
 
 LABELS = REPO / "train" / "labels"
@@ -570,8 +577,12 @@ def draw_varied_eyewear(
 
 #: Augmented copies of each real training face (jittered alignment + :func:`photometric`).
 COPIES = 3
-#: Epochs of the network.
-EPOCHS = 20
+#: Epochs of the network (20 up to version 3; 12 from version 4, with the glasses drawn in the
+#: photos: train/synth_sunglasses.py).
+EPOCHS = 12
+#: Glasses drawn in the face-mask training photos around the mesh's eye contours, per bare
+#: face (train/synth_sunglasses.py).
+MESH_DRAWN: tuple[str, ...] = ("dark", "mirror", "clear")
 #: Threads used to train the network (the rebuild is byte for byte with the same count).
 THREADS = 1
 
@@ -652,6 +663,17 @@ def crops_of(
                 labels.append((1, _label(sg)))
                 source.append(f.source)
                 kind.append(f"synthetic {kd}")
+            if f.source == "facemask_kaggle_voc":  # web-like photos: glasses drawn in the photo
+                for kd in MESH_DRAWN:
+                    drawn = draw_mesh_sunglasses(
+                        f.ctx, rng, kd, scenes[int(rng.integers(0, len(scenes)))]
+                    )
+                    if drawn is None:
+                        continue
+                    rgb.append(G.eye_crop(drawn, 0))
+                    labels.append((1, MESH_KINDS[kd]))
+                    source.append(f.source)
+                    kind.append(f"mesh {kd}")
     return Rows(np.stack(rgb), np.asarray(labels, np.int64), source, kind)
 
 
@@ -786,6 +808,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--check", action="store_true", help="train and report; write nothing")
     ap.add_argument("--no-cache", action="store_true", help="rerun the pipeline on every picture")
+    ap.add_argument(
+        "--sunglasses-only",
+        action="store_true",
+        help="write only attr_sunglasses.npz (the new network + the refitted head); leave the "
+        "eyeglasses head and its network as they are",
+    )
     args = ap.parse_args(argv)
     faces = eyewear_faces(None if args.no_cache else DEFAULT_CACHE)
     heads, reports = train(faces)
@@ -793,13 +821,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{attr} validation:", {k: round(v, 3) for k, v in reports[attr].items()})
         for source, rep in evaluate(head, faces, attr).items():
             print(f"  {source}:", {k: round(v, 3) for k, v in rep.items()})
-        if not args.check:
+        if not args.check and not (args.sunglasses_only and attr == "eyeglasses"):
             write_head(head, f"attr_{attr}")
     if not args.check:
         # the sunglasses head over the new network's logits and the lens / iris measurements
         from train import refit_sunglasses
 
-        refit_sunglasses.main([])
+        heads_sg = refit_sunglasses.refit(faces, heads["sunglasses"].net)
+        write_head(
+            replace(heads_sg[refit_sunglasses.CHOSEN], net=heads["sunglasses"].net),
+            "attr_sunglasses",
+        )
 
 
 if __name__ == "__main__":
