@@ -105,6 +105,21 @@ def test_every_attribute_has_maturity_and_a_band() -> None:
             assert card.maturity is None and "maturity" not in card.info.to_dict()
 
 
+def test_help_shows_every_maturity_as_written() -> None:
+    """``--help`` lists each attribute's maturity verbatim, including any ``%`` of a card's text
+    (argparse formats help strings with ``%``: a card saying "42% of faces withheld" once made
+    ``mien analyze --help`` crash)."""
+    import argparse
+
+    from mien.cli.common import features_arg
+
+    parser = argparse.ArgumentParser()
+    features_arg(parser)
+    text = " ".join(parser.format_help().split())
+    for name in available():
+        assert f"{name} [{' '.join(trust(name)[0].split())}]" in text, name
+
+
 def test_create_applies_the_card_band() -> None:
     (a,) = create(["sunglasses"])
     assert (

@@ -155,10 +155,14 @@ def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FE
 
 def _with_maturity(features: Sequence[str]) -> list[str]:
     """Feature names, each observable attribute followed by its maturity from its model card
-    (``"sunglasses [experimental: recall ...]"``, ``"smile [stable]"``)."""
+    (``"sunglasses [experimental: recall ...]"``, ``"smile [stable]"``). A card's text is data:
+    its ``%`` signs are doubled so that argparse's help formatting shows them as they are."""
     from mien.models.registry import ATTRIBUTE_CARDS, attribute_trust
 
-    return [f"{f} [{attribute_trust(f)[0]}]" if f in ATTRIBUTE_CARDS else f for f in features]
+    def trust(f: str) -> str:
+        return attribute_trust(f)[0].replace("%", "%%")
+
+    return [f"{f} [{trust(f)}]" if f in ATTRIBUTE_CARDS else f for f in features]
 
 
 def listing_args(p: argparse.ArgumentParser, pretty_help: str) -> None:
