@@ -9,6 +9,7 @@ docs/review.md); CI leaves them alone."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator
@@ -96,13 +97,23 @@ def test_queue_api_filters_sorts_and_pages(live: Live, queue: dict[str, Any]) ->
     since = _get(live, since=row.created_at, limit=1).json()["counts"]["all"]
     until = _get(live, until=row.created_at, limit=1).json()["counts"]["all"]
     assert since + until == 2000 and 900 < since < 1100
+    iso = dt.datetime.fromtimestamp(row.created_at, dt.timezone.utc).isoformat()
+    assert _get(live, since=iso, limit=1).json()["counts"]["all"] == since  # ISO 8601 alike
     # a bad cursor, or one of another sort, is a 422 problem; so are bad filters
     for cursor in ("garbage!", "W10", first["next_cursor"] + "x", "A" * 300):
         bad = _get(live, cursor=cursor)
         assert bad.status_code == 422 and bad.json()["code"] == "InvalidParameter", bad.text
     other_sort = _get(live, sort="oldest", cursor=first["next_cursor"])
     assert other_sort.status_code == 422 and "sort" in other_sort.json()["detail"]
-    for params in ({"status": "maybe"}, {"kind": "gif"}, {"limit": 201}, {"rule": "a'b"}):
+    for params in (
+        {"status": "maybe"},
+        {"kind": "gif"},
+        {"limit": 201},
+        {"rule": "a'b"},
+        {"until": "inf"},
+        {"since": "nan"},
+        {"since": "yesterday"},
+    ):
         assert _get(live, **params).status_code == 422, params
     # the old alias and another tenant
     assert len(_get(live, undecided=True, limit=3).json()["items"]) == 3

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 import re
 from importlib import resources
 from pathlib import Path as FilePath
@@ -343,8 +344,14 @@ def review_items(
     rule: str | None = Query(None, pattern=RULE_PATTERN, description="a rule id that fired"),
     profile: str | None = Query(None, pattern=RULE_PATTERN, description="the job's profile"),
     job_id: str | None = Query(None, pattern="^[0-9a-f]{32}$"),
-    since: Annotated[dt.datetime | None, Query(description="created at/after")] = None,
-    until: Annotated[dt.datetime | None, Query(description="created before (ISO 8601)")] = None,
+    since: Annotated[
+        dt.datetime | float | None,
+        Query(description="created at/after: ISO 8601, or UNIX seconds"),
+    ] = None,
+    until: Annotated[
+        dt.datetime | float | None,
+        Query(description="created before: ISO 8601, or UNIX seconds"),
+    ] = None,
     kind: Annotated[Kind | None, Query(description="photo, frame or segment")] = None,
     sort: Annotated[Sort, Query(description="newest, oldest, severity (errors, then flags)")] = (
         "newest"
@@ -377,9 +384,13 @@ def review_items(
     )
 
 
-def _seconds(t: dt.datetime | None) -> float | None:
+def _seconds(t: dt.datetime | float | None) -> float | None:
     if t is None:
         return None
+    if isinstance(t, float):
+        if not math.isfinite(t):
+            raise Problem("InvalidParameter", "since/until: a finite time is needed")
+        return t
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     return t.timestamp()
