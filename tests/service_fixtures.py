@@ -227,3 +227,26 @@ def wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: f
                 return
         time.sleep(0.2)
     pytest.fail(f"the server did not start: {log.read_text()}")
+
+
+def flagged_items(svc: Service, key_id: str, n: int = 1) -> list[int]:
+    """``n`` flagged results of a new job of ``key_id``, straight in the store."""
+    store = svc.app.state.mien.store
+    job_id = f"{time.time_ns():032x}"[-32:]
+    store.create_job(
+        job_id=job_id,
+        key_id=key_id,
+        kind="images",
+        params={"features": ["detection"]},
+        items=[(f"photo-{i}.jpg", None) for i in range(n)],
+        retention_s=60,
+        request_hash="h",
+        idempotency_key=None,
+    )
+    flag = {"rule": "one-face", "message": "exactly one face is required", "severity": "error"}
+    for i in range(n):
+        store.add_results(
+            job_id, i, [{"seq": 0, "kind": "image", "data": {"faces": []}, "flags": [flag]}]
+        )
+    rows = [r for r in store.flagged(key_ids=[key_id], limit=10_000) if r.job_id == job_id]
+    return [int(r.id) for r in rows]

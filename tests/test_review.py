@@ -112,8 +112,13 @@ def _flagged_job(live: Live) -> dict[str, Any]:
     r = httpx.post(
         f"{live.base}/v1/jobs?profile=publish-safe", files=files, headers=live.auth, timeout=60
     )
-    assert r.status_code == 202, r.text
-    loc = live.base + r.headers["location"]
+    return finished_job(live, r)
+
+
+def finished_job(live: Live, submitted: httpx.Response) -> dict[str, Any]:
+    """The job a ``POST /v1/jobs`` answer names, once it has succeeded (5 minutes at most)."""
+    assert submitted.status_code == 202, submitted.text
+    loc = live.base + submitted.headers["location"]
     deadline = time.monotonic() + 300
     while (job := httpx.get(loc, headers=live.auth).json())["status"] in ("queued", "running"):
         assert time.monotonic() < deadline, job

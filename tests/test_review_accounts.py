@@ -31,6 +31,7 @@ from .service_fixtures import (
     browser,
     csrf_of,
     database_fixture,
+    flagged_items,
     problem,
     service_fixture,
     store_args,
@@ -88,29 +89,6 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> str:
     page = client.get("/review")
     assert page.status_code == 200 and f'id="reviewer">{name}<' in page.text
     return csrf_of(page.text)
-
-
-def flagged_items(svc: Service, key_id: str, n: int = 1) -> list[int]:
-    """``n`` flagged results of a new job of ``key_id``, straight in the store."""
-    store = store_of(svc)
-    job_id = f"{time.time_ns():032x}"[-32:]
-    store.create_job(
-        job_id=job_id,
-        key_id=key_id,
-        kind="images",
-        params={"features": ["detection"]},
-        items=[(f"photo-{i}.jpg", None) for i in range(n)],
-        retention_s=60,
-        request_hash="h",
-        idempotency_key=None,
-    )
-    flag = {"rule": "one-face", "message": "exactly one face is required", "severity": "error"}
-    for i in range(n):
-        store.add_results(
-            job_id, i, [{"seq": 0, "kind": "image", "data": {"faces": []}, "flags": [flag]}]
-        )
-    rows = [r for r in store.flagged(key_ids=[key_id], limit=10_000) if r.job_id == job_id]
-    return [int(r.id) for r in rows]
 
 
 def decide(client: TestClient, item: int, decision: str, **extra: Any) -> httpx.Response:

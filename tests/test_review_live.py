@@ -31,7 +31,14 @@ from mien.service.store import Store
 from .conftest import shared
 from .review_seed import seed_queue
 from .service_fixtures import cli_key, free_port, spawn_server, wait_healthy
-from .test_review import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Live, live  # noqa: F401
+from .test_review import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    Live,
+    finished_job,
+    live,
+)
 from .test_review_page import _ids, _shot, _then_loaded
 
 CLIP = "single_face.mp4"  # 2.4 s, H.264, one face: one segment with sample_fps=2, id-photo
@@ -103,14 +110,7 @@ def _video_job(live: Live) -> dict[str, Any]:  # noqa: F811
         headers=live.auth,
         timeout=60,
     )
-    assert r.status_code == 202, r.text
-    loc = live.base + r.headers["location"]
-    deadline = time.monotonic() + 300
-    while (job := httpx.get(loc, headers=live.auth).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
-    assert job["status"] == "succeeded", job
-    return dict(job)
+    return finished_job(live, r)
 
 
 def test_a_video_segment_plays_in_its_card(live: Live, chromium: Any) -> None:  # noqa: F811

@@ -23,7 +23,14 @@ from mien.service.schema import results, review_sessions
 from mien.service.security import CSP
 
 from .conftest import SAMPLE
-from .service_fixtures import Service, browser, csrf_of, problem, service_fixture
+from .service_fixtures import (
+    Service,
+    browser,
+    csrf_of,
+    flagged_items,
+    problem,
+    service_fixture,
+)
 
 service = service_fixture(workers=0, max_jobs_per_key=100, max_upload_bytes=2 * 1024 * 1024)
 JPEG = SAMPLE.read_bytes()
@@ -63,24 +70,8 @@ def sign_in(svc: Service, client: TestClient, key: str, reviewer: str = "Ada") -
 
 def flagged_item(svc: Service, key_id: str) -> int:
     """A flagged result of a job of ``key_id``, straight in the store (no worker needed)."""
-    store = svc.app.state.mien.store
-    job_id = f"{time.time_ns():032x}"[-32:]
-    store.create_job(
-        job_id=job_id,
-        key_id=key_id,
-        kind="images",
-        params={"features": ["detection"]},
-        items=[("portrait.jpg", None)],
-        retention_s=60,
-        request_hash="h",
-        idempotency_key=None,
-    )
-    flag = {"rule": "one-face", "message": "exactly one face is required", "severity": "error"}
-    store.add_results(
-        job_id, 0, [{"seq": 0, "kind": "image", "data": {"faces": []}, "flags": [flag]}]
-    )
-    (row,) = [r for r in store.flagged(key_ids=[key_id]) if r.job_id == job_id]
-    return int(row.id)
+    (item,) = flagged_items(svc, key_id)
+    return item
 
 
 def decision_of(svc: Service, key_id: str, result_id: int) -> Any:
