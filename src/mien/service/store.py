@@ -15,10 +15,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Engine,
+    Table,
     and_,
     bindparam,
     create_engine,
@@ -38,6 +39,7 @@ from mien.service.rows import (
     JobRow,
     ResultRow,
     ReviewRow,
+    Row,
     SessionRow,
 )
 from mien.service.schema import (
@@ -50,6 +52,7 @@ from mien.service.schema import (
     reviewers,
 )
 
+_RowT = TypeVar("_RowT", bound=Row)
 ACTIVE = ("queued", "running")
 #: The largest id a request may name (SQLite's INTEGER); PostgreSQL's ``integer`` ids end at
 #: 2**31 - 1, so larger ones are simply not found there.
@@ -554,22 +557,31 @@ class Store(ReviewerStore):
     def results_page(
         self, job_id: str, after: int, limit: int
     ) -> tuple[list[ResultRow], int | None]:
+        """Results of job ``job_id`` after id ``after``, oldest first, and the id the next page
+        starts after (None: this is the last page)."""
+        return self.job_rows_page(results, ResultRow, job_id, after, limit)
+
+    def job_rows_page(
+        self, table: Table, row_type: type[_RowT], job_id: str, after: int, limit: int
+    ) -> tuple[list[_RowT], int | None]:
+        """Keyset paging over a table with an integer ``id`` and a ``job_id`` column (results,
+        webhook deliveries): rows of ``job_id`` after id ``after``, oldest first, and the id the
+        next page starts after (None: this is the last page)."""
         if after >= self._max_id():
             return [], None
         with self.engine.connect() as c:
             rows = (
                 c.execute(
-                    select(results)
-                    .where(results.c.job_id == job_id, results.c.id > after)
-                    .order_by(results.c.id)
+                    select(table)
+                    .where(table.c.job_id == job_id, table.c.id > after)
+                    .order_by(table.c.id)
                     .limit(limit + 1)
                 )
                 .mappings()
                 .all()
             )
-        page = [ResultRow.of(r) for r in rows[:limit]]
-        nxt = page[-1].id if len(rows) > limit else None
-        return page, nxt
+        page = [row_type.of(r) for r in rows[:limit]]
+        return page, (int(rows[limit - 1]["id"]) if len(rows) > limit else None)
 
     @staticmethod
     def _reviewable(key_ids: Sequence[str]) -> Any:

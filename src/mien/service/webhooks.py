@@ -340,16 +340,4 @@ def job_deliveries(
 ) -> tuple[list[DeliveryRow], int | None]:
     """The deliveries of job ``job_id`` after delivery id ``after``, oldest first, and the id
     the next page starts after (None: this is the last page)."""
-    with store.engine.connect() as c:
-        rows = (
-            c.execute(
-                select(webhook_deliveries)
-                .where(webhook_deliveries.c.job_id == job_id, webhook_deliveries.c.id > after)
-                .order_by(webhook_deliveries.c.id)
-                .limit(limit + 1)
-            )
-            .mappings()
-            .all()
-        )
-    page = [DeliveryRow.of(r) for r in rows[:limit]]
-    return page, (page[-1].id if len(rows) > limit else None)
+    return store.job_rows_page(webhook_deliveries, DeliveryRow, job_id, after, limit)
