@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -98,6 +99,17 @@ def write_hls(
     out.close()
     src.close()
     return n
+
+
+def served_hls(clip: Path, folder: Path, max_frames: int) -> Iterator[HLSServer]:
+    """``clip``'s first ``max_frames`` frames as a finished HLS stream in ``folder``, served on
+    loopback for as long as the generator is open (a module fixture's ``yield from``)."""
+    write_hls(clip, folder, max_frames=max_frames, audio=False)
+    server = HLSServer(folder)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def start_growing_hls(clip: Path, folder: Path, max_frames: int) -> threading.Thread:

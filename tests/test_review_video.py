@@ -17,7 +17,7 @@ from PIL import Image
 from mien.service.routes import review_media
 
 from .conftest import shared
-from .live_streams import HLSServer, write_hls
+from .live_streams import HLSServer, served_hls
 from .service_fixtures import Service, service_fixture, start_service
 from .test_service_csrf import browser, sign_in
 from .test_service_stream import parse_sse, post_stream
@@ -235,10 +235,7 @@ def stream_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="module")
 def hls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HLSServer]:
     folder = tmp_path_factory.mktemp("hls-review")
-    write_hls(shared("pyfeat_media", "single_face.mp4"), folder, max_frames=75, audio=False)
-    server = HLSServer(folder)
-    yield server
-    server.close()
+    yield from served_hls(shared("pyfeat_media", "single_face.mp4"), folder, max_frames=75)
 
 
 def test_stream_segments_reach_the_review_events(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from .conftest import shared
-from .live_streams import HLSServer, free_port, start_growing_hls, write_hls
+from .live_streams import HLSServer, free_port, served_hls, start_growing_hls
 from .service_fixtures import Service, start_service
 
 
@@ -27,10 +27,7 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="module")
 def hls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HLSServer]:
     folder = tmp_path_factory.mktemp("hls")
-    write_hls(shared("pyfeat_media", "single_face.mp4"), folder, max_frames=75, audio=False)
-    server = HLSServer(folder)
-    yield server
-    server.close()
+    yield from served_hls(shared("pyfeat_media", "single_face.mp4"), folder, max_frames=75)
 
 
 def post_stream(svc: Service, url: str, **fields: str) -> Any:
