@@ -6,14 +6,17 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mien.media.image import load_image
 from mien.redact import CoveredRegion, RedactionReport, RedactOptions, redact_regions, region_mask
-from mien.redact.draw import covered_boxes
+from mien.redact.draw import _needed, _windows, covered_boxes
 from mien.redact.options import parse_color
 from tests.conftest import SAMPLE
 
 FACE = np.array([[170.0, 40.0, 270.0, 160.0]])  # the astronaut's face (checked by the detector)
+SHAPES = ("ellipse", "box")
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +181,42 @@ def test_area_whose_centre_is_outside_covers_a_pixel_and_does_not_crash(method: 
     assert mask[0, 0] and mask[719, 1279] and mask.sum() == 2
     assert not np.array_equal(out[0, 0], rgb[0, 0]) or method != "fill"
     assert np.array_equal(out[~mask], rgb[~mask])
+
+
+def _nested_boxes(seed: int, n: int) -> np.ndarray:
+    """Boxes as a suspect video frame has them: faces of 1-40 px (some tiny, some past the
+    edges), each again grown 1.5x around its centre, a few given twice."""
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(-10, 130, (n, 2))
+    half = rng.uniform(0.2, 20, (n, 2))
+    faces = np.concatenate([c - half, c + half], axis=1)
+    grown = np.concatenate([c - 1.5 * half, c + 1.5 * half], axis=1)
+    return np.concatenate([faces, grown, faces[: n // 3]])[rng.permutation(n * 2 + n // 3)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), shape=st.sampled_from(SHAPES))
+def test_areas_inside_others_are_drawn_once_and_the_covered_pixels_stay_the_same(
+    seed: int, n: int, shape: str
+) -> None:
+    boxes = _nested_boxes(seed, n)
+    opts = RedactOptions(method="fill", shape=shape, color=(255, 0, 0))  # type: ignore[arg-type]
+    img = np.zeros((120, 120, 3), np.uint8)
+    out = redact_regions(img, boxes, opts)
+    changed = (out != img).any(axis=2)
+    assert np.array_equal(changed, region_mask(img.shape[:2], boxes, opts))
+    # The one-by-one cover of every area (what was drawn before) covers the same pixels.
+    each = np.zeros(img.shape[:2], bool)
+    for b in boxes:
+        each |= region_mask(img.shape[:2], b[None], opts)
+    assert np.array_equal(changed, each)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_grown_copy_of_every_face_leaves_only_the_grown_ones_to_draw(shape: str) -> None:
+    boxes = _nested_boxes(3, 30)
+    wins = _windows(boxes, 1.8, 120, 120)
+    kept = _needed(wins, shape)
+    assert 0 < len(kept) <= 30 < len(wins)
+    # Nothing kept lies inside another kept area.
+    assert _needed(kept, shape) == kept

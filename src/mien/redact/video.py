@@ -404,7 +404,11 @@ class _Redactor:
             )
         if self.vopts.on_suspect == "keep":
             return "kept"
-        known = [r.box for r in regions] + [r.box for r in pending.extra] + pending.known
+        # A live track's predicted box is usually one of the frame's regions already: each
+        # known area is grown and reported once.
+        known = list(
+            dict.fromkeys([r.box for r in regions] + [r.box for r in pending.extra] + pending.known)
+        )
         regions.extend(pending.extra)
         if known:
             for box in grow_boxes(known):
