@@ -231,6 +231,22 @@ def test_failures_from_one_address_are_limited(service: Service) -> None:
     assert store_of(service).get_reviewer(name).failed_logins == 0  # type: ignore[union-attr]
 
 
+def test_addresses_sprayed_to_fill_the_table_do_not_reset_an_attacker() -> None:
+    from mien.service.passwords import ADDRESS_TABLE
+
+    guard = SignInGuard()
+    for _ in range(ADDRESS_FAILURES):
+        guard.failed("203.0.113.9")
+    assert guard.blocked("203.0.113.9")
+    for i in range(ADDRESS_TABLE + 50):  # the table overflows; the oldest entries go first
+        guard.failed(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
+        if i % 1000 == 0:
+            guard.failed("203.0.113.9")  # the attacker keeps failing meanwhile
+    assert guard.blocked("203.0.113.9")
+    assert len(guard._failures) == ADDRESS_TABLE
+    assert "10.0.0.1" not in guard._failures  # the least recently failing were forgotten
+
+
 def use_link(client: TestClient, token: str, **headers: str) -> httpx.Response:
     """Open a one-time link and press its button, as a browser does."""
     page = client.get(f"/review/login/{token}")

@@ -29,6 +29,8 @@ ACCOUNT_FAILURES = 5
 LOCK_S = 15 * 60
 ADDRESS_FAILURES = 20
 ADDRESS_WINDOW_S = 5 * 60
+#: Client addresses whose failures are remembered (the least recently failing go first).
+ADDRESS_TABLE = 10_000
 PARALLEL_CHECKS = 2
 WAIT_S = 5.0
 
@@ -106,11 +108,16 @@ class SignInGuard:
             return bool(seen) and len(seen or ()) >= ADDRESS_FAILURES
 
     def failed(self, address: str) -> None:
+        """Count a failed sign-in of ``address``. At most :data:`ADDRESS_TABLE` addresses are
+        kept: past that, those whose last failure is oldest are forgotten first, so addresses
+        sprayed to fill the table cannot reset the count of one that is failing now."""
+        now = time.monotonic()
         with self._lock:
-            if len(self._failures) > 10_000:
-                self._failures.clear()
-            seen = self._failures.setdefault(address, deque(maxlen=ADDRESS_FAILURES))
-            seen.append(time.monotonic())
+            seen = self._failures.pop(address, None) or deque(maxlen=ADDRESS_FAILURES)
+            seen.append(now)
+            self._failures[address] = seen  # last in the dict: the most recent failure
+            while len(self._failures) > ADDRESS_TABLE:
+                del self._failures[next(iter(self._failures))]
 
     def check(self, password: str, stored: str | None) -> bool | None:
         """:func:`verify_password`, or None when too many checks are running already."""
