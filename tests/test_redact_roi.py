@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 
 from mien.detect.detections import Detections
-from mien.detect.frame import ROI_MIN_PX, FrameDetector, roi_windows
-from mien.redact.video import VideoRedactOptions, redact_video
+from mien.detect.detector import DetectionPlan
+from mien.detect.frame import ROI_MIN_PX, ROI_WHOLE_SHARE, FrameDetector, roi_windows
+from mien.detect.search import FrameSearch
+from mien.media.video import VideoFrame
+from mien.redact.options import RedactOptions
+from mien.redact.video import VideoRedactOptions, _Redactor, redact_video
 from tests.test_redact_failclosed import REDACT, faces_by_frame, uncovered
 from tests.test_video import clip_head, media
 
@@ -80,3 +84,49 @@ def test_crowd_clip_every_face_covered_with_search_around_faces(tmp_path: Path) 
     report = redact_video(clip, tmp_path / "out.mp4", analyzer_options=REDACT, video=vopts)
     shape = (report.height, report.width)
     assert uncovered(truth, report, shape) == []
+
+
+def _frame(k: int) -> VideoFrame:
+    return VideoFrame(k, 40.0 * k, None, None, 1.0, 640, 360)
+
+
+def test_backfilled_boxes_reach_back_along_the_motion_once_it_is_known() -> None:
+    """A face moving right 10 px a frame is first detected at frame 4 (x 40): frames 1-3 are
+    backfilled with that box. At its second detection (frame 6, x 60) the motion is known, and
+    those boxes reach back along it (frame 1: x 10) while keeping the first box."""
+    red = _Redactor(RedactOptions(), VideoRedactOptions(), "clip")
+    jobs: list[Any] = []
+    red.sink = jobs.append
+    face = np.array([[0.0, 100.0, 20.0, 120.0]], np.float32)
+    for k in range(9):
+        if k % 2:
+            red.skip(_frame(k))
+        elif k >= 4:
+            red.add(_frame(k), face + np.array([10.0 * k, 0, 10.0 * k, 0]), np.array([0.9]))
+        else:
+            red.add(_frame(k), np.zeros((0, 4), np.float32), np.zeros(0))
+    red.flush()
+    by_frame = {r.frame_index: r.box for r in red.regions}
+    assert 0 not in by_frame
+    for k in (1, 2, 3):
+        x1, _, x2, _ = by_frame[k]
+        assert x1 == pytest.approx(10.0 * k) and x2 == pytest.approx(60.0), (k, by_frame[k])
+    assert by_frame[5] == pytest.approx((50.0, 100.0, 70.0, 120.0))  # interpolated as before
+
+
+def test_windows_that_take_half_the_picture_search_the_whole_frame() -> None:
+    calls: list[tuple[int, int]] = []
+
+    class Counting:
+        def detect(self, img: np.ndarray, plan: Any) -> Detections:
+            calls.append(img.shape[:2])
+            return Detections.empty()
+
+    fd = FrameDetector(Counting(), DetectionPlan(), FrameSearch(640))  # type: ignore[arg-type]
+    frame = VideoFrame(0, 0.0, None, np.zeros((360, 640, 3), np.uint8), 1.0, 640, 360)
+    fd.detect_around(frame, np.array([[300.0, 150.0, 330.0, 180.0]]))
+    assert calls == [(94, 94)]  # a 30 px face: a 94 px window
+    calls.clear()
+    big = np.array([[100.0, 100.0, 250.0, 250.0]])  # windows of >= half the picture
+    fd.detect_around(frame, big)
+    assert calls == [(360, 640)] and ROI_WHOLE_SHARE == 0.5

@@ -26,6 +26,9 @@ from mien.media.video import VideoFrame
 ROI_MARGIN = 1.0
 #: ... and at least this many pixels (of the searched copy).
 ROI_MIN_PX = 32
+#: When the windows around the followed faces take at least this share of the picture, the
+#: whole picture is searched instead: it costs about the same and finds new faces too.
+ROI_WHOLE_SHARE = 0.5
 
 
 def roi_windows(
@@ -104,16 +107,21 @@ class FrameDetector:
         """The faces of ``frame`` searched only in windows around ``boxes`` (full-frame px,
         (N, 4)): each box grown by ``margin`` box sizes (at least :data:`ROI_MIN_PX` px) on every
         side, overlapping windows joined, each searched at the size :meth:`detect` searches the
-        whole frame. Same output as :meth:`detect`; no window: no face."""
+        whole frame. Same output as :meth:`detect`; no window: no face. Windows that take
+        :data:`ROI_WHOLE_SHARE` of the picture or more: the whole frame (:meth:`detect`)."""
         if self.search.all_passes or frame.scaled is None:
             return self.detect(frame)
         img, scale = frame.scaled, frame.scale
         b = np.asarray(boxes, np.float64).reshape(-1, 4) * scale
+        wins = roi_windows(b, margin, img.shape[1], img.shape[0])
+        area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in wins)
+        if area >= ROI_WHOLE_SHARE * img.shape[0] * img.shape[1]:
+            return self.detect(frame)
         parts = [
             self.detector.detect(np.ascontiguousarray(img[y0:y1, x0:x1]), self.copy_plan).map_back(
                 1.0, x0, y0
             )
-            for x0, y0, x1, y1 in roi_windows(b, margin, img.shape[1], img.shape[0])
+            for x0, y0, x1, y1 in wins
         ]
         found = Detections.merge(parts) if parts else Detections.empty()
         if scale != 1.0:

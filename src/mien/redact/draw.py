@@ -148,8 +148,8 @@ def _needed(wins: list[Window], shape: str) -> list[Window]:
     np.fill_diagonal(inside, False)
     # A (row) is dropped if inside some B that is not an equal area coming later.
     first = np.arange(n)[None, :] < np.arange(n)[:, None]
-    drop = (inside & (~inside.T | first)).any(axis=1)
-    return [win for win, d in zip(wins, drop, strict=True) if not d]
+    drop: BoolArray = np.asarray((inside & (~inside.T | first)).any(axis=1), bool)
+    return [win for win, d in zip(wins, drop.tolist(), strict=True) if not d]
 
 
 def region_mask(

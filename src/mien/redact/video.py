@@ -56,7 +56,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -173,6 +173,8 @@ class _Pending:
     ones); left empty for a frame that is not suspect."""
     extra: list[CoveredRegion] = field(default_factory=list)
     """Suspect covers found while the frame was added (a shrunk box's recent size)."""
+    backfilled: set[int] = field(default_factory=set)
+    """Tracks whose region here was backfilled from their first detection (a later frame)."""
 
 
 @dataclass
@@ -365,6 +367,7 @@ class _Redactor:
                 pending.regions[tid] = CoveredRegion(
                     _box(box), score, "tracked", f.index, f.timestamp_ms, tid
                 )
+                pending.backfilled.add(tid)
 
     def _interpolate(
         self,
@@ -379,6 +382,16 @@ class _Redactor:
         for pending in self.buffer:
             r = pending.regions.get(tid)
             f = pending.frame
+            if r is not None and tid in pending.backfilled and span > 0:
+                # Backfilled with the first detection's box, before the face's motion was
+                # known: now it is, so the box reaches back along it too (both kept).
+                pending.backfilled.discard(tid)
+                back = b0 + (box - b0) * ((f.timestamp_ms - t0) / span)
+                both = np.concatenate(
+                    [np.minimum(back[:2], r.box[:2]), np.maximum(back[2:], r.box[2:])]
+                )
+                pending.regions[tid] = replace(r, box=_box(both))
+                continue
             if r is None or r.source != "tracked" or not t0 < f.timestamp_ms < ts or span <= 0:
                 continue
             w = (f.timestamp_ms - t0) / span
