@@ -114,7 +114,8 @@ class VideoRedactOptions:
     * ``tracker``: matching, and for how many detector runs a missed face stays covered
       (``max_missed``; with ``detect_every=2`` the default 4 is 8 frames).
     * ``backfill``: frames before a track's first detection that are covered too (at most
-      ``max_missed``).
+      ``max_missed``), with the first detection's box; at the track's second detection, when
+      its motion is known, each such box also reaches back along that motion.
     * ``global_every``: search the whole frame on every N-th searched frame only (and on
       damaged frames and size changes); the searched frames between are searched only around
       the faces being followed (:meth:`FrameDetector.detect_around` on their predicted boxes and
