@@ -14,6 +14,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from mien.detect.detections import Detections
+from mien.models import runtime
 from mien.models.registry import ModelCard, load_card, verified_model_bytes
 
 
@@ -41,19 +42,25 @@ class CenterFace:
     """The CenterFace ONNX model, verified against its model card and loaded once.
 
     ``run`` is safe to call from several threads at once (onnxruntime sessions are).
+    ``device`` is ``"cpu"`` or ``"cuda"`` (:func:`mien.models.runtime.session`: a CUDA session
+    that cannot start raises :class:`mien.errors.DeviceUnavailableError`).
     """
 
     STRIDE = 4
 
-    def __init__(self, num_threads: int = 0, *, spin: bool = False) -> None:
+    def __init__(self, num_threads: int = 0, *, spin: bool = False, device: str = "cpu") -> None:
         self.card: ModelCard = load_card("centerface")
-        self._session = ort.InferenceSession(
-            verified_model_bytes(self.card),
-            sess_options=session_options(num_threads, spin=spin),
-            providers=["CPUExecutionProvider"],
+        self.device = device
+        self._session = runtime.session(
+            verified_model_bytes(self.card), session_options(num_threads, spin=spin), device
         )
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        """The onnxruntime providers the session got, first the one that runs most of it."""
+        return list(self._session.get_providers())
 
     def run(self, rgb: npt.NDArray[np.uint8], threshold: float) -> Detections:
         """Detect faces in ``rgb`` (H, W, 3 uint8) at its own size."""

@@ -103,8 +103,12 @@ def _tiles(length: int, tile: int, overlap: int) -> list[int]:
 class FaceDetector:
     """Finds faces with CenterFace over the passes of a :class:`DetectionPlan`."""
 
-    def __init__(self, model: CenterFace | None = None, num_threads: int = 0) -> None:
-        self.model = model if model is not None else CenterFace(num_threads=num_threads)
+    def __init__(
+        self, model: CenterFace | None = None, num_threads: int = 0, device: str = "cpu"
+    ) -> None:
+        self.model = (
+            model if model is not None else CenterFace(num_threads=num_threads, device=device)
+        )
 
     def detect(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Detections:
         """The faces of ``rgb`` (H, W, 3 uint8) the plan keeps (:meth:`DetectionPlan.select`),

@@ -115,7 +115,7 @@ def run_stream(
     url: str,
     params: Any,
     stream: dict[str, Any],
-    num_threads: int,
+    compute: tuple[int, str],
     ruleset: RuleSet | None,
     should_stop: Callable[[], bool],
     policy: OutboundPolicy,
@@ -139,7 +139,7 @@ def run_stream(
     )
     session = LiveSession(
         StreamSource(url, policy=policy),
-        analyzer_options=params.options(num_threads),
+        analyzer_options=params.options(compute[0], device=compute[1]),
         options=options,
         rules=ruleset,
     )

@@ -53,7 +53,9 @@ class Worker:
         self.store = store
         self.name = name
         self.stop = threading.Event()
-        self.cache = AnalyzerCache(num_threads=config.num_threads, max_pixels=config.max_pixels)
+        self.cache = AnalyzerCache(
+            num_threads=config.num_threads, max_pixels=config.max_pixels, device=config.device
+        )
         self._fault: str | None = None
 
     def run_forever(self, parent_pid: int | None = None) -> None:
@@ -194,7 +196,7 @@ class Worker:
                 url,
                 params,
                 dict(json.loads(job.params).get("stream") or {}),
-                self.config.num_threads,
+                (self.config.num_threads, self.config.device),
                 self.cache.ruleset(params.profile),
                 should_stop,
                 self.config.outbound_policy(),
