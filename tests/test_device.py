@@ -121,3 +121,12 @@ def test_cuda_detections_match_cpu() -> None:
     assert len(cpu) == len(gpu) >= 1
     np.testing.assert_allclose(gpu.boxes, cpu.boxes, atol=1.0)
     np.testing.assert_allclose(gpu.scores, cpu.scores, atol=0.01)
+
+
+def test_mien_models_says_which_models_follow_the_device() -> None:
+    proc = mien("models")
+    assert proc.returncode == 0, proc.stderr
+    devices = {rec["name"]: rec["devices"] for rec in map(json.loads, proc.stdout.splitlines())}
+    assert devices["centerface"] == ["cpu", "cuda"]
+    # LiteRT has no CUDA delegate here: the mesh and iris stay on the CPU
+    assert devices["mediapipe-face-mesh"] == devices["mediapipe-iris"] == ["cpu"]
