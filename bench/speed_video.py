@@ -266,10 +266,12 @@ def video_rows(
                 first = baseline is not None and i % 2 == 1  # the order alternates
                 if first:
                     row["baseline_analyze_s"] = run_analyze(clip, tmp, baseline)
+                    row["baseline_analyze_cpu_s"] = CPU_SECONDS[-1]
                 row["analyze_s"] = run_analyze(clip, tmp)
                 row["analyze_cpu_s"] = CPU_SECONDS[-1]
                 if baseline is not None and not first:
                     row["baseline_analyze_s"] = run_analyze(clip, tmp, baseline)
+                    row["baseline_analyze_cpu_s"] = CPU_SECONDS[-1]
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
     return rows
