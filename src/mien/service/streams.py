@@ -115,10 +115,11 @@ def run_stream(
     url: str,
     params: Any,
     stream: dict[str, Any],
-    compute: tuple[int, str],
+    num_threads: int,
     ruleset: RuleSet | None,
     should_stop: Callable[[], bool],
     policy: OutboundPolicy,
+    device: str = "cpu",
 ) -> tuple[str, str] | None:
     """Analyse the stream until it ends, stores its events; the error that ended it, if any.
 
@@ -139,7 +140,7 @@ def run_stream(
     )
     session = LiveSession(
         StreamSource(url, policy=policy),
-        analyzer_options=params.options(compute[0], device=compute[1]),
+        analyzer_options=params.options(num_threads, device=device),
         options=options,
         rules=ruleset,
     )

@@ -196,10 +196,11 @@ class Worker:
                 url,
                 params,
                 dict(json.loads(job.params).get("stream") or {}),
-                (self.config.num_threads, self.config.device),
+                self.config.num_threads,
                 self.cache.ruleset(params.profile),
                 should_stop,
                 self.config.outbound_policy(),
+                device=self.config.device,
             )
         finally:
             if int(job.retention_s) == 0:
