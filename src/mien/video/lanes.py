@@ -37,7 +37,13 @@ def lane_count(options: AnalyzerOptions) -> int:
     CPU (``num_threads``, 0: every core, at most :data:`MAX_LANES`), 1 on a GPU."""
     if options.device != "cpu":
         return 1
-    return max(1, min(MAX_LANES, options.num_threads or os.cpu_count() or 1))
+    return max(1, min(MAX_LANES, options.num_threads or _cores()))
+
+
+def _cores() -> int:
+    """The cores this process may use (its CPU affinity where the system has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 class DetectionLanes:
