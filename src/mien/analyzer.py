@@ -46,7 +46,7 @@ class FaceAnalyzer:
 
             options = replace(options, **overrides)
         self.options = options
-        self._detector = FaceDetector(num_threads=options.num_threads)
+        self._detector = FaceDetector(num_threads=options.num_threads, device=options.device)
         self._mesher = FaceMesher() if options.needs_mesh else None
         self._attributes = attributes.create(options.attributes)
         self._plan = DetectionPlan.for_options(options)

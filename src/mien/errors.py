@@ -93,6 +93,28 @@ class MissingExtraError(MienError, code="MissingExtra"):
         self.module = module
 
 
+class DeviceUnavailableError(
+    MienError,
+    code="DeviceUnavailable",
+    http_status=503,
+    title="The requested compute device is not available",
+):
+    """``device="cuda"`` was asked for, but onnxruntime cannot run on a CUDA GPU here (no
+    CUDA provider in the installed onnxruntime, or the session did not get it). mien never falls
+    back to the CPU silently: the caller asked for a GPU. ``device`` names what was asked for."""
+
+    INSTALL = (
+        "install the GPU build of onnxruntime in place of the CPU one "
+        "(pip uninstall onnxruntime && pip install 'mien[cuda]'; the two must not both be "
+        "installed), with an NVIDIA driver and the CUDA and cuDNN libraries it needs, "
+        "or use --device cpu"
+    )
+
+    def __init__(self, device: str, reason: str) -> None:
+        super().__init__(f"device {device!r} is not available: {reason}; {self.INSTALL}")
+        self.device = device
+
+
 # -- one input file: a batch records the error and goes on ---------------------------------
 
 

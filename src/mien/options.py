@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
+from mien.errors import DeviceUnavailableError
 from mien.features import CORE_FEATURES, DEFAULT_FEATURES, parse_features
 
 
@@ -24,6 +26,11 @@ class AnalyzerOptions:
     * ``mesh_min_face``: faces smaller than this (px, longer box side) get no mesh: their
       landmarks come from the detector and their head pose is unknown (null).
     * ``num_threads``: threads for the detector (0: onnxruntime's default).
+    * ``device``: where the onnxruntime networks (the detector) run: ``"cpu"`` or ``"cuda"``
+      (onnxruntime's CUDA provider; needs onnxruntime-gpu, ``pip install 'mien[cuda]'``).
+      ``"cuda"`` without a usable CUDA provider raises
+      :class:`mien.errors.DeviceUnavailableError` right here, never a silent fall-back to the
+      CPU. The face mesh and iris (LiteRT) and the attribute heads stay on the CPU.
     """
 
     features: tuple[str, ...] = DEFAULT_FEATURES
@@ -36,6 +43,7 @@ class AnalyzerOptions:
     mesh_min_face: float = 16.0
     num_threads: int = 0
     max_pixels: int = 100_000_000
+    device: Literal["cpu", "cuda"] = "cpu"
 
     def __post_init__(self) -> None:
         requested: str | Iterable[str] = self.features
@@ -53,6 +61,10 @@ class AnalyzerOptions:
             raise ValueError("num_threads must be >= 0")
         if self.max_pixels < 1:
             raise ValueError("max_pixels must be >= 1")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda":
+            require_cuda()
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -63,4 +75,19 @@ class AnalyzerOptions:
     def needs_mesh(self) -> bool:
         return bool({"landmarks", "head_pose", "mesh"} & set(self.features)) or bool(
             self.attributes
+        )
+
+
+def require_cuda() -> None:
+    """Raise :class:`DeviceUnavailableError` unless the installed onnxruntime has its CUDA
+    provider (whether the GPU then starts is checked on the session:
+    :func:`mien.models.runtime.session`)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise DeviceUnavailableError(
+            "cuda",
+            f"the installed onnxruntime {ort.__version__} has no CUDAExecutionProvider "
+            f"(it has {', '.join(available)})",
         )

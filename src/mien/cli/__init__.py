@@ -44,7 +44,10 @@ COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``mien`` parser; ``only``: register that command alone (when it is one of
+    :data:`COMMANDS`): a command's module imports what its defaults and help need, so a run of
+    one command skips the start-up cost of the others (docs/benchmarks.md)."""
     parser = Parser(
         prog="mien",
         description="Privacy-first face analysis: where faces are, landmarks, head pose, quality.",
@@ -53,14 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mien {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         importlib.import_module(f"mien.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="mien: %(message)s", stream=sys.stderr)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -235,17 +235,17 @@ def run(args: argparse.Namespace) -> int:
         args
     )  # refusal/unknown features fail here, before any image is read
     video_options = _video_options(args)  # bad --every-n/--sample-fps fail here too
-    workers = worker_count(args.workers)
+    workers = None if args.workers is None else worker_count(args.workers)  # validates
     items = _items(args)
     sources = [item for item in items if isinstance(item, str)]
     check_output(args.output, sources)  # exit 3 before any work when -o may not be written
     include_mesh = "mesh" in options.features
     show = not args.quiet and len(items) > 1
     pictures = all(isinstance(i, str) and not _is_video(i) for i in items)
-    if workers > 1 and len(items) > 1 and pictures:
+    if len(items) > 1 and pictures and (workers or worker_count(None)) > 1:
         # pictures only: with videos or stdin among the inputs all is read in this process
         with sink(args.output, sources) as out, progress(len(items), "file", show) as bar:
-            failed = _run_pool(sources, options, workers, out, bar, args)
+            failed = _run_pool(sources, options, workers or worker_count(None), out, bar, args)
         if show:
             log.info("analysed %d file(s), %d could not be read", len(items), failed)
         return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -141,6 +141,21 @@ def detector_args(p: argparse.ArgumentParser) -> None:
     )
     threads = "detector threads (default: all cores)"
     g.add_argument("--threads", type=int, default=d.num_threads, metavar="N", help=threads)
+    device_arg(g)
+
+
+def device_arg(p: Any) -> None:
+    """``--device cpu|cuda`` (default :class:`mien.options.AnalyzerOptions`'s)."""
+    from mien.options import AnalyzerOptions
+
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=default_of(AnalyzerOptions, "device"),
+        help="where the detector network runs: cpu, or cuda (an NVIDIA GPU through "
+        "onnxruntime-gpu: pip install 'mien[cuda]'; mien stops with DeviceUnavailable, exit 3, "
+        "when it cannot start, never falls back to the CPU); the face mesh stays on the CPU",
+    )
 
 
 def features_arg(p: argparse.ArgumentParser, default: Sequence[str] = DEFAULT_FEATURES) -> None:
@@ -230,6 +245,7 @@ def options_from_args(
         tiling=not args.no_tiling,
         rotation_search=args.rotation_search,
         num_threads=args.threads,
+        device=args.device,
     )
 
 

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "licence": card.licence,
                 "runtime": card.runtime,
+                "devices": list(card.devices),
                 "task": card.task,
                 "input": card.input,
                 "training_data": card.training_data,

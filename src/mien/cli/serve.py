@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mien.cli.common import EXIT_CANNOT_RUN, EXIT_OK
+from mien.cli.common import EXIT_CANNOT_RUN, EXIT_OK, device_arg
 
 
 def store_args(p: argparse.ArgumentParser) -> None:
@@ -59,6 +59,7 @@ def register(sub: Any) -> None:
         help="a running job whose worker is silent this long is resumed by another (default 30)",
     )
     p.add_argument("--threads", type=int, default=0, help="detector threads (default: all cores)")
+    device_arg(p)
     p.add_argument(
         "--max-concurrent",
         type=int,
@@ -182,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         job_lease_s=args.job_lease,
         heartbeat_s=min(2.0, args.job_lease / 3),
         num_threads=args.threads,
+        device=args.device,
         max_concurrent_analyses=args.max_concurrent,
         review_session_s=parse_duration(args.review_session),
         allow_stream_hosts=tuple(args.allow_stream_hosts),

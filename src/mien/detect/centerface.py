@@ -8,12 +8,15 @@ pixel boxes, scores and points of the image it was given; scales and tiles are p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
 from mien.detect.detections import Detections
+from mien.models import runtime
 from mien.models.registry import ModelCard, load_card, verified_model_bytes
 
 
@@ -37,35 +40,62 @@ def session_options(num_threads: int = 0, *, spin: bool = False) -> ort.SessionO
     return opts
 
 
+def _chw(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """The network's input for ``rgb``: padded (rather than stretched) to a multiple of 32 so
+    the geometry stays exact, channels first, float32."""
+    h, w = rgb.shape[:2]
+    ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+    if (ph, pw) != (h, w):
+        padded = cv2.copyMakeBorder(rgb, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
+        rgb = np.asarray(padded, dtype=np.uint8)
+    return rgb.transpose(2, 0, 1).astype(np.float32)
+
+
 class CenterFace:
     """The CenterFace ONNX model, verified against its model card and loaded once.
 
     ``run`` is safe to call from several threads at once (onnxruntime sessions are).
+    ``device`` is ``"cpu"`` or ``"cuda"`` (:func:`mien.models.runtime.session`: a CUDA session
+    that cannot start raises :class:`mien.errors.DeviceUnavailableError`).
     """
 
     STRIDE = 4
 
-    def __init__(self, num_threads: int = 0, *, spin: bool = False) -> None:
+    def __init__(self, num_threads: int = 0, *, spin: bool = False, device: str = "cpu") -> None:
         self.card: ModelCard = load_card("centerface")
-        self._session = ort.InferenceSession(
-            verified_model_bytes(self.card),
-            sess_options=session_options(num_threads, spin=spin),
-            providers=["CPUExecutionProvider"],
+        self.device = device
+        self._session = runtime.session(
+            verified_model_bytes(self.card), session_options(num_threads, spin=spin), device
         )
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
 
+    @property
+    def providers(self) -> list[str]:
+        """The onnxruntime providers the session got, first the one that runs most of it."""
+        return list(self._session.get_providers())
+
     def run(self, rgb: npt.NDArray[np.uint8], threshold: float) -> Detections:
         """Detect faces in ``rgb`` (H, W, 3 uint8) at its own size."""
-        h, w = rgb.shape[:2]
-        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
-        if (ph, pw) != (h, w):
-            # Pad (rather than stretch) to a multiple of 32 so the geometry stays exact.
-            padded = cv2.copyMakeBorder(rgb, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
-            rgb = np.asarray(padded, dtype=np.uint8)
-        blob = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None].astype(np.float32))
+        return self.run_many([rgb], threshold)[0]
+
+    def run_many(
+        self, images: Sequence[npt.NDArray[np.uint8]], threshold: float
+    ) -> list[Detections]:
+        """:meth:`run` of each of ``images`` (all of one size) in one batched network run: the
+        graph's input has a batch dimension, and on the CPU a batch gives each image the same
+        outputs as a run of its own (tests/test_video_lanes.py); a GPU gains from it."""
+        if not images:
+            return []
+        h, w = images[0].shape[:2]
+        if any(im.shape != images[0].shape for im in images):
+            raise ValueError("run_many takes images of one size")
+        blob = np.ascontiguousarray(np.stack([_chw(im) for im in images]))
         heat, scale, offset, lms = self._session.run(self._outputs, {self._input: blob})
-        return self._decode(heat[0, 0], scale[0], offset[0], lms[0], threshold, (w, h))
+        return [
+            self._decode(heat[i, 0], scale[i], offset[i], lms[i], threshold, (w, h))
+            for i in range(len(images))
+        ]
 
     def _decode(
         self,

@@ -24,7 +24,7 @@ Detections of all passes are merged with non-maximum suppression.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -103,8 +103,12 @@ def _tiles(length: int, tile: int, overlap: int) -> list[int]:
 class FaceDetector:
     """Finds faces with CenterFace over the passes of a :class:`DetectionPlan`."""
 
-    def __init__(self, model: CenterFace | None = None, num_threads: int = 0) -> None:
-        self.model = model if model is not None else CenterFace(num_threads=num_threads)
+    def __init__(
+        self, model: CenterFace | None = None, num_threads: int = 0, device: str = "cpu"
+    ) -> None:
+        self.model = (
+            model if model is not None else CenterFace(num_threads=num_threads, device=device)
+        )
 
     def detect(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan) -> Detections:
         """The faces of ``rgb`` (H, W, 3 uint8) the plan keeps (:meth:`DetectionPlan.select`),
@@ -112,6 +116,19 @@ class FaceDetector:
         turns = (0, 1, 2, 3) if plan.rotation_search else (0,)
         found = Detections.merge(self._detect_turned(rgb, plan, k) for k in turns)
         return plan.select(self._merge(found, plan.nms_iou))
+
+    def detect_many(
+        self, images: Sequence[npt.NDArray[np.uint8]], plan: DetectionPlan
+    ) -> list[Detections]:
+        """:meth:`detect` of each of ``images``; in one batched network run when they are all of
+        one size and ``plan`` makes a single pass over each (:func:`one_pass`: video copies),
+        one by one otherwise. Same results either way."""
+        if len(images) > 1 and len({im.shape for im in images}) == 1:
+            h, w = images[0].shape[:2]
+            if one_pass(plan, w, h):
+                runs = self.model.run_many(images, plan.threshold)
+                return [plan.select(self._merge(d, plan.nms_iou)) for d in runs]
+        return [self.detect(im, plan) for im in images]
 
     def _detect_turned(self, rgb: npt.NDArray[np.uint8], plan: DetectionPlan, k: int) -> Detections:
         if k == 0:
@@ -213,6 +230,17 @@ class FaceDetector:
             inside = (cover[:, i] >= 0.8) & (np.arange(n) > i)
             drop |= inside
         return d[~drop]
+
+
+def one_pass(plan: DetectionPlan, width: int, height: int) -> bool:
+    """Whether ``plan`` searches a ``width`` x ``height`` picture with one network pass at its
+    own size (no rotation, shrinking, upscaled pass or tiles)."""
+    long_side = max(width, height)
+    return (
+        not plan.rotation_search
+        and plan.global_max_side >= long_side
+        and min(plan.upscale, plan.upscale_max_pixels / long_side) < 1.25
+    )
 
 
 def _cut(

@@ -11,6 +11,7 @@ image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import cv2
@@ -134,7 +135,19 @@ class FrameDetector:
             if frame.rgb is None:
                 raise ValueError("all_passes needs the full-size frame")
             return self.detector.detect(frame.rgb, self._plan)
-        found = self.detector.detect(frame.scaled, self.copy_plan)
+        return self._full_size(self.detector.detect(frame.scaled, self.copy_plan), frame)
+
+    def detect_many(self, frames: Sequence[VideoFrame]) -> list[Detections]:
+        """:meth:`detect` of each of ``frames``, their copies searched in one batched network
+        run where :meth:`FaceDetector.detect_many` can (the same results)."""
+        copies = [f.scaled for f in frames if f.scaled is not None]
+        if self.search.all_passes or len(copies) != len(frames):
+            return [self.detect(f) for f in frames]
+        found = self.detector.detect_many(copies, self.copy_plan)
+        return [self._full_size(d, f) for d, f in zip(found, frames, strict=True)]
+
+    def _full_size(self, found: Detections, frame: VideoFrame) -> Detections:
+        """Faces found on ``frame``'s copy, in the frame's pixels, kept as ``plan`` says."""
         if frame.scale != 1.0:
             found = found.map_back(frame.scale)
         return self._plan.select(found.clip(frame.width, frame.height))

@@ -46,6 +46,10 @@ class ModelCard:
     #: withheld (chosen on validation data by train/abstention.py); None for other models
     maturity: str | None = None
     abstain_below: float | None = None
+    #: where mien runs the model (``--device``): every model runs on the CPU; a card lists
+    #: ``"cuda"`` too when the model follows ``--device cuda`` (the detector). LiteRT (mesh,
+    #: iris) has no CUDA delegate here.
+    devices: tuple[str, ...] = ("cpu",)
 
     @property
     def path(self) -> Path:
@@ -99,7 +103,14 @@ def load_card(key: str) -> ModelCard:
         task=str(data.get("task", "")),
         maturity=maturity,
         abstain_below=None if band is None else float(band),
+        devices=_devices(data.get("devices", ["cpu"]), path),
     )
+
+
+def _devices(value: object, path: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or "cpu" not in value or not set(value) <= {"cpu", "cuda"}:
+        raise ModelIntegrityError(f'model card {path}: devices must list "cpu" (and "cuda")')
+    return tuple(str(v) for v in value)
 
 
 def list_cards() -> list[ModelCard]:

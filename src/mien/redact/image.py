@@ -87,14 +87,14 @@ def redaction_plan(options: AnalyzerOptions, *, upscale_flip: bool = UPSCALE_FLI
 
 
 @lru_cache(maxsize=4)
-def _detector(num_threads: int) -> FaceDetector:
-    return FaceDetector(num_threads=num_threads)
+def _detector(num_threads: int, device: str) -> FaceDetector:
+    return FaceDetector(num_threads=num_threads, device=device)
 
 
 def _detect(
     rgb: npt.NDArray[np.uint8], options: AnalyzerOptions
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], FaceDetector]:
-    detector = _detector(options.num_threads)
+    detector = _detector(options.num_threads, options.device)
     det = detector.detect(rgb, redaction_plan(options))
     return det.boxes, np.clip(det.scores, 0.0, 1.0), detector
 

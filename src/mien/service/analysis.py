@@ -46,13 +46,16 @@ class AnalysisParams:
             sample_fps=data.get("sample_fps"),
         )
 
-    def options(self, num_threads: int = 0, max_pixels: int | None = None) -> AnalyzerOptions:
+    def options(
+        self, num_threads: int = 0, max_pixels: int | None = None, device: str = "cpu"
+    ) -> AnalyzerOptions:
         opts = AnalyzerOptions(
             features=self.features,
             threshold=self.threshold,
             min_face=self.min_face,
             max_faces=self.max_faces,
             num_threads=num_threads,
+            device="cuda" if device == "cuda" else "cpu",
         )
         return opts if max_pixels is None else dataclasses.replace(opts, max_pixels=max_pixels)
 
@@ -97,9 +100,16 @@ def parse_params(
 class AnalyzerCache:
     """A few :class:`FaceAnalyzer` objects, one per option set, reused across requests."""
 
-    def __init__(self, size: int = 4, num_threads: int = 0, max_pixels: int | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 4,
+        num_threads: int = 0,
+        max_pixels: int | None = None,
+        device: str = "cpu",
+    ) -> None:
         self._size = size
         self._num_threads = num_threads
+        self._device = device
         self._max_pixels = max_pixels
         self._lock = threading.Lock()
         self._items: OrderedDict[AnalysisParams, FaceAnalyzer] = OrderedDict()
@@ -112,7 +122,7 @@ class AnalyzerCache:
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        made = FaceAnalyzer(params.options(self._num_threads, self._max_pixels))
+        made = FaceAnalyzer(params.options(self._num_threads, self._max_pixels, self._device))
         with self._lock:
             self._items[key] = made
             while len(self._items) > self._size:

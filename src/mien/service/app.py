@@ -71,6 +71,7 @@ def create_app(config: ServiceConfig | None = None, *, start_workers: bool = Tru
             cfg.request_time_s,
             num_threads=cfg.num_threads,
             max_pixels=cfg.max_pixels,
+            device=cfg.device,
         )
         app.state.mien = AppState(config=cfg, store=store, slots=slots)
         supervisor = Supervisor(cfg, store) if start_workers else None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mien.live.outbound import OutboundPolicy, parse_allow_list
+from mien.options import require_cuda
 
 DEFAULT_RETENTION_S = 24 * 3600
 DEFAULT_REVIEW_SESSION_S = 8 * 3600
@@ -98,6 +99,7 @@ class ServiceConfig:
     purge_interval_s: float = 60.0
     poll_s: float = 0.5
     num_threads: int = 0
+    device: str = "cpu"
     max_concurrent_analyses: int = 0
     review_session_s: int = DEFAULT_REVIEW_SESSION_S
     allow_stream_hosts: tuple[str, ...] = ()
@@ -131,6 +133,10 @@ class ServiceConfig:
             raise ValueError("max_pixels must be >= 1")
         if self.retention_s < 0:
             raise ValueError("retention must be >= 0")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda":  # no usable CUDA provider: DeviceUnavailable, at start-up
+            require_cuda()
         if self.webhook_tries < 1:
             raise ValueError("webhook_tries must be >= 1")
         if not (self.webhook_backoff_s > 0 and 0 < self.webhook_timeout_s <= 60):

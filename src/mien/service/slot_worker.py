@@ -66,8 +66,10 @@ def rss_bytes() -> int:
 class SlotWork:
     """What one slot process does; kept apart from the process loop so tests can call it."""
 
-    def __init__(self, num_threads: int, max_pixels: int) -> None:
-        self.cache = AnalyzerCache(size=2, num_threads=num_threads, max_pixels=max_pixels)
+    def __init__(self, num_threads: int, max_pixels: int, device: str = "cpu") -> None:
+        self.cache = AnalyzerCache(
+            size=2, num_threads=num_threads, max_pixels=max_pixels, device=device
+        )
         self.limits = ImageLimits(max_pixels=max_pixels)
 
     def warm(self) -> None:
@@ -145,11 +147,12 @@ def answer(work: SlotWork, kind: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def main(argv: list[str]) -> int:
     fd, num_threads, max_pixels = int(argv[0]), int(argv[1]), int(argv[2])
+    device = argv[3] if len(argv) > 3 else "cpu"
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C of `mien serve`: the server stops us
     sock = socket.socket(fileno=fd)
     conn = Connection(sock.detach())
-    work = SlotWork(num_threads, max_pixels)
+    work = SlotWork(num_threads, max_pixels, device)
     work.warm()
     try:
         conn.send(("ready", os.getpid()))

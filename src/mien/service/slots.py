@@ -45,9 +45,10 @@ _START_S = 300.0  # most time a slot process may take to start and load its defa
 class _Slot:
     """One analysis process (or none yet) and the server's end of its socket pair."""
 
-    def __init__(self, index: int, num_threads: int, max_pixels: int) -> None:
+    def __init__(self, index: int, num_threads: int, max_pixels: int, device: str) -> None:
         self.index = index
         self.num_threads = num_threads
+        self.device = device
         self.max_pixels = max_pixels
         self.proc: subprocess.Popen[bytes] | None = None
         self.conn: Connection | None = None
@@ -67,7 +68,7 @@ class _Slot:
             fd = theirs.fileno()
             cmd = [
                 sys.executable, "-m", "mien.service.slot_worker",
-                str(fd), str(self.num_threads), str(self.max_pixels),
+                str(fd), str(self.num_threads), str(self.max_pixels), self.device,
             ]  # fmt: skip
             self.proc = subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL)
         finally:
@@ -102,11 +103,12 @@ class SlotPool:
         *,
         num_threads: int = 0,
         max_pixels: int = 40_000_000,
+        device: str = "cpu",
     ) -> None:
         self.size = max(1, slots)
         self.queue_limit = max(0, queue_limit)
         self.time_budget_s = time_budget_s
-        self._slots = [_Slot(i, num_threads, max_pixels) for i in range(self.size)]
+        self._slots = [_Slot(i, num_threads, max_pixels, device) for i in range(self.size)]
         self._idle: asyncio.Queue[_Slot] | None = None
         self.admitted = 0  # requests admitted and not finished (running + waiting)
         self.stats: Counter[str] = Counter()

@@ -119,6 +119,7 @@ def run_stream(
     ruleset: RuleSet | None,
     should_stop: Callable[[], bool],
     policy: OutboundPolicy,
+    device: str = "cpu",
 ) -> tuple[str, str] | None:
     """Analyse the stream until it ends, stores its events; the error that ended it, if any.
 
@@ -139,7 +140,7 @@ def run_stream(
     )
     session = LiveSession(
         StreamSource(url, policy=policy),
-        analyzer_options=params.options(num_threads),
+        analyzer_options=params.options(num_threads, device=device),
         options=options,
         rules=ruleset,
     )

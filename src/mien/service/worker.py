@@ -53,7 +53,9 @@ class Worker:
         self.store = store
         self.name = name
         self.stop = threading.Event()
-        self.cache = AnalyzerCache(num_threads=config.num_threads, max_pixels=config.max_pixels)
+        self.cache = AnalyzerCache(
+            num_threads=config.num_threads, max_pixels=config.max_pixels, device=config.device
+        )
         self._fault: str | None = None
 
     def run_forever(self, parent_pid: int | None = None) -> None:
@@ -198,6 +200,7 @@ class Worker:
                 self.cache.ruleset(params.profile),
                 should_stop,
                 self.config.outbound_policy(),
+                device=self.config.device,
             )
         finally:
             if int(job.retention_s) == 0:

@@ -16,7 +16,8 @@ frames/s in docs/benchmarks.md; faces that are small in the frame are found less
 copy, so raise it, or set 0 for the full frame, when they matter), mapped back to the frame's
 pixels (:class:`mien.detect.frame.FrameDetector`). ``all_passes=True`` runs the still-image
 plan (upscaled, mirrored and tiled passes, :mod:`mien.detect.detector`) on the full frame
-instead.
+instead. Frames of a file are detected ahead of the tracker, on one-thread sessions working on
+alternate frames (CPU) or in batches (GPU): :mod:`mien.video.lanes`.
 Landmarks, head pose, quality and attributes, when asked for, run on the full-size frame.
 """
 
@@ -40,6 +41,7 @@ from mien.media.video import FrameSelection, VideoFrame, VideoLimits, VideoReade
 from mien.options import AnalyzerOptions
 from mien.track.tracker import Tracker, TrackerOptions
 from mien.types import ErrorInfo, Faces
+from mien.video.lanes import DetectionLanes
 from mien.video.records import FrameResult, TrackStats, TrackSummary, VideoResult
 
 VideoRecord = FrameResult | TrackSummary | VideoResult
@@ -102,6 +104,7 @@ class VideoAnalyzer:
         )
         self._detection_only = set(o.features) <= {"detection"}
         self.models = self.analyzer.models
+        self._lanes: DetectionLanes | None = None  # made by the first analyze_video
         self.reset()
 
     def reset(self) -> None:
@@ -132,8 +135,9 @@ class VideoAnalyzer:
         """Detections of one frame in its full-size pixels (no tracking)."""
         return self.frames.detect(frame)
 
-    def _process(self, frame: VideoFrame) -> Faces:
-        det = self.detect(frame)
+    def _process(self, frame: VideoFrame, det: Detections | None = None) -> Faces:
+        if det is None:
+            det = self.detect(frame)
         ids = self.tracker.update(det.boxes, det.scores, frame.timestamp_ms)
         if self._detection_only or frame.rgb is None:
             faces = Faces(
@@ -202,9 +206,12 @@ class VideoAnalyzer:
         with reader:
             if on_open is not None:
                 on_open(reader)
+            if self._lanes is None:
+                plan = DetectionPlan.for_options(self.options)
+                self._lanes = DetectionLanes(self.frames, self.options, plan, self.video.search)
             try:
-                for frame in reader:
-                    faces = self._process(frame)
+                for frame, det in self._lanes.detected(reader):
+                    faces = self._process(frame, det)
                     analysed += 1
                     yield FrameResult(
                         source, frame.index, frame.timestamp_ms, frame.width, frame.height, faces
