@@ -558,3 +558,32 @@ def test_batch_redaction_covers_like_mien_redact() -> None:
     batch = parser.parse_args(["batch", "in/", "-o", "out/", "--task", "redact"])
     single = parser.parse_args(["redact", "in.jpg", "-o", "out.jpg"])
     assert redact_options_from_args(batch) == redact_options_from_args(single) == RedactOptions()
+
+
+def test_a_redaction_worker_loads_the_detector_once(tmp_path, monkeypatch) -> None:
+    """A worker process of ``mien redact DIR`` loads CenterFace once, not once for a model
+    list and again for redact_image's shared detector."""
+    from mien.batch.inputs import BatchItem
+    from mien.batch.worker import Worker, WorkerConfig
+    from mien.detect import centerface
+    from mien.options import AnalyzerOptions
+    from mien.redact import RedactOptions
+    from mien.redact.image import _detector
+
+    loads: list[int] = []
+    real_init = centerface.CenterFace.__init__
+
+    def counting(self, *args, **kwargs) -> None:
+        loads.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(centerface.CenterFace, "__init__", counting)
+    _detector.cache_clear()
+    keys = photos(tmp_path / "in", 2)
+    config = WorkerConfig("redact", AnalyzerOptions(), 1, str(tmp_path / "out"), RedactOptions())
+    worker = Worker(config)
+    records = [worker.process(BatchItem(k, str(tmp_path / "in" / k))) for k in keys]
+    assert all("error" not in r for r in records), records
+    assert [m["name"] for m in records[0]["models"]] == ["centerface"]
+    assert len(loads) == 1
+    _detector.cache_clear()

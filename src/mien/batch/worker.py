@@ -73,14 +73,18 @@ class Worker:
         from mien.analyzer import FaceAnalyzer
 
         self.config = config
+        self.analyzer: FaceAnalyzer | None = None
         if config.task == "redact":
-            from mien.redact.image import redaction_analyzer_options
+            from mien.redact.image import redaction_analyzer_options, redaction_models
 
-            # redact_image keeps one analyzer per options (cached), so models load once here too
+            # redact_image shares one detector per thread count and device: loaded here, once
             config = replace(config, analyzer=redaction_analyzer_options(config.analyzer))
             self.config = config
-        self.analyzer = FaceAnalyzer(config.analyzer)
-        self._models = [m.to_dict() for m in self.analyzer.models]
+            models = redaction_models(config.analyzer)
+        else:
+            self.analyzer = FaceAnalyzer(config.analyzer)
+            models = self.analyzer.models
+        self._models = [m.to_dict() for m in models]
 
     def process(self, item: BatchItem) -> dict[str, Any]:
         """The record of one item (``key`` first), with ``error`` when it could not be done."""
@@ -99,7 +103,7 @@ class Worker:
             what = "a folder" if kind == "folder" else f"not a regular file ({kind})"
             return self._error(item, "UnsupportedMedia", f"{item.path}: {what}")
         try:
-            if self.config.task == "redact":
+            if self.analyzer is None:
                 return self._redact(item, item.path)
             result = self.analyzer.analyze(item.path, on_error="record")
             return {"key": item.key, **result.to_dict(include_mesh=self.config.include_mesh)}

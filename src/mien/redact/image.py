@@ -42,6 +42,7 @@ from mien.options import AnalyzerOptions
 from mien.redact.draw import redact_regions
 from mien.redact.options import REDACT_THRESHOLD, RedactOptions
 from mien.redact.report import CoveredRegion, RedactionReport
+from mien.types import ModelInfo
 
 #: Whether the upscaled detector pass also runs on the mirrored picture. Analysis runs it;
 #: for redaction it was measured on the tuning set (bench/redaction.py --sweep, WIDER FACE
@@ -97,6 +98,13 @@ def _detect(
     detector = _detector(options.num_threads, options.device)
     det = detector.detect(rgb, redaction_plan(options))
     return det.boxes, np.clip(det.scores, 0.0, 1.0), detector
+
+
+def redaction_models(analyzer_options: AnalyzerOptions | None = None) -> tuple[ModelInfo, ...]:
+    """The models redaction runs with for ``analyzer_options`` (loading the detector, once per
+    thread count and device, as :func:`redact_image` shares it)."""
+    an_opts = redaction_analyzer_options(analyzer_options)
+    return (_detector(an_opts.num_threads, an_opts.device).model.card.info,)
 
 
 def detect_for_redaction(
