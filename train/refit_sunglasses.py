@@ -170,7 +170,7 @@ def report(head: Head, t: Table) -> dict[str, float]:
     out["real bal.acc"] = rep.get("balanced_accuracy", float("nan"))
     out["real AUC"] = rep.get("roc_auc", float("nan"))
     out["real ECE"] = rep.get("ece", float("nan"))
-    for kd in (*SYNTHETIC, *(f"mesh {k}" for k in MESH_DRAWN)):
+    for kd in (*SYNTHETIC, *(f"mesh {k}" for k in dict.fromkeys(MESH_DRAWN))):
         m = np.array([k == kd or k == f"synthetic {kd}" for k in t.kind])
         if m.any():
             out[f"{kd} yes"] = float((p[m, 1] >= 0.5).mean())
