@@ -9,7 +9,6 @@ separate sheets.  Larger crops of chosen rows on one sheet: --row N [N ...] --si
 
     python train/labels/make_sheets.py [--out /tmp/f-labels/sheets] [--row N [N ...] --size 300]
 """
-
 import argparse
 from pathlib import Path
 
@@ -62,22 +61,15 @@ def main():
     m = rows()
     if a.row:
         cols = min(len(a.row), max(1, 1000 // a.size))
-        sheet(
-            m.loc[a.row],
-            out / f"rows_{'_'.join(map(str, a.row))}.png",
-            cols,
-            -(-len(a.row) // cols),
-            a.size,
-        )
+        sheet(m.loc[a.row], out / f"rows_{'_'.join(map(str, a.row))}.png", cols,
+              -(-len(a.row) // cols), a.size)
         return
-    groups = [
-        ("masked", m[m.label == "with_mask"], 6, 5, 160),
-        ("bare", m[m.label != "with_mask"], 5, 4, 180),
-    ]
+    groups = [("masked", m[m.label == "with_mask"], 6, 5, 160),
+              ("bare", m[m.label != "with_mask"], 5, 4, 180)]
     for name, df, cols, nrows, size in groups:
         n = cols * nrows
         for s in range(0, len(df), n):
-            sheet(df.iloc[s : s + n], out / f"{name}_{s // n:02d}.png", cols, nrows, size)
+            sheet(df.iloc[s:s + n], out / f"{name}_{s // n:02d}.png", cols, nrows, size)
         print(name, len(df), "faces,", -(-len(df) // n), "sheets")
 
 
