@@ -20,10 +20,6 @@ CMU and Olivetti split by subject, the face-mask photos by photo, 60/20/20, fixe
 * the test part and the evaluation-only sets (glasses_slinko, meglass_samples,
   sunglasses_selfies_scraped) are only measured, after the choice, by bench/attributes_cover.py.
 
-The shipped head (version 4) was refitted by this script as it was at commit d81dd85; since
-then its photo-drawn rows use version 5's drawing (train/synth_sunglasses.py), so a refit here
-changes the shipped file.
-
 Usage::
 
     .venv/bin/python train/refit_sunglasses.py           # writes attr_sunglasses.npz + card sha
@@ -174,7 +170,7 @@ def report(head: Head, t: Table) -> dict[str, float]:
     out["real bal.acc"] = rep.get("balanced_accuracy", float("nan"))
     out["real AUC"] = rep.get("roc_auc", float("nan"))
     out["real ECE"] = rep.get("ece", float("nan"))
-    for kd in (*SYNTHETIC, *(f"mesh {k}" for k in dict.fromkeys(MESH_DRAWN))):
+    for kd in (*SYNTHETIC, *(f"mesh {k}" for k in MESH_DRAWN)):
         m = np.array([k == kd or k == f"synthetic {kd}" for k in t.kind])
         if m.any():
             out[f"{kd} yes"] = float((p[m, 1] >= 0.5).mean())

@@ -43,12 +43,7 @@ Usage::
 The shipped eyeglasses head (version 3, and its network) was written by this script as it was at
 commit 4dcf0fd (20 epochs, without the glasses drawn in the photos). Sunglasses version 4
 (issue 17, attr-sun: a network of its own, trained for 12 epochs with the glasses drawn in the
-face-mask training photos by train/synth_sunglasses.py) was written by ``--sunglasses-only`` as
-this script was at commit d81dd85. Since then (issue 17, sun5) the drawing is broader and the
-drawn faces are found again by mien's pipeline: ``--sunglasses-only`` now writes the version 5
-candidate "v5b", which is better on validation but found fewer sunglasses on the real selfies
-(evaluation only) and was NOT shipped (docs/attributes.md) - restore the shipped file with git
-after running it.
+face-mask training photos by train/synth_sunglasses.py) is written by ``--sunglasses-only``.
 """
 
 from __future__ import annotations
@@ -84,7 +79,7 @@ from train.common import (
     require_data,
     write_head,
 )
-from train.synth_sunglasses import MESH_GLASSES, MESH_KINDS, draw_mesh_sunglasses
+from train.synth_sunglasses import MESH_KINDS, draw_mesh_sunglasses
 from train.train_mask import DEFAULT_CACHE, facemask_faces, jittered, split
 
 LABELS = REPO / "train" / "labels"
@@ -586,9 +581,8 @@ COPIES = 3
 #: photos: train/synth_sunglasses.py).
 EPOCHS = 12
 #: Glasses drawn in the face-mask training photos around the mesh's eye contours, per bare
-#: face (train/synth_sunglasses.py; version 4: one dark, one mirrored, one clear; version 5:
-#: two dark, two mirrored, a light tint, a clear frame and the bare face under hair or a brim).
-MESH_DRAWN: tuple[str, ...] = ("dark", "dark", "mirror", "mirror", "tint", "clear", "fringe")
+#: face (train/synth_sunglasses.py).
+MESH_DRAWN: tuple[str, ...] = ("dark", "mirror", "clear")
 #: Threads used to train the network (the rebuild is byte for byte with the same count).
 THREADS = 1
 
@@ -677,7 +671,7 @@ def crops_of(
                     if drawn is None:
                         continue
                     rgb.append(G.eye_crop(drawn, 0))
-                    labels.append((MESH_GLASSES[kd], MESH_KINDS[kd]))
+                    labels.append((1, MESH_KINDS[kd]))
                     source.append(f.source)
                     kind.append(f"mesh {kd}")
     return Rows(np.stack(rgb), np.asarray(labels, np.int64), source, kind)
