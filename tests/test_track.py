@@ -108,3 +108,31 @@ def test_bad_options_and_shapes_are_refused() -> None:
         TrackerOptions(min_iou=0.0)
     with pytest.raises(ValueError, match="scores"):
         Tracker().update(np.array([_box(1, 1)]), np.array([0.9, 0.8]), 0.0)
+
+
+def test_a_new_face_in_a_camera_pan_starts_with_the_common_motion() -> None:
+    """Four 30 px faces pan left 17 px between searched frames; a 14 px face appears at the
+    edge (17 px is more than its size, so, seen once, it cannot be matched by overlap or
+    distance alone). Started with the pan's motion, it keeps its id at its next detection;
+    started still, as before, it got a second track."""
+    from mien.track.tracker import COMMON_MOTION_TRACKS
+
+    def faces(k: int, n: int) -> np.ndarray:
+        x = np.array([200.0, 300.0, 400.0, 500.0, 600.0][:n]) - 17.0 * k
+        size = np.array([30.0, 30.0, 30.0, 30.0, 14.0][:n])
+        return np.stack([x, np.full(n, 100.0), x + size, 100.0 + size], axis=1)
+
+    tr = Tracker(TrackerOptions(max_missed=4))
+    for k in range(4):
+        ids = tr.update(faces(k, 4), np.full(4, 0.9), 80.0 * k)
+    first = tr.update(faces(4, 5), np.full(5, 0.9), 320.0)
+    assert list(first[:4]) == list(ids) and first[4] not in ids
+    again = tr.update(faces(5, 5), np.full(5, 0.9), 400.0)
+    assert list(again) == list(first)  # the new face kept its id
+    assert COMMON_MOTION_TRACKS == 3
+    # A still scene gives new tracks no motion.
+    still = Tracker()
+    for k in range(3):
+        still.update(faces(0, 4), np.full(4, 0.9), 80.0 * k)
+    still.update(faces(0, 5), np.full(5, 0.9), 240.0)
+    assert np.array_equal(still.tracks[-1].velocity, np.zeros(4))

@@ -8,8 +8,11 @@ Per frame (:meth:`Tracker.update`):
 2. predictions and detections are matched greedily by :func:`mien.track.assign.affinity`
    (IoU first, then near centres for fast motion);
 3. a matched track takes the detection's box and updates its velocity; a detection without a
-   track starts a new one (ids count up from 1 within one tracker); a track without a
-   detection is *missed* and ends after ``max_missed`` consecutive missed frames.
+   track starts a new one (ids count up from 1 within one tracker), moving as the median of
+   the tracks followed in this frame when there are at least :data:`COMMON_MOTION_TRACKS` of
+   them (in a camera pan every face moves alike, and a small face may move more than its own
+   size between searched frames: started still, it would not be matched again); a track
+   without a detection is *missed* and ends after ``max_missed`` consecutive missed frames.
 
 Tracks missed in the latest frame are *coasting*: :meth:`Tracker.coasting` gives their
 predicted boxes, which video redaction covers so a face stays hidden through detection gaps.
@@ -26,6 +29,9 @@ from mien.track.assign import affinity, greedy_assign
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+#: Tracks that must be moving for their median motion to be given to new tracks.
+COMMON_MOTION_TRACKS = 3
 
 
 @dataclass(frozen=True)
@@ -139,15 +145,29 @@ class Tracker:
                     self.ended.append(track)
                     continue
             alive.append(track)
+        prior = self._common_motion(matched_tracks)
         for di in range(det.shape[0]):
             if di in matched_dets:
                 continue
-            track = Track(self._next_id, det[di].copy(), float(sc[di]), ts, ts)
+            track = Track(self._next_id, det[di].copy(), float(sc[di]), ts, ts, prior.copy())
             self._next_id += 1
             alive.append(track)
             ids[di] = track.track_id
         self._tracks = alive
         return ids
+
+    def _common_motion(self, matched: set[int]) -> FloatArray:
+        """The velocity a new track starts with: the median of the tracks matched in this frame
+        that had been followed before (a camera pan moves every face alike), when there are at
+        least :data:`COMMON_MOTION_TRACKS` of them; else none."""
+        moving = [
+            t.velocity for i, t in enumerate(self._tracks) if i in matched and t.hits > 2
+        ]
+        if len(moving) < COMMON_MOTION_TRACKS:
+            return np.zeros(4)
+        v = np.asarray(moving, np.float64)
+        med: FloatArray = np.median(v, axis=0)
+        return med
 
     def _observe(self, track: Track, box: FloatArray, score: float, ts: float) -> None:
         dt = ts - track.last_ms
