@@ -125,9 +125,7 @@ def _forehead_lab(rgb: U8, pts: npt.NDArray[np.float64]) -> F32:
     return np.asarray(np.median(patch, axis=0), np.float32)
 
 
-def recoloured(
-    rgb: U8, pts: npt.NDArray[np.float64], rng: np.random.Generator
-) -> U8 | None:
+def recoloured(rgb: U8, pts: npt.NDArray[np.float64], rng: np.random.Generator) -> U8 | None:
     """``rgb`` (an aligned crop of a masked face; ``pts`` its mesh in the crop) with the cover
     recoloured (module doc); None when too little of the lower face differs from the forehead
     (no cover found to recolour)."""
