@@ -25,6 +25,8 @@ Usage::
     .venv/bin/python train/train_mask.py --check     # train and report (validation), write nothing
     .venv/bin/python train/train_mask.py --no-cache  # rerun the pipeline on every photo
     .venv/bin/python train/train_mask.py --synth --check  # the colour-invariant candidate
+    .venv/bin/python train/train_mask.py --synth-features --net-from FILE --check  # its features
+        # head only, with the network of the head file FILE (docs/attributes.md: neither shipped)
 """
 
 from __future__ import annotations
@@ -182,6 +184,9 @@ GENKI_SYNTH = 0.25
 #: answered more at the same precision, but out of domain it called bare faces in sunglasses
 #: masked far more often (docs/attributes.md, "Colour-invariant training, tried").
 SYNTH = False
+#: Whether the network's training crops get them too (``--synth``; ``--synth-features``: only the
+#: features head's rows do).
+SYNTH_NET = False
 
 
 def synthetic(
@@ -333,7 +338,7 @@ def network_crops(
             continue
         x += [M.net_crop(f.ctx, 0), with_glasses(f.ctx, size, rng)]
         y += [f.label, f.label]
-        if SYNTH:
+        if SYNTH_NET:
             for crop, label in synthetic(f.ctx, M.net_crop(f.ctx, 0), f.label, synth_rng):
                 x.append(crop)
                 y.append(label)
@@ -343,7 +348,7 @@ def network_crops(
         if rng.random() < GENKI_GLASSES_SHARE:
             x.append(with_glasses(c, size, rng))
             y.append(0)
-        if SYNTH:
+        if SYNTH_NET:
             for crop, label in synthetic(
                 c, M.net_crop(c, 0), 0, synth_rng, (GENKI_SYNTH, GENKI_SYNTH)
             ):
@@ -445,10 +450,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--synth", action="store_true", help="add the colour-invariant copies (not shipped)"
     )
+    ap.add_argument(
+        "--synth-features", action="store_true", help="the copies for the features head only"
+    )
+    ap.add_argument(
+        "--net-from", type=Path, help="take the network from this head file (no training)"
+    )
     ap.add_argument("--save-val", type=Path, help="write validation features/labels here")
     args = ap.parse_args(argv)
-    global SYNTH
-    SYNTH = args.synth
+    global SYNTH, SYNTH_NET
+    SYNTH = args.synth or args.synth_features
+    SYNTH_NET = args.synth
     # one training thread: the recipe was chosen on one thread, and the network's weights (not
     # only the speed) depend on the thread count
     cnn.THREADS = 1
@@ -456,7 +468,10 @@ def main(argv: list[str] | None = None) -> None:
     faces = facemask_faces(cache)
     unmasked = genki_faces(cache)
     features_head = train(faces, unmasked)
-    net = train_network(faces, unmasked)
+    if args.net_from is not None:
+        net = Head.from_bytes(args.net_from.read_bytes()).network()
+    else:
+        net = train_network(faces, unmasked)
     x, y, w = validation_rows(faces, net)
     validation_report(features_head, x[:, len(M.CLASSES) :], y, w, "feature head alone")
     head = calibrate(mixed(features_head, net), x, y)
