@@ -326,7 +326,8 @@ def network_crops(
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """The network's training crops (:func:`mien.analyzers.attributes.mask.net_crop`) and
     labels: each judgeable matched face of ``rows`` and a copy with glasses, then each GENKI-4K
-    face and, for :data:`GENKI_GLASSES_SHARE` of them, a copy with glasses."""
+    face and, for :data:`GENKI_GLASSES_SHARE` of them, a copy with glasses (with
+    :data:`SYNTH_NET`, each also followed by its :func:`synthetic` copies)."""
     rng = np.random.default_rng(SEED)
     synth_rng = np.random.default_rng(SEED + 3)
     size = M.NET_CROP_SIZE
@@ -456,7 +457,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--net-from", type=Path, help="take the network from this head file (no training)"
     )
-    ap.add_argument("--save-val", type=Path, help="write validation features/labels here")
+    ap.add_argument(
+        "--save-val",
+        type=Path,
+        help="scratch: write the validation features, labels and the head (.head.npz) here",
+    )
     args = ap.parse_args(argv)
     global SYNTH, SYNTH_NET
     SYNTH = args.synth or args.synth_features
