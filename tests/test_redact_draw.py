@@ -220,3 +220,19 @@ def test_a_grown_copy_of_every_face_leaves_only_the_grown_ones_to_draw(shape: st
     assert 0 < len(kept) <= 30 < len(wins)
     # Nothing kept lies inside another kept area.
     assert _needed(kept, shape) == kept
+
+
+def test_many_areas_are_compared_in_row_blocks_and_past_the_cap_all_drawn() -> None:
+    from mien.redact.draw import _NEEDED_ROWS, NEEDED_MAX
+
+    boxes = _nested_boxes(7, 150)  # 350 areas: two row blocks
+    opts = RedactOptions(method="fill", color=(255, 0, 0))
+    wins = _windows(boxes, opts.scale, 120, 120)
+    assert len(wins) > _NEEDED_ROWS
+    kept = _needed(wins, opts.shape)
+    assert len(kept) < len(wins) and _needed(kept, opts.shape) == kept
+    img = np.zeros((120, 120, 3), np.uint8)
+    changed = (redact_regions(img, boxes, opts) != img).any(axis=2)
+    assert np.array_equal(changed, region_mask(img.shape[:2], boxes, opts))
+    many = [wins[0]] * (NEEDED_MAX + 1)
+    assert _needed(many, opts.shape) == many
