@@ -34,6 +34,20 @@ def analyzer() -> mien.FaceAnalyzer:
 
 
 @pytest.fixture(scope="session")
+def sample_face_ctx() -> Any:
+    """The bundled sample's one face as an attribute analyzer sees it (mesh and head pose):
+    a :class:`mien.analyzers.attributes.base.FaceContext`."""
+    from mien.analyzers.attributes import base
+    from mien.media.image import load_image
+
+    rgb = load_image(SAMPLE).rgb
+    faces = mien.FaceAnalyzer(features="landmarks,head_pose,mesh").analyze_array(rgb)
+    assert len(faces) == 1 and faces.mesh is not None and faces.head_pose is not None
+    assert faces.landmarks is not None
+    return base.FaceContext(rgb, faces.boxes, faces.landmarks, faces.mesh, faces.head_pose)
+
+
+@pytest.fixture(scope="session")
 def dlib_boxes() -> dict[str, np.ndarray]:
     """Hand-drawn ground-truth boxes of the dlib example photos, by file name."""
     rows = defaultdict(list)

@@ -11,23 +11,15 @@ import pytest
 from train import synth_cover as S
 from train.train_mask import RECOLOURED, synthetic
 
-import mien
 from mien.analyzers.attributes import base
 from mien.analyzers.attributes import mask as M
-from mien.media.image import load_image
-
-from .conftest import SAMPLE
 
 SIZE = M.NET_CROP_SIZE
 
 
 @pytest.fixture(scope="module")
-def ctx() -> base.FaceContext:
-    rgb = load_image(SAMPLE).rgb
-    faces = mien.FaceAnalyzer(features="landmarks,head_pose,mesh").analyze_array(rgb)
-    assert len(faces) == 1 and faces.mesh is not None and faces.head_pose is not None
-    assert faces.landmarks is not None
-    return base.FaceContext(rgb, faces.boxes, faces.landmarks, faces.mesh, faces.head_pose)
+def ctx(sample_face_ctx: base.FaceContext) -> base.FaceContext:
+    return sample_face_ctx
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,13 @@ import numpy as np
 import pytest
 from train.synth_sunglasses import MESH_KINDS, SHAPES, draw_mesh_sunglasses
 
-import mien
 from mien.analyzers.attributes import base
 from mien.analyzers.attributes.glasses import eye_crop, lens_measurements
-from mien.media.image import load_image
-
-from .conftest import SAMPLE
 
 
 @pytest.fixture(scope="module")
-def ctx() -> base.FaceContext:
-    rgb = load_image(SAMPLE).rgb
-    faces = mien.FaceAnalyzer(features="landmarks,head_pose,mesh").analyze_array(rgb)
-    assert len(faces) == 1 and faces.mesh is not None and faces.head_pose is not None
-    assert faces.landmarks is not None
-    return base.FaceContext(rgb, faces.boxes, faces.landmarks, faces.mesh, faces.head_pose)
+def ctx(sample_face_ctx: base.FaceContext) -> base.FaceContext:
+    return sample_face_ctx
 
 
 @pytest.mark.parametrize("kind", sorted(MESH_KINDS))
