@@ -30,7 +30,8 @@ from mien.track.assign import affinity, greedy_assign
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-#: Tracks that must be moving for their median motion to be given to new tracks.
+#: Tracks followed in a frame (each detected three times or more) needed before their median
+#: motion is given to the new tracks of that frame.
 COMMON_MOTION_TRACKS = 3
 
 
