@@ -46,6 +46,7 @@ from common_pose import RESULTS, command_line, machine_info, markdown_table, wri
 from mien.service.app import create_app
 from mien.service.config import ServiceConfig
 from mien.service.keys import create_key
+from mien.service.rows import Actor
 from mien.service.schema import jobs, results
 from mien.service.store import Store
 
@@ -161,10 +162,8 @@ def run_backend(backend: str, url: str | None, args: argparse.Namespace) -> dict
                 assert r.status_code == 200, r.text
 
             def append() -> None:
-                assert store.append_decision(
-                    pick(), "approved", actor_kind="key", reviewer_id=None,
-                    reviewer_name="bench", key_id=key_id, note=None, key_ids=[key_id],
-                )  # fmt: skip
+                actor = Actor("key", "bench", key_id=key_id)
+                assert store.append_decision(pick(), "approved", actor, key_ids=[key_id])
 
             timed(decide, 5)  # warm-up
             route = timed(decide, args.decisions)

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
 from mien.service.passwords import ACCOUNT_FAILURES, ADDRESS_FAILURES, SignInGuard, hash_password
+from mien.service.rows import Actor
 from mien.service.schema import review_decisions, review_sessions, reviewer_links, reviewers
 from mien.service.store import Store, make_engine, migrate
 
@@ -589,9 +590,8 @@ def test_migration_from_0002_keeps_decisions(database: Database, tmp_path: Path)
         with store.engine.connect() as c:
             assert c.execute(select(review_sessions)).all() == []  # old key sessions are gone
         # and the new history goes on from there
-        assert store.append_decision(decided, "approved", actor_kind="key", reviewer_id=None,
-                                     reviewer_name="Bob", key_id="k1", note=None,
-                                     key_ids=["k1"])  # fmt: skip
+        bob = Actor("key", "Bob", key_id="k1")
+        assert store.append_decision(decided, "approved", bob, key_ids=["k1"])
         row = store.result_with_media(decided, key_ids=["k1"])
         assert row is not None and row.disagreement and row.decision_count == 2
     finally:

@@ -145,6 +145,29 @@ class ReviewerRow(Row):
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who makes a review decision, as its history records it: ``kind`` ``"reviewer"`` (a
+    signed-in account, ``reviewer_id``) or ``"key"`` (an API key, ``key_id``, which names the
+    person deciding in ``reviewer_name``), with the decision's optional ``note``."""
+
+    kind: str
+    reviewer_name: str
+    reviewer_id: int | None = None
+    key_id: str | None = None
+    note: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """Its columns of a ``review_decisions`` row (those of :class:`DecisionRow`)."""
+        return {
+            "actor_kind": self.kind,
+            "reviewer_id": self.reviewer_id,
+            "reviewer_name": self.reviewer_name,
+            "key_id": self.key_id,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
 class DecisionRow(Row):
     """One entry of an item's decision history (``review_decisions``)."""
 

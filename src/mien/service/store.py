@@ -34,6 +34,7 @@ from sqlalchemy import (
 from mien.service import queue
 from mien.service.reviewer_store import ReviewerStore
 from mien.service.rows import (
+    Actor,
     DecisionRow,
     JobItemRow,
     JobRow,
@@ -635,42 +636,14 @@ class Store(ReviewerStore):
         return ReviewRow.of(row) if row else None
 
     def append_decision(
-        self,
-        result_id: int,
-        decision: str,
-        *,
-        actor_kind: str,
-        reviewer_id: int | None,
-        reviewer_name: str,
-        key_id: str | None,
-        note: str | None,
-        key_ids: Sequence[str],
+        self, result_id: int, decision: str, actor: Actor, *, key_ids: Sequence[str]
     ) -> bool:
-        """Append a decision to a flagged item of the tenants ``key_ids`` and make it the
-        item's latest (one transaction); False when there is no such item."""
-        done = self.append_decisions(
-            [result_id],
-            decision,
-            actor_kind=actor_kind,
-            reviewer_id=reviewer_id,
-            reviewer_name=reviewer_name,
-            key_id=key_id,
-            note=note,
-            key_ids=key_ids,
-        )
-        return bool(done)
+        """Append ``actor``'s decision to a flagged item of the tenants ``key_ids`` and make it
+        the item's latest (one transaction); False when there is no such item."""
+        return bool(self.append_decisions([result_id], decision, actor, key_ids=key_ids))
 
     def append_decisions(
-        self,
-        result_ids: Sequence[int],
-        decision: str,
-        *,
-        actor_kind: str,
-        reviewer_id: int | None,
-        reviewer_name: str,
-        key_id: str | None,
-        note: str | None,
-        key_ids: Sequence[str],
+        self, result_ids: Sequence[int], decision: str, actor: Actor, *, key_ids: Sequence[str]
     ) -> list[int]:
         """:meth:`append_decision` for several items in one transaction; returns the ids that
         were found (flagged items of ``key_ids``) and decided, in the order given."""
@@ -680,15 +653,7 @@ class Store(ReviewerStore):
         if not wanted or not key_ids:
             return []
         now = time.time()
-        entry = {
-            "decision": decision,
-            "actor_kind": actor_kind,
-            "reviewer_id": reviewer_id,
-            "reviewer_name": reviewer_name,
-            "key_id": key_id,
-            "note": note,
-            "at": now,
-        }
+        entry = {"decision": decision, **actor.columns(), "at": now}
         with self.engine.connect() as c:
             if not self.is_postgres:
                 c.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before the reads

@@ -26,7 +26,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 
 from mien.live.outbound import OutboundPolicy, OutboundRefused
 from mien.service.problem import Problem
-from mien.service.rows import ClaimedDelivery, DeliveryRow
+from mien.service.rows import Actor, ClaimedDelivery, DeliveryRow
 from mien.service.schema import api_keys, jobs, results, webhook_deliveries
 from mien.service.store import Store
 
@@ -220,14 +220,12 @@ def _items_flagged(store: Store, job_id: str, idx: int, rows: Sequence[dict[str,
         emit(store, str(job.key_id), job_id, "item.flagged", payload)
 
 
-def decisions_made(
-    store: Store, result_ids: Sequence[int], decision: str, actor: Mapping[str, Any]
-) -> None:
-    """``review.decided`` for each of ``result_ids``, just decided by ``actor`` (the actor
-    columns of :meth:`mien.service.store.Store.append_decisions`): one query for all of them
+def decisions_made(store: Store, result_ids: Sequence[int], decision: str, actor: Actor) -> None:
+    """``review.decided`` for each of ``result_ids``, just decided by ``actor``
+    (:meth:`mien.service.store.Store.append_decisions`): one query for all of them
     and one insert for those whose job has a callback address (a bulk decision of 500 items
     costs two statements, not a thousand)."""
-    who = {"kind": actor["actor_kind"], "name": actor["reviewer_name"], "key_id": actor["key_id"]}
+    who = {"kind": actor.kind, "name": actor.reviewer_name, "key_id": actor.key_id}
     _logged("review.decided", _decisions_made, store, list(result_ids), decision, who)
 
 

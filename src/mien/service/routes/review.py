@@ -32,7 +32,7 @@ from mien.service.queue import MAX_LIMIT, BadCursor, Kind, Sort, Status
 from mien.service.reviewers import AnyReviewer, of_session, session_reviewer
 from mien.service.routes.common import in_thread
 from mien.service.routes.review_login import login_page, no_store, template
-from mien.service.rows import DecisionRow, ReviewRow
+from mien.service.rows import Actor, DecisionRow, ReviewRow
 from mien.service.sessions import CSRF_FIELD, check_csrf, current_session
 from mien.service.state import State
 from mien.service.store import MAX_ID
@@ -278,15 +278,11 @@ async def decide_form(request: Request, st: State, result_id: int = ItemId) -> R
     if decision not in DECISIONS:
         raise Problem("InvalidParameter", "decision must be 'approve', 'reject' or 'clear'")
     key_ids = await in_thread(st.store.reviewer_key_ids, session.reviewer_id)
-    actor: dict[str, Any] = {
-        "actor_kind": "reviewer",
-        "reviewer_id": session.reviewer_id,
-        "reviewer_name": session.reviewer,
-        "key_id": None,
-        "note": _note(form.get("note")),
-        "key_ids": key_ids,
-    }
-    if not await in_thread(st.store.append_decision, result_id, DECISIONS[decision], **actor):
+    actor = Actor("reviewer", session.reviewer, session.reviewer_id, note=_note(form.get("note")))
+    decided = await in_thread(
+        st.store.append_decision, result_id, DECISIONS[decision], actor, key_ids=key_ids
+    )
+    if not decided:
         raise Problem("NotFound", f"no flagged item {result_id}")
     await in_thread(webhooks.decisions_made, st.store, [result_id], DECISIONS[decision], actor)
     return RedirectResponse(f"/review/items/{result_id}#history", status_code=303)

@@ -31,7 +31,7 @@ from mien.service.routes.review import (
     review_item,
 )
 from mien.service.routes.review_login import no_store
-from mien.service.rows import DecisionRow
+from mien.service.rows import Actor, DecisionRow
 from mien.service.state import State
 from mien.service.store import MAX_ID, Store
 
@@ -93,8 +93,8 @@ def _entry(row: DecisionRow) -> HistoryEntry:
     )
 
 
-def _actor(body: Decision, who: Reviewer) -> dict[str, Any]:
-    """The actor columns of a decision by ``who`` (an API key must state its reviewer)."""
+def _actor(body: Decision, who: Reviewer) -> Actor:
+    """The actor of a decision by ``who`` (an API key must state its reviewer)."""
     if who.kind == "key":
         if not body.reviewer:
             raise Problem(
@@ -103,14 +103,7 @@ def _actor(body: Decision, who: Reviewer) -> dict[str, Any]:
         name = body.reviewer
     else:
         name = who.name
-    return {
-        "actor_kind": who.kind,
-        "reviewer_id": who.reviewer_id,
-        "reviewer_name": name,
-        "key_id": who.key_id,
-        "note": body.note,
-        "key_ids": who.key_ids,
-    }
+    return Actor(who.kind, name, who.reviewer_id, who.key_id, body.note)
 
 
 @api.post(
@@ -125,7 +118,9 @@ def decide(
     result_id: int = ItemId,
 ) -> ReviewItem:
     actor = _actor(body, who)
-    if not st.store.append_decision(result_id, DECISIONS[body.decision], **actor):
+    if not st.store.append_decision(
+        result_id, DECISIONS[body.decision], actor, key_ids=who.key_ids
+    ):
         raise Problem("NotFound", f"no flagged item {result_id}")
     webhooks.decisions_made(st.store, [result_id], DECISIONS[body.decision], actor)
     row = st.store.result_with_media(result_id, key_ids=who.key_ids)
@@ -142,7 +137,9 @@ def decide_many(body: BulkDecision, st: State, who: AnyReviewer) -> BulkResult:
     if any(not 0 < i <= MAX_ID for i in body.item_ids):
         raise Problem("InvalidParameter", f"item_ids: each id is from 1 to {MAX_ID}")
     actor = _actor(body, who)
-    done = st.store.append_decisions(body.item_ids, DECISIONS[body.decision], **actor)
+    done = st.store.append_decisions(
+        body.item_ids, DECISIONS[body.decision], actor, key_ids=who.key_ids
+    )
     webhooks.decisions_made(st.store, done, DECISIONS[body.decision], actor)
     found = set(done)
     missing = [i for i in dict.fromkeys(body.item_ids) if i not in found]
